@@ -1,0 +1,41 @@
+# Parley: `make serve` and `make test` do all set-up themselves (Python 3.11+ and make are enough).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(BIN)/uv
+STAMP := $(VENV)/.synced
+NODE_STAMP := tests/conformance/node_modules/.installed
+
+.PHONY: serve test test-slow lint migrate clean
+
+$(UV):
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check uv==0.13.8
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --quiet --python $(BIN)/python
+	touch $@
+
+$(NODE_STAMP): tests/conformance/package.json tests/conformance/package-lock.json
+	cd tests/conformance && npm ci --silent --no-audit --no-fund
+	touch $@
+
+serve: $(STAMP)
+	$(BIN)/parley serve
+
+migrate: $(STAMP)
+	$(BIN)/parley migrate
+
+test: $(STAMP) $(NODE_STAMP)
+	$(BIN)/pytest -m "not slow" -q
+
+test-slow: $(STAMP) $(NODE_STAMP)
+	$(BIN)/pytest -m slow -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .parley .pytest_cache .mypy_cache .ruff_cache

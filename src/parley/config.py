@@ -1,0 +1,366 @@
+"""Typed settings: one frozen object built from `config/parley.toml` and the environment.
+
+Precedence, lowest first: the dataclass defaults below, `config/parley.toml` (or the file named by
+`PARLEY_CONFIG`), then the environment. Every setting `key` of section `section` can be overridden by
+`PARLEY_<SECTION>_<KEY>` (e.g. `PARLEY_SOCKET_MAX_FRAME_BYTES=65536`); a few well-known names are
+honoured too: `DATABASE_URL`, `PORT`, `HOST`, `PARLEY_ENV` and `PARLEY_DATA_DIR`.
+
+A value that does not parse, or breaks a rule checked in `_validate`, fails at start-up with a
+`ConfigError` naming the setting, never later at run time. Every bound in Parley (mailbox sizes,
+batches, buffers, pages, limits) lives here with its default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Environment = Literal["dev", "test", "prod"]
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG_FILE = PROJECT_ROOT / "config" / "parley.toml"
+MIN_JWT_KEY_BYTES = 32
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names it (e.g. `socket.max_frame_bytes`)."""
+
+
+class Secret(str):
+    """A string that keeps itself out of reprs, logs and tracebacks."""
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    env: Environment = "dev"
+    host: str = "127.0.0.1"
+    port: int = 4000
+    data_dir: str = ".parley"
+    shutdown_grace_seconds: float = 10.0
+    trusted_proxies: tuple[str, ...] = ()
+    """Peers whose X-Forwarded-For is believed; anybody else's is ignored."""
+    max_request_body_bytes: int = 1_048_576
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: Secret | None = None
+    """`DATABASE_URL`; unset means an embedded PostgreSQL (pgserver) under the data dir."""
+    pool_min_size: int = 2
+    pool_max_size: int = 8
+    command_timeout_seconds: float = 30.0
+    connect_timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    jwt_secret: Secret | None = None
+    """Signing key of the current `kid`. Generated once into the data dir outside prod."""
+    jwt_kid: str = "k1"
+    jwt_previous_keys: tuple[str, ...] = ()
+    """Older keys still accepted for verification, as `kid:secret` pairs (key rotation)."""
+    issuer: str = "parley"
+    audience: str = "parley"
+    access_ttl_seconds: int = 900
+    refresh_ttl_seconds: int = 4 * 24 * 3600
+    channel_token_ttl_seconds: int = 180
+    confirm_ttl_seconds: int = 48 * 3600
+    password_reset_ttl_seconds: int = 3600
+    argon2_time_cost: int = 2
+    argon2_memory_kib: int = 19_456
+    argon2_parallelism: int = 1
+    argon2_max_concurrency: int = os.cpu_count() or 2
+    """Hashes run at once (each holds `argon2_memory_kib`); a login storm queues behind this."""
+    password_min_length: int = 10
+    password_max_length: int = 256
+    login_failures_per_account: int = 10
+    login_failure_window_seconds: int = 15 * 60
+    per_ip_requests_per_hour: int = 100
+    exempt_loopback_in_dev: bool = True
+    cookie_name: str = "parley_refresh"
+
+
+@dataclass(frozen=True)
+class ActorSettings:
+    call_timeout_seconds: float = 5.0
+    registry_mailbox: int = 1024
+    conversation_mailbox: int = 512
+    conversation_idle_seconds: float = 300.0
+    membership_cache_seconds: float = 30.0
+    client_id_cache_size: int = 1024
+    pubsub_mailbox: int = 4096
+    presence_mailbox: int = 1024
+    mailer_mailbox: int = 256
+
+
+@dataclass(frozen=True)
+class SupervisionSettings:
+    max_restarts: int = 3
+    restart_window_seconds: float = 5.0
+    child_shutdown_seconds: float = 5.0
+    restart_backoff_seconds: float = 0.05
+
+
+@dataclass(frozen=True)
+class WriterSettings:
+    mailbox: int = 8192
+    batch_max_rows: int = 500
+    batch_max_wait_ms: float = 2.0
+
+
+@dataclass(frozen=True)
+class MessageSettings:
+    body_max_chars: int = 4000
+    history_default_limit: int = 15
+    history_max_limit: int = 100
+    recovery_max_messages: int = 100
+    page_default_limit: int = 20
+    page_max_limit: int = 100
+    title_max_chars: int = 200
+    group_max_members: int = 1000
+
+
+@dataclass(frozen=True)
+class SocketSettings:
+    path: str = "/socket/websocket"
+    max_frame_bytes: int = 65_536
+    heartbeat_timeout_seconds: float = 60.0
+    outbound_max_messages: int = 1024
+    outbound_max_bytes: int = 4_194_304
+    pushes_per_second: float = 50.0
+    push_burst: int = 100
+    max_channels_per_socket: int = 100
+    allowed_origins: tuple[str, ...] = ()
+    """Allowed `Origin` values; empty allows any origin in dev/test and same-host only in prod."""
+    compression: bool = False
+    join_timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    backend: Literal["dev", "smtp"] = "dev"
+    from_address: str = "Parley <no-reply@parley.local>"
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: Secret | None = None
+    smtp_starttls: bool = False
+    poll_seconds: float = 5.0
+    batch_size: int = 20
+    public_url: str = "http://127.0.0.1:4000"
+
+
+@dataclass(frozen=True)
+class DebugSettings:
+    operator_token: Secret | None = None
+    """Bearer token for /debug and /metrics; an admin JWT works too."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    actors: ActorSettings = field(default_factory=ActorSettings)
+    supervision: SupervisionSettings = field(default_factory=SupervisionSettings)
+    writer: WriterSettings = field(default_factory=WriterSettings)
+    messages: MessageSettings = field(default_factory=MessageSettings)
+    socket: SocketSettings = field(default_factory=SocketSettings)
+    mail: MailSettings = field(default_factory=MailSettings)
+    debug: DebugSettings = field(default_factory=DebugSettings)
+
+    @property
+    def data_dir(self) -> Path:
+        path = Path(self.server.data_dir)
+        return path if path.is_absolute() else PROJECT_ROOT / path
+
+    @property
+    def is_dev(self) -> bool:
+        return self.server.env != "prod"
+
+
+_ALIASES: dict[str, tuple[str, str]] = {
+    "DATABASE_URL": ("database", "url"),
+    "PORT": ("server", "port"),
+    "HOST": ("server", "host"),
+    "PARLEY_ENV": ("server", "env"),
+    "PARLEY_DATA_DIR": ("server", "data_dir"),
+}
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Build the settings: defaults < TOML file < environment < `overrides` (used by tests)."""
+    environ = os.environ if environ is None else environ
+    if config_file is None:
+        config_file = Path(environ.get("PARLEY_CONFIG", DEFAULT_CONFIG_FILE))
+    raw: dict[str, dict[str, Any]] = {}
+    if config_file.exists():
+        with config_file.open("rb") as fh:
+            try:
+                loaded = tomllib.load(fh)
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{config_file}: {exc}") from None
+        for section, values in loaded.items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"{section}: expected a [{section}] table in {config_file}")
+            raw.setdefault(section, {}).update(values)
+    for section, key, env_name in _environment_names():
+        if env_name in environ:
+            raw.setdefault(section, {})[key] = environ[env_name]
+    for env_name, (section, key) in _ALIASES.items():
+        if environ.get(env_name):
+            raw.setdefault(section, {})[key] = environ[env_name]
+    for section, values in (overrides or {}).items():
+        raw.setdefault(section, {}).update(values)
+    settings = _build(raw)
+    _validate(settings)
+    return settings
+
+
+def with_jwt_secret(settings: Settings) -> Settings:
+    """Return settings with a JWT secret: the configured one, or outside prod one kept in the data dir.
+
+    The generated secret is written once (mode 0600) so tokens survive restarts in development.
+    """
+    if settings.auth.jwt_secret is not None:
+        return settings
+    if settings.server.env == "prod":
+        raise ConfigError("auth.jwt_secret: required when PARLEY_ENV=prod (PARLEY_AUTH_JWT_SECRET)")
+    path = settings.data_dir / "jwt_secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+    secret = Secret(path.read_text().strip())
+    auth = dataclasses.replace(settings.auth, jwt_secret=secret)
+    return dataclasses.replace(settings, auth=auth)
+
+
+def _environment_names() -> list[tuple[str, str, str]]:
+    names = []
+    for section in dataclasses.fields(Settings):
+        for setting in dataclasses.fields(_section_type(section.name)):
+            env_name = f"PARLEY_{section.name}_{setting.name}".upper()
+            names.append((section.name, setting.name, env_name))
+    return names
+
+
+def _section_type(name: str) -> type[Any]:
+    hints = typing.get_type_hints(Settings)
+    section_type: type[Any] = hints[name]
+    return section_type
+
+
+def _build(raw: Mapping[str, Mapping[str, Any]]) -> Settings:
+    sections: dict[str, Any] = {}
+    known_sections = {f.name for f in dataclasses.fields(Settings)}
+    for section_name, values in raw.items():
+        if section_name not in known_sections:
+            raise ConfigError(f"{section_name}: unknown section")
+        section_type = _section_type(section_name)
+        hints = typing.get_type_hints(section_type)
+        kwargs = {}
+        for key, value in values.items():
+            if key not in hints:
+                raise ConfigError(f"{section_name}.{key}: unknown setting")
+            kwargs[key] = _coerce(f"{section_name}.{key}", hints[key], value)
+        sections[section_name] = section_type(**kwargs)
+    return Settings(**sections)
+
+
+def _coerce(name: str, hint: Any, value: Any) -> Any:
+    """Turn a TOML or environment value into the declared type, or fail naming the setting."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        if value is None or value == "":
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(name, inner[0], value)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{name}: {value!r} is not one of {', '.join(map(str, args))}")
+        return value
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{name}: expected a list, got {value!r}")
+        return tuple(_coerce(name, args[0], item) for item in value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        lowered = str(value).strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}: expected true or false, got {value!r}")
+    if hint in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        try:
+            return hint(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected a number, got {value!r}") from None
+    if hint in (str, Secret):
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: expected a string, got {value!r}")
+        return hint(value)
+    raise ConfigError(f"{name}: unsupported setting type {hint!r}")  # pragma: no cover
+
+
+def _validate(settings: Settings) -> None:
+    checks: list[tuple[bool, str]] = [
+        (0 < settings.server.port < 65536, "server.port: must be between 1 and 65535"),
+        (settings.server.shutdown_grace_seconds > 0, "server.shutdown_grace_seconds: must be > 0"),
+        (
+            1 <= settings.database.pool_min_size <= settings.database.pool_max_size,
+            "database.pool_min_size: must be >= 1 and <= database.pool_max_size",
+        ),
+        (settings.auth.access_ttl_seconds > 0, "auth.access_ttl_seconds: must be > 0"),
+        (settings.auth.refresh_ttl_seconds > 0, "auth.refresh_ttl_seconds: must be > 0"),
+        (settings.auth.argon2_memory_kib >= 8, "auth.argon2_memory_kib: must be >= 8"),
+        (settings.auth.argon2_time_cost >= 1, "auth.argon2_time_cost: must be >= 1"),
+        (settings.writer.batch_max_rows >= 1, "writer.batch_max_rows: must be >= 1"),
+        (settings.writer.batch_max_wait_ms >= 0, "writer.batch_max_wait_ms: must be >= 0"),
+        (settings.messages.body_max_chars >= 1, "messages.body_max_chars: must be >= 1"),
+        (settings.socket.max_frame_bytes >= 1024, "socket.max_frame_bytes: must be >= 1024"),
+        (settings.socket.pushes_per_second > 0, "socket.pushes_per_second: must be > 0"),
+        (settings.supervision.max_restarts >= 0, "supervision.max_restarts: must be >= 0"),
+    ]
+    for section in dataclasses.fields(Settings):
+        for setting in dataclasses.fields(_section_type(section.name)):
+            if setting.name.endswith(("_mailbox", "_size")) or setting.name == "mailbox":
+                value = getattr(getattr(settings, section.name), setting.name)
+                checks.append((value >= 1, f"{section.name}.{setting.name}: must be >= 1"))
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    secret = settings.auth.jwt_secret
+    if secret is not None and len(secret.encode()) < MIN_JWT_KEY_BYTES:
+        raise ConfigError(f"auth.jwt_secret: must be at least {MIN_JWT_KEY_BYTES} bytes")
+    for entry in settings.auth.jwt_previous_keys:
+        kid, sep, key = entry.partition(":")
+        if not sep or not kid or len(key.encode()) < MIN_JWT_KEY_BYTES:
+            raise ConfigError(
+                f"auth.jwt_previous_keys: each entry is kid:secret with a secret of at least "
+                f"{MIN_JWT_KEY_BYTES} bytes"
+            )

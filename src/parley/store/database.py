@@ -1,0 +1,116 @@
+"""The database handle every store module uses: an asyncpg pool living behind the asyncio bridge.
+
+Trio code never touches asyncpg objects directly. Simple statements go through `fetch`, `fetchrow`,
+`fetchval` and `execute`; anything that needs several statements in one transaction is written as an
+asyncio coroutine function taking a connection and run whole on the loop thread with `transaction`, so a
+transaction is one bridge round trip rather than one per statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import asyncpg
+
+from parley.store.bridge import AsyncioBridge
+
+T = TypeVar("T")
+Record = asyncpg.Record
+Connection = asyncpg.Connection
+
+
+class StoreUnavailable(RuntimeError):
+    """The database is not connected (starting, restarting or stopped)."""
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # jsonb columns come back as Python values rather than strings.
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+class Database:
+    """A stable handle: it survives pool restarts, so actors may keep it across a Store restart."""
+
+    def __init__(self, dsn: str, *, min_size: int, max_size: int, command_timeout: float) -> None:
+        self._dsn = dsn
+        self._min_size = min_size
+        self._max_size = max_size
+        self._command_timeout = command_timeout
+        self._bridge: AsyncioBridge | None = None
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._pool is not None
+
+    async def connect(self) -> None:
+        """Start the bridge thread and open the pool (raises if PostgreSQL is unreachable)."""
+        bridge = AsyncioBridge()
+        bridge.start()
+        try:
+            self._pool = await bridge.run(
+                asyncpg.create_pool,
+                self._dsn,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                command_timeout=self._command_timeout,
+                init=_init_connection,
+            )
+        except BaseException:
+            await bridge.stop()
+            raise
+        self._bridge = bridge
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Close the pool gracefully (bounded), then stop the bridge thread."""
+        bridge, pool = self._bridge, self._pool
+        self._bridge, self._pool = None, None
+        if bridge is None:
+            return
+        try:
+            if pool is not None:
+
+                async def close_pool() -> None:
+                    try:
+                        await asyncio.wait_for(pool.close(), timeout)
+                    except TimeoutError:
+                        pool.terminate()
+
+                await bridge.run(close_pool)
+        finally:
+            await bridge.stop()
+
+    async def run(self, fn: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+        """Run an asyncio coroutine function with the pool on the loop thread."""
+        bridge, pool = self._bridge, self._pool
+        if bridge is None or pool is None:
+            raise StoreUnavailable("database is not connected")
+        return await bridge.run(fn, pool)
+
+    async def transaction(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run `fn(conn)` inside one transaction on the loop thread; it commits when `fn` returns."""
+
+        async def in_transaction(pool: asyncpg.Pool) -> T:
+            async with pool.acquire() as conn, conn.transaction():
+                return await fn(conn)
+
+        return await self.run(in_transaction)
+
+    async def fetch(self, query: str, *args: Any) -> list[Record]:
+        return await self.run(lambda pool: pool.fetch(query, *args))
+
+    async def fetchrow(self, query: str, *args: Any) -> Record | None:
+        return await self.run(lambda pool: pool.fetchrow(query, *args))
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        return await self.run(lambda pool: pool.fetchval(query, *args))
+
+    async def execute(self, query: str, *args: Any) -> str:
+        return await self.run(lambda pool: pool.execute(query, *args))
+
+    async def executemany(self, query: str, args: Sequence[Sequence[Any]]) -> None:
+        await self.run(lambda pool: pool.executemany(query, args))
+

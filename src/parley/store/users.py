@@ -1,0 +1,412 @@
+"""Users, profiles, refresh-token families, one-time tokens, API tokens: the account aggregate's SQL."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from parley.store.database import Database, Record
+
+ROLES = ("registered", "moderator", "admin")
+
+
+class DuplicateUser(Exception):
+    """The e-mail address or the username is taken; `field` says which."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(f"{field} already taken")
+        self.field = field
+
+
+@dataclass(frozen=True)
+class User:
+    id: uuid.UUID
+    email: str
+    username: str
+    name: str | None
+    subname: str | None
+    job: str | None
+    display_name: str | None
+    bio: str | None
+    settings: dict[str, Any]
+    password_hash: str
+    role: str
+    token_version: int
+    confirmed_at: datetime | None
+    banned_at: datetime | None
+    inserted_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    id: uuid.UUID
+    user_id: uuid.UUID
+    name: str
+    inserted_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class RefreshOutcome:
+    """What presenting a refresh token led to: a user to issue new tokens for, or a refusal reason."""
+
+    user: User | None
+    family_id: uuid.UUID | None
+    reason: str | None = None
+
+
+def _user(row: Record) -> User:
+    return User(**{field: row[field] for field in User.__dataclass_fields__})
+
+
+_USER_COLUMNS = ", ".join(User.__dataclass_fields__)
+
+
+def _duplicate_field(error: asyncpg.UniqueViolationError) -> str:
+    return "email" if "email" in (error.constraint_name or "") else "username"
+
+
+class UserStore:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def create(
+        self,
+        *,
+        email: str,
+        username: str,
+        password_hash: str,
+        role: str = "registered",
+        name: str | None = None,
+        subname: str | None = None,
+        job: str | None = None,
+    ) -> User:
+        try:
+            row = await self._db.fetchrow(
+                f"""INSERT INTO users (email, username, password_hash, role, name, subname, job)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_USER_COLUMNS}""",
+                email,
+                username,
+                password_hash,
+                role,
+                name,
+                subname,
+                job,
+            )
+        except asyncpg.UniqueViolationError as error:
+            raise DuplicateUser(_duplicate_field(error)) from None
+        assert row is not None
+        return _user(row)
+
+    async def get(self, user_id: uuid.UUID) -> User | None:
+        row = await self._db.fetchrow(f"SELECT {_USER_COLUMNS} FROM users WHERE id = $1", user_id)
+        return _user(row) if row else None
+
+    async def get_many(self, user_ids: list[uuid.UUID]) -> list[User]:
+        rows = await self._db.fetch(
+            f"SELECT {_USER_COLUMNS} FROM users WHERE id = ANY($1::uuid[])", user_ids
+        )
+        return [_user(row) for row in rows]
+
+    async def by_email(self, email: str) -> User | None:
+        row = await self._db.fetchrow(
+            f"SELECT {_USER_COLUMNS} FROM users WHERE lower(email) = lower($1)", email
+        )
+        return _user(row) if row else None
+
+    async def page(
+        self, *, limit: int, before: tuple[datetime, uuid.UUID] | None
+    ) -> list[User]:
+        """Newest first, keyset-paginated on (inserted_at, id); banned users are left out."""
+        if before is None:
+            rows = await self._db.fetch(
+                f"""SELECT {_USER_COLUMNS} FROM users WHERE banned_at IS NULL
+                    ORDER BY inserted_at DESC, id DESC LIMIT $1""",
+                limit,
+            )
+        else:
+            rows = await self._db.fetch(
+                f"""SELECT {_USER_COLUMNS} FROM users
+                    WHERE banned_at IS NULL AND (inserted_at, id) < ($2, $3)
+                    ORDER BY inserted_at DESC, id DESC LIMIT $1""",
+                limit,
+                before[0],
+                before[1],
+            )
+        return [_user(row) for row in rows]
+
+    async def update_profile(self, user_id: uuid.UUID, changes: dict[str, Any]) -> User:
+        """Set the given profile columns (names come from the API's fixed allow-list)."""
+        allowed = {"display_name", "bio", "name", "subname", "job", "settings"}
+        assert set(changes) <= allowed, set(changes) - allowed
+        assignments = ", ".join(f"{column} = ${i + 2}" for i, column in enumerate(changes))
+        row = await self._db.fetchrow(
+            f"""UPDATE users SET {assignments}, updated_at = now() WHERE id = $1
+                RETURNING {_USER_COLUMNS}""",
+            user_id,
+            *changes.values(),
+        )
+        assert row is not None
+        return _user(row)
+
+    async def set_password(
+        self, user_id: uuid.UUID, password_hash: str, *, revoke_sessions: bool
+    ) -> User:
+        """Store a new hash; with `revoke_sessions`, every token and refresh family dies too."""
+
+        async def update(conn: asyncpg.Connection) -> Record:
+            if revoke_sessions:
+                await _revoke_all_refresh(conn, user_id)
+            row = await conn.fetchrow(
+                f"""UPDATE users SET password_hash = $2, updated_at = now(),
+                        token_version = token_version + CASE WHEN $3 THEN 1 ELSE 0 END
+                    WHERE id = $1 RETURNING {_USER_COLUMNS}""",
+                user_id,
+                password_hash,
+                revoke_sessions,
+            )
+            assert row is not None
+            return row
+
+        return _user(await self._db.transaction(update))
+
+    async def bump_token_version(self, user_id: uuid.UUID) -> User:
+        """logout_all: every access token of the user is refused from now on, refresh tokens too."""
+
+        async def bump(conn: asyncpg.Connection) -> Record:
+            await _revoke_all_refresh(conn, user_id)
+            row = await conn.fetchrow(
+                f"""UPDATE users SET token_version = token_version + 1, updated_at = now()
+                    WHERE id = $1 RETURNING {_USER_COLUMNS}""",
+                user_id,
+            )
+            assert row is not None
+            return row
+
+        return _user(await self._db.transaction(bump))
+
+    async def set_role_and_ban(
+        self, user_id: uuid.UUID, *, role: str | None, banned: bool | None
+    ) -> User | None:
+        """Admin change; a ban (or a role change) bumps token_version so old tokens stop at once."""
+
+        async def change(conn: asyncpg.Connection) -> Record | None:
+            if banned:
+                await _revoke_all_refresh(conn, user_id)
+            return await conn.fetchrow(
+                f"""UPDATE users SET
+                        role = COALESCE($2, role),
+                        banned_at = CASE WHEN $3::boolean IS NULL THEN banned_at
+                                         WHEN $3 THEN COALESCE(banned_at, now()) ELSE NULL END,
+                        token_version = token_version + 1,
+                        updated_at = now()
+                    WHERE id = $1 RETURNING {_USER_COLUMNS}""",
+                user_id,
+                role,
+                banned,
+            )
+
+        row = await self._db.transaction(change)
+        return _user(row) if row else None
+
+    async def change_email(self, user_id: uuid.UUID, email: str) -> User:
+        try:
+            row = await self._db.fetchrow(
+                f"""UPDATE users SET email = $2, confirmed_at = now(), updated_at = now()
+                    WHERE id = $1 RETURNING {_USER_COLUMNS}""",
+                user_id,
+                email,
+            )
+        except asyncpg.UniqueViolationError:
+            raise DuplicateUser("email") from None
+        assert row is not None
+        return _user(row)
+
+    # --- refresh tokens -------------------------------------------------------------------------
+
+    async def add_refresh_token(
+        self,
+        user_id: uuid.UUID,
+        token_hash: bytes,
+        expires_at: datetime,
+        family_id: uuid.UUID | None = None,
+    ) -> uuid.UUID:
+        """Store a refresh token (a new family unless one is given); returns its family id."""
+        family = family_id or uuid.uuid4()
+        await self._db.execute(
+            """INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at)
+               VALUES ($1, $2, $3, $4)""",
+            user_id,
+            family,
+            token_hash,
+            expires_at,
+        )
+        return family
+
+    async def rotate_refresh_token(
+        self, presented_hash: bytes, successor_hash: bytes, successor_expires_at: datetime
+    ) -> RefreshOutcome:
+        """Use a refresh token once: mark it used and store its successor in the same family.
+
+        A token already used (or revoked) means it was stolen or replayed: the whole family is
+        revoked, and the caller refuses the request.
+        """
+
+        async def rotate(conn: asyncpg.Connection) -> RefreshOutcome:
+            row = await conn.fetchrow(
+                """SELECT r.id, r.family_id, r.used_at, r.revoked_at, r.expires_at < now() AS expired,
+                          u.banned_at
+                   FROM refresh_tokens r JOIN users u ON u.id = r.user_id
+                   WHERE r.token_hash = $1 FOR UPDATE OF r""",
+                presented_hash,
+            )
+            if row is None:
+                return RefreshOutcome(None, None, "unknown")
+            if row["used_at"] is not None or row["revoked_at"] is not None:
+                await conn.execute(
+                    """UPDATE refresh_tokens SET revoked_at = COALESCE(revoked_at, now())
+                       WHERE family_id = $1""",
+                    row["family_id"],
+                )
+                return RefreshOutcome(None, row["family_id"], "reused")
+            if row["expired"] or row["banned_at"] is not None:
+                return RefreshOutcome(None, row["family_id"], "expired")
+            user_row = await conn.fetchrow(
+                f"""WITH used AS (UPDATE refresh_tokens SET used_at = now() WHERE id = $1
+                                  RETURNING user_id)
+                    SELECT {_USER_COLUMNS} FROM users WHERE id = (SELECT user_id FROM used)""",
+                row["id"],
+            )
+            assert user_row is not None
+            await conn.execute(
+                """INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at)
+                   VALUES ($1, $2, $3, $4)""",
+                user_row["id"],
+                row["family_id"],
+                successor_hash,
+                successor_expires_at,
+            )
+            return RefreshOutcome(_user(user_row), row["family_id"])
+
+        return await self._db.transaction(rotate)
+
+    async def revoke_refresh_family_of(self, token_hash: bytes) -> bool:
+        """logout: revoke the family the presented refresh token belongs to."""
+        status = await self._db.execute(
+            """UPDATE refresh_tokens SET revoked_at = COALESCE(revoked_at, now())
+               WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)""",
+            token_hash,
+        )
+        return status != "UPDATE 0"
+
+    # --- one-time tokens ------------------------------------------------------------------------
+
+    async def add_one_time_token(
+        self,
+        user_id: uuid.UUID,
+        purpose: str,
+        token_hash: bytes,
+        expires_at: datetime,
+        payload: dict[str, Any] | None = None,
+    ) -> None:
+        await self._db.execute(
+            """INSERT INTO one_time_tokens (token_hash, user_id, purpose, payload, expires_at)
+               VALUES ($1, $2, $3, $4, $5)""",
+            token_hash,
+            user_id,
+            purpose,
+            payload or {},
+            expires_at,
+        )
+
+    async def use_one_time_token(
+        self, token_hash: bytes, purpose: str
+    ) -> tuple[uuid.UUID, dict[str, Any]] | None:
+        """Consume a valid, unexpired token of that purpose once; None if it is not (any more)."""
+        row = await self._db.fetchrow(
+            """UPDATE one_time_tokens SET used_at = now()
+               WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > now()
+               RETURNING user_id, payload""",
+            token_hash,
+            purpose,
+        )
+        return (row["user_id"], row["payload"]) if row else None
+
+    async def confirm(self, user_id: uuid.UUID) -> None:
+        await self._db.execute(
+            "UPDATE users SET confirmed_at = COALESCE(confirmed_at, now()) WHERE id = $1", user_id
+        )
+
+    # --- API tokens -----------------------------------------------------------------------------
+
+    async def add_api_token(self, user_id: uuid.UUID, name: str, token_hash: bytes) -> ApiToken:
+        row = await self._db.fetchrow(
+            """INSERT INTO api_tokens (user_id, name, token_hash) VALUES ($1, $2, $3)
+               RETURNING id, user_id, name, inserted_at, last_used_at, revoked_at""",
+            user_id,
+            name,
+            token_hash,
+        )
+        assert row is not None
+        return ApiToken(**dict(row))
+
+    async def api_tokens(self, user_id: uuid.UUID) -> list[ApiToken]:
+        rows = await self._db.fetch(
+            """SELECT id, user_id, name, inserted_at, last_used_at, revoked_at FROM api_tokens
+               WHERE user_id = $1 AND revoked_at IS NULL ORDER BY inserted_at DESC""",
+            user_id,
+        )
+        return [ApiToken(**dict(row)) for row in rows]
+
+    async def revoke_api_token(self, user_id: uuid.UUID, token_id: uuid.UUID) -> bool:
+        status = await self._db.execute(
+            """UPDATE api_tokens SET revoked_at = now()
+               WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL""",
+            token_id,
+            user_id,
+        )
+        return status == "UPDATE 1"
+
+    async def use_api_token(self, token_hash: bytes) -> tuple[ApiToken, User] | None:
+        """Resolve a live API token to its owner (not banned), recording its use."""
+        row = await self._db.fetchrow(
+            """UPDATE api_tokens t SET last_used_at = now() FROM users u
+               WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND u.id = t.user_id
+                     AND u.banned_at IS NULL
+               RETURNING t.id""",
+            token_hash,
+        )
+        if row is None:
+            return None
+        token_row = await self._db.fetchrow(
+            """SELECT id, user_id, name, inserted_at, last_used_at, revoked_at FROM api_tokens
+               WHERE id = $1""",
+            row["id"],
+        )
+        assert token_row is not None
+        token = ApiToken(**dict(token_row))
+        user = await self.get(token.user_id)
+        assert user is not None
+        return token, user
+
+    async def api_token_live(self, token_id: uuid.UUID) -> bool:
+        return bool(
+            await self._db.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM api_tokens WHERE id = $1 AND revoked_at IS NULL)",
+                token_id,
+            )
+        )
+
+
+async def _revoke_all_refresh(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
+    await conn.execute(
+        """UPDATE refresh_tokens SET revoked_at = COALESCE(revoked_at, now())
+           WHERE user_id = $1 AND revoked_at IS NULL""",
+        user_id,
+    )

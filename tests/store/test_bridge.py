@@ -1,0 +1,92 @@
+"""The asyncio bridge and the Database handle, against a real PostgreSQL on the real clock."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+import trio
+
+from parley.store import Database, StoreUnavailable
+from parley.store.bridge import AsyncioBridge, BridgeClosed
+
+
+async def test_bridge_returns_results_and_propagates_errors() -> None:
+    bridge = AsyncioBridge()
+    bridge.start()
+    try:
+
+        async def add(a: int, b: int) -> int:
+            await asyncio.sleep(0)
+            return a + b
+
+        async def boom() -> None:
+            raise ValueError("from asyncio")
+
+        assert await bridge.run(add, 2, 3) == 5
+        with pytest.raises(ValueError, match="from asyncio"):
+            await bridge.run(boom)
+    finally:
+        await bridge.stop()
+    with pytest.raises(BridgeClosed):
+        await bridge.run(asyncio.sleep, 0)
+
+
+async def test_cancelling_the_trio_caller_cancels_the_asyncio_task() -> None:
+    bridge = AsyncioBridge()
+    bridge.start()
+    outcome: list[str] = []
+    try:
+
+        async def slow() -> None:
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                outcome.append("asyncio side cancelled")
+                raise
+
+        with trio.move_on_after(0.1):
+            await bridge.run(slow)
+        # The bridge waited for the asyncio task to finish before letting trio move on.
+        assert outcome == ["asyncio side cancelled"]
+    finally:
+        await bridge.stop()
+
+
+async def test_cancelled_query_returns_a_healthy_connection_to_the_pool(database_url: str) -> None:
+    database = Database(database_url, min_size=1, max_size=1, command_timeout=30)
+    await database.connect()
+    try:
+        started = trio.current_time()
+        with trio.move_on_after(0.2):
+            await database.execute("SELECT pg_sleep(20)")
+        assert trio.current_time() - started < 5
+        # The only connection of the pool is usable at once: the server-side query was cancelled.
+        assert await database.fetchval("SELECT 41 + 1") == 42
+        active = await database.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(20)%'"
+            " AND state = 'active'"
+        )
+        assert active == 0
+    finally:
+        await database.close()
+
+
+async def test_transaction_rolls_back_when_the_function_raises(database_url: str) -> None:
+    database = Database(database_url, min_size=1, max_size=2, command_timeout=30)
+    await database.connect()
+    try:
+        await database.execute("CREATE TABLE t (v int)")
+
+        async def insert_then_fail(conn: asyncpg.Connection) -> None:
+            await conn.execute("INSERT INTO t VALUES (1)")
+            raise RuntimeError("abort")
+
+        with pytest.raises(RuntimeError):
+            await database.transaction(insert_then_fail)
+        assert await database.fetchval("SELECT count(*) FROM t") == 0
+    finally:
+        await database.close()
+    with pytest.raises(StoreUnavailable):
+        await database.fetchval("SELECT 1")
