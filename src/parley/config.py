@@ -329,7 +329,7 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
 
 def _validate(settings: Settings) -> None:
     checks: list[tuple[bool, str]] = [
-        (0 < settings.server.port < 65536, "server.port: must be between 1 and 65535"),
+        (0 <= settings.server.port < 65536, "server.port: must be between 0 and 65535 (0: any free port)"),
         (settings.server.shutdown_grace_seconds > 0, "server.shutdown_grace_seconds: must be > 0"),
         (
             1 <= settings.database.pool_min_size <= settings.database.pool_max_size,

@@ -1,0 +1,1 @@
+"""Tests of the Phoenix protocol core (src/parley/api/socket)."""
