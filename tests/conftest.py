@@ -2,7 +2,8 @@
 
 PostgreSQL is pgserver's embedded server (data under `.parley/test-pgdata`) unless `DATABASE_URL`
 names another server. The schema is migrated once into a template database; every test that asks for
-`database_url` gets its own clone of it (CREATE DATABASE ... TEMPLATE), so tests never see each other's
+`database_url` gets its own clone of it (CREATE DATABASE ... TEMPLATE), so tests never see each
+other's
 rows and need no cleanup beyond dropping their database.
 """
 

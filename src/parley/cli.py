@@ -18,7 +18,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="parley", description=__doc__)
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="run the server (embedded PostgreSQL if DATABASE_URL is unset)")
+    commands.add_parser(
+        "serve", help="run the server (embedded PostgreSQL if DATABASE_URL is unset)"
+    )
     commands.add_parser("migrate", help="apply pending database migrations and exit")
     users = commands.add_parser("users", help="manage users").add_subparsers(
         dest="users_command", required=True

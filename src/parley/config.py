@@ -1,7 +1,8 @@
 """Typed settings: one frozen object built from `config/parley.toml` and the environment.
 
 Precedence, lowest first: the dataclass defaults below, `config/parley.toml` (or the file named by
-`PARLEY_CONFIG`), then the environment. Every setting `key` of section `section` can be overridden by
+`PARLEY_CONFIG`), then the environment. Every setting `key` of section `section` can be overridden
+by
 `PARLEY_<SECTION>_<KEY>` (e.g. `PARLEY_SOCKET_MAX_FRAME_BYTES=65536`); a few well-known names are
 honoured too: `DATABASE_URL`, `PORT`, `HOST`, `PARLEY_ENV` and `PARLEY_DATA_DIR`.
 
@@ -233,7 +234,8 @@ def load_settings(
 
 
 def with_jwt_secret(settings: Settings) -> Settings:
-    """Return settings with a JWT secret: the configured one, or outside prod one kept in the data dir.
+    """Return settings with a JWT secret: the configured one, or outside prod one kept in the data
+    dir.
 
     The generated secret is written once (mode 0600) so tokens survive restarts in development.
     """
@@ -289,9 +291,8 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (types.UnionType, typing.Union):
-        if value is None or value == "":
-            if type(None) in args:
-                return None
+        if (value is None or value == "") and type(None) in args:
+            return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(name, inner[0], value)
     if origin is Literal:
@@ -329,7 +330,10 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
 
 def _validate(settings: Settings) -> None:
     checks: list[tuple[bool, str]] = [
-        (0 <= settings.server.port < 65536, "server.port: must be between 0 and 65535 (0: any free port)"),
+        (
+            0 <= settings.server.port < 65536,
+            "server.port: must be between 0 and 65535 (0: any free port)",
+        ),
         (settings.server.shutdown_grace_seconds > 0, "server.shutdown_grace_seconds: must be > 0"),
         (
             1 <= settings.database.pool_min_size <= settings.database.pool_max_size,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
 import pytest
 import trio
 
 from parley.store import Database, StoreUnavailable
 from parley.store.bridge import AsyncioBridge, BridgeClosed
+from parley.store.database import Connection
 
 
 async def test_bridge_returns_results_and_propagates_errors() -> None:
@@ -79,7 +79,7 @@ async def test_transaction_rolls_back_when_the_function_raises(database_url: str
     try:
         await database.execute("CREATE TABLE t (v int)")
 
-        async def insert_then_fail(conn: asyncpg.Connection) -> None:
+        async def insert_then_fail(conn: Connection) -> None:
             await conn.execute("INSERT INTO t VALUES (1)")
             raise RuntimeError("abort")
 

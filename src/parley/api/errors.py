@@ -1,7 +1,8 @@
 """The one error shape of the REST API, and the handlers that make every failure use it.
 
 `{"error": {"code": "...", "message": "...", "fields": {"email": ["..."]}}}` with the statuses of
-DESIGN.md §4. Handlers raise `ApiError` (or a subclass); anything unexpected becomes a logged 500 with no
+DESIGN.md §4. Handlers raise `ApiError` (or a subclass); anything unexpected becomes a logged 500
+with no
 stack trace in the body.
 """
 
@@ -79,9 +80,7 @@ def invalid(fields: FieldErrors, message: str = "validation failed") -> ApiError
 
 def rate_limited(retry_after: float) -> ApiError:
     seconds = max(1, round(retry_after + 0.499))
-    return ApiError(
-        429, "rate_limited", "too many requests", headers={"Retry-After": str(seconds)}
-    )
+    return ApiError(429, "rate_limited", "too many requests", headers={"Retry-After": str(seconds)})
 
 
 def error_body(code: str, message: str, fields: FieldErrors | None = None) -> dict[str, Any]:

@@ -1,11 +1,16 @@
 """The trio <-> asyncio bridge: asyncpg runs on its own event loop in a dedicated thread.
 
-asyncpg is asyncio-only. Rather than run trio on top of asyncio (trio-asyncio, measured slower here and
-with an undeclared dependency in triopg), Parley starts one asyncio loop in a daemon thread and submits
-coroutines to it. A trio caller waits on a `trio.Event` set from the loop thread through the trio token.
+asyncpg is asyncio-only. Rather than run trio on top of asyncio (trio-asyncio, measured slower here
+and
+with an undeclared dependency in triopg), Parley starts one asyncio loop in a daemon thread and
+submits
+coroutines to it. A trio caller waits on a `trio.Event` set from the loop thread through the trio
+token.
 
-Cancellation crosses the bridge: when the trio caller is cancelled, the asyncio task is cancelled too, and
-the caller waits (shielded, bounded by `cancel_grace_seconds`) until that task has really finished, so an
+Cancellation crosses the bridge: when the trio caller is cancelled, the asyncio task is cancelled
+too, and
+the caller waits (shielded, bounded by `cancel_grace_seconds`) until that task has really finished,
+so an
 asyncpg connection is back in its pool in a known state (asyncpg resets a connection whose query was
 cancelled) before the trio side moves on.
 """
@@ -13,6 +18,7 @@ cancelled) before the trio side moves on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
@@ -29,7 +35,8 @@ class BridgeClosed(RuntimeError):
 
 
 class AsyncioBridge:
-    """Owns an asyncio loop in a daemon thread and runs coroutine functions on it for trio callers."""
+    """Owns an asyncio loop in a daemon thread and runs coroutine functions on it for trio
+    callers."""
 
     def __init__(self, *, name: str = "parley-asyncio", cancel_grace_seconds: float = 5.0) -> None:
         self._name = name
@@ -68,12 +75,11 @@ class AsyncioBridge:
         loop.call_soon_threadsafe(loop.stop)
         await trio.to_thread.run_sync(thread.join)
 
-    async def run(
-        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> T:
+    async def run(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` on the asyncio loop and return its result to trio.
 
-        Exceptions raised on the asyncio side propagate unchanged. A cancelled trio caller cancels the
+        Exceptions raised on the asyncio side propagate unchanged. A cancelled trio caller cancels
+        the
         asyncio task and waits for it to finish before re-raising `trio.Cancelled`.
         """
         loop = self._loop
@@ -89,11 +95,9 @@ class AsyncioBridge:
 
         def finished(task: asyncio.Task[T]) -> None:
             result.append(outcome.capture(task.result))
-            try:
+            # If the trio run ended while the query was in flight, nobody is waiting any more.
+            with contextlib.suppress(trio.RunFinishedError):
                 token.run_sync_soon(done.set)
-            except trio.RunFinishedError:
-                # The trio run ended while the query was in flight; nobody is waiting any more.
-                pass
 
         def create_task() -> None:
             task = loop.create_task(call())
@@ -101,7 +105,8 @@ class AsyncioBridge:
             tasks.append(task)
 
         # Callbacks scheduled with call_soon_threadsafe run in order, so a later cancel always finds
-        # the task created; waiting on the task's own completion (not on a concurrent.futures wrapper,
+        # the task created; waiting on the task's own completion (not on a concurrent.futures
+        # wrapper,
         # which reports "cancelled" at once) is what guarantees the connection is back in its pool.
         loop.call_soon_threadsafe(create_task)
         try:

@@ -1,4 +1,5 @@
-"""Conversations and their members: creation (direct pairs are unique), listing, membership, reads."""
+"""Conversations and their members: creation (direct pairs are unique), listing, membership,
+reads."""
 
 from __future__ import annotations
 
@@ -6,9 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-import asyncpg
-
-from parley.store.database import Database, Record
+from parley.store.database import Connection, Database, Record
 from parley.store.messages import Message, message_from
 
 
@@ -63,7 +62,7 @@ class UnknownUsers(Exception):
         self.user_ids = user_ids
 
 
-async def _check_users(conn: asyncpg.Connection, user_ids: list[uuid.UUID]) -> None:
+async def _check_users(conn: Connection, user_ids: list[uuid.UUID]) -> None:
     found = {
         row["id"]
         for row in await conn.fetch(
@@ -82,10 +81,11 @@ class ConversationStore:
     async def open_direct(
         self, user_id: uuid.UUID, other_id: uuid.UUID
     ) -> tuple[Conversation, bool]:
-        """The 1:1 conversation of a pair, created by whoever comes first; (conversation, created)."""
+        """The 1:1 conversation of a pair, created by whoever comes first; (conversation,
+        created)."""
         low, high = sorted((user_id, other_id))
 
-        async def open_pair(conn: asyncpg.Connection) -> tuple[Conversation, bool]:
+        async def open_pair(conn: Connection) -> tuple[Conversation, bool]:
             await _check_users(conn, [other_id])
             row = await conn.fetchrow(
                 f"""INSERT INTO conversations (kind, created_by, direct_low, direct_high)
@@ -120,7 +120,7 @@ class ConversationStore:
     ) -> Conversation:
         invited = [m for m in dict.fromkeys(member_ids) if m != creator_id]
 
-        async def create(conn: asyncpg.Connection) -> Conversation:
+        async def create(conn: Connection) -> Conversation:
             await _check_users(conn, invited)
             row = await conn.fetchrow(
                 f"""INSERT INTO conversations (kind, title, created_by) VALUES ('group', $1, $2)
@@ -180,7 +180,7 @@ class ConversationStore:
         )
 
     async def add_members(self, conversation_id: uuid.UUID, user_ids: list[uuid.UUID]) -> None:
-        async def add(conn: asyncpg.Connection) -> None:
+        async def add(conn: Connection) -> None:
             await _check_users(conn, user_ids)
             await conn.execute(
                 """INSERT INTO members (conversation_id, user_id) SELECT $1, unnest($2::uuid[])
@@ -203,7 +203,7 @@ class ConversationStore:
         self, conversation_id: uuid.UUID, user_id: uuid.UUID, seq: int
     ) -> int | None:
         """Move the read marker forward (never back, never past the last message)."""
-        return await self._db.fetchval(
+        marker: int | None = await self._db.fetchval(
             """UPDATE members m SET last_read_seq = GREATEST(m.last_read_seq, LEAST($3, c.last_seq))
                FROM conversations c
                WHERE m.conversation_id = $1 AND m.user_id = $2 AND c.id = m.conversation_id
@@ -212,6 +212,7 @@ class ConversationStore:
             user_id,
             seq,
         )
+        return marker
 
     async def list_for_user(
         self,

@@ -2,7 +2,8 @@
 
 Trio code never touches asyncpg objects directly. Simple statements go through `fetch`, `fetchrow`,
 `fetchval` and `execute`; anything that needs several statements in one transaction is written as an
-asyncio coroutine function taking a connection and run whole on the loop thread with `transaction`, so a
+asyncio coroutine function taking a connection and run whole on the loop thread with `transaction`,
+so a
 transaction is one bridge round trip rather than one per statement.
 """
 
@@ -11,22 +12,24 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
 
 from parley.store.bridge import AsyncioBridge
+from parley.store.migrate import apply_migrations
 
 T = TypeVar("T")
 Record = asyncpg.Record
-Connection = asyncpg.Connection
+Connection: TypeAlias = "asyncpg.Connection[Record] | asyncpg.pool.PoolConnectionProxy[Record]"
+"""A connection as store functions see it: a plain one, or one lent by the pool."""
 
 
 class StoreUnavailable(RuntimeError):
     """The database is not connected (starting, restarting or stopped)."""
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+async def _init_connection(conn: asyncpg.Connection[Record]) -> None:
     # jsonb columns come back as Python values rather than strings.
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
@@ -64,7 +67,13 @@ class Database:
             raise
         self._bridge = bridge
 
-    async def close(self, timeout: float = 5.0) -> None:
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations (on the loop thread, on a connection of their own)."""
+        if self._bridge is None:
+            raise StoreUnavailable("database is not connected")
+        return await self._bridge.run(apply_migrations, self._dsn)
+
+    async def close(self, grace_seconds: float = 5.0) -> None:
         """Close the pool gracefully (bounded), then stop the bridge thread."""
         bridge, pool = self._bridge, self._pool
         self._bridge, self._pool = None, None
@@ -75,7 +84,7 @@ class Database:
 
                 async def close_pool() -> None:
                     try:
-                        await asyncio.wait_for(pool.close(), timeout)
+                        await asyncio.wait_for(pool.close(), grace_seconds)
                     except TimeoutError:
                         pool.terminate()
 
@@ -90,8 +99,9 @@ class Database:
             raise StoreUnavailable("database is not connected")
         return await bridge.run(fn, pool)
 
-    async def transaction(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """Run `fn(conn)` inside one transaction on the loop thread; it commits when `fn` returns."""
+    async def transaction(self, fn: Callable[[Connection], Awaitable[T]]) -> T:
+        """Run `fn(conn)` inside one transaction on the loop thread; it commits when `fn`
+        returns."""
 
         async def in_transaction(pool: asyncpg.Pool) -> T:
             async with pool.acquire() as conn, conn.transaction():
@@ -113,4 +123,3 @@ class Database:
 
     async def executemany(self, query: str, args: Sequence[Sequence[Any]]) -> None:
         await self.run(lambda pool: pool.executemany(query, args))
-

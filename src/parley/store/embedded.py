@@ -1,7 +1,9 @@
 """The embedded PostgreSQL used when `DATABASE_URL` is unset: pgserver's bundled binaries.
 
-pgserver keeps one server per data directory and stops it when the last handle in the last process is
-released, so `stop_embedded` leaves no postgres process behind. Starting takes about a second and blocks,
+pgserver keeps one server per data directory and stops it when the last handle in the last process
+is
+released, so `stop_embedded` leaves no postgres process behind. Starting takes about a second and
+blocks,
 so callers run it in a worker thread.
 """
 
@@ -13,14 +15,16 @@ from typing import Any
 
 
 def start_embedded(pgdata: Path) -> tuple[str, Any]:
-    """Start (or attach to) the embedded server in `pgdata`; returns its DSN and a handle to stop it."""
+    """Start (or attach to) the embedded server in `pgdata`; returns its DSN and a handle to stop
+    it."""
     pgdata.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
-        # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers); pgserver copes with that.
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers); pgserver copes with
+        # that.
         warnings.simplefilter("ignore")
-        import pgserver
+        from pgserver.postgres_server import get_server
 
-        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        server = get_server(pgdata, cleanup_mode="stop")
     return str(server.get_uri()), server
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from parley.store.database import Database, Record
+from parley.store.database import Connection, Database, Record
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,14 @@ class NewMessage:
     client_id: str | None
 
 
+class RejectedMessages(Exception):
+    """The database refused the batch's data (a constraint or a value), not the connection.
+
+    Retrying the messages one by one isolates the offending one; a connection error, by contrast,
+    would fail every retry too.
+    """
+
+
 @dataclass(frozen=True)
 class Written:
     """The row a new message became, and whether it was already there (a client_id resend)."""
@@ -53,13 +61,12 @@ def message_from(row: Record | Mapping[str, Any]) -> Message:
     return Message(**{field: row[field] for field in Message.__dataclass_fields__})
 
 
-# One statement, one round trip, for a whole batch from any number of conversations:
-# - `input` keeps the order messages were handed over (ordinality);
-# - `first_of` keeps the first of repeated (conversation, sender, client_id) in the batch;
-# - `fresh` drops messages whose client_id is already stored (resends);
-# - seq = the conversation's last_seq + position among its fresh messages, so numbers have no gaps
-#   and no duplicates whatever happened before (restarts, failed batches): the database is the
-#   one place the next number comes from, and the conversation row is locked while it is taken;
+# One statement, one round trip, for a whole batch from any number of conversations. The rows
+# arrive already de-duplicated (see `insert_batch`), in the order they were handed over:
+# - seq = the conversation's last_seq + position among its new rows, so numbers have no gaps and no
+#   duplicates whatever happened before (restarts, failed batches): the database is the one place
+#   the next number comes from, and the conversation rows are locked (in id order, so two writers
+#   could never deadlock) while it is taken;
 # - the conversations' last_seq and last_message_at move in the same statement.
 _INSERT_BATCH = f"""
 WITH input AS (
@@ -72,20 +79,10 @@ locked AS (
     WHERE c.id IN (SELECT DISTINCT conversation_id FROM input)
     ORDER BY c.id FOR UPDATE
 ),
-first_of AS (
-    SELECT DISTINCT ON (conversation_id, sender_id, COALESCE(client_id, ord::text)) *
-    FROM input ORDER BY conversation_id, sender_id, COALESCE(client_id, ord::text), ord
-),
-fresh AS (
-    SELECT f.* FROM first_of f
-    WHERE f.client_id IS NULL OR NOT EXISTS (
-        SELECT 1 FROM messages m
-        WHERE m.conversation_id = f.conversation_id AND m.sender_id = f.sender_id
-              AND m.client_id = f.client_id)
-),
 numbered AS (
-    SELECT f.*, l.last_seq + row_number() OVER (PARTITION BY f.conversation_id ORDER BY f.ord) AS seq
-    FROM fresh f JOIN locked l ON l.id = f.conversation_id
+    SELECT i.*,
+           l.last_seq + row_number() OVER (PARTITION BY i.conversation_id ORDER BY i.ord) AS seq
+    FROM input i JOIN locked l ON l.id = i.conversation_id
 ),
 inserted AS (
     INSERT INTO messages (conversation_id, seq, sender_id, body, client_id)
@@ -99,68 +96,99 @@ bumped AS (
           FROM inserted GROUP BY conversation_id) s
     WHERE c.id = s.conversation_id
 )
-SELECT {_COLUMNS}, false AS duplicate FROM inserted
+SELECT {_COLUMNS} FROM inserted ORDER BY conversation_id, seq
 """
 
+# Resends: for each (conversation, sender, client_id) asked about, the stored message if any. The
+# lateral form makes PostgreSQL probe the unique index once per row instead of scanning messages.
 _FIND_RESENDS = f"""
-SELECT DISTINCT ON (m.conversation_id, m.sender_id, m.client_id) {_M_COLUMNS}
-FROM messages m
-JOIN unnest($1::uuid[], $2::uuid[], $3::text[]) AS t(conversation_id, sender_id, client_id)
-  ON m.conversation_id = t.conversation_id AND m.sender_id = t.sender_id
-     AND m.client_id = t.client_id
+SELECT {_M_COLUMNS}
+FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS t(conversation_id, sender_id, client_id)
+CROSS JOIN LATERAL (
+    SELECT * FROM messages x
+    WHERE x.conversation_id = t.conversation_id AND x.sender_id = t.sender_id
+          AND x.client_id = t.client_id
+) m
 """
 
 
-def _key(conversation_id: uuid.UUID, sender_id: uuid.UUID | None, client_id: str | None) -> tuple[
-    uuid.UUID, uuid.UUID | None, str | None
-]:
+def _key(
+    conversation_id: uuid.UUID, sender_id: uuid.UUID | None, client_id: str | None
+) -> tuple[uuid.UUID, uuid.UUID | None, str | None]:
     return (conversation_id, sender_id, client_id)
 
 
-async def insert_batch(conn: asyncpg.Connection, batch: list[NewMessage]) -> list[Written]:
+async def insert_batch(conn: Connection, batch: list[NewMessage]) -> list[Written]:
     """Insert a batch in one transaction (asyncio side); results line up with `batch`.
 
-    Messages whose client_id was already stored (or repeated within the batch) come back as the
-    original row with `duplicate=True`.
+    A message whose (conversation, sender, client_id) is already stored, or repeated earlier in the
+    batch, is not inserted: it comes back as the original row with `duplicate=True`.
     """
-    conversation_ids = [m.conversation_id for m in batch]
-    sender_ids = [m.sender_id for m in batch]
-    client_ids = [m.client_id for m in batch]
     async with conn.transaction():
-        # Resends are looked up first, inside the same transaction, so the answer is consistent
-        # with what the insert below skips.
-        with_client_id = [m for m in batch if m.client_id is not None]
-        existing: dict[tuple[uuid.UUID, uuid.UUID | None, str | None], Message] = {}
-        if with_client_id:
+        originals: dict[tuple[uuid.UUID, uuid.UUID | None, str | None], Message] = {}
+        asked = [m for m in batch if m.client_id is not None]
+        if asked:
             for row in await conn.fetch(
                 _FIND_RESENDS,
-                [m.conversation_id for m in with_client_id],
-                [m.sender_id for m in with_client_id],
-                [m.client_id for m in with_client_id],
+                [m.conversation_id for m in asked],
+                [m.sender_id for m in asked],
+                [m.client_id for m in asked],
             ):
                 message = message_from(row)
-                existing[_key(message.conversation_id, message.sender_id, message.client_id)] = (
+                originals[_key(message.conversation_id, message.sender_id, message.client_id)] = (
                     message
                 )
-        rows = await conn.fetch(
-            _INSERT_BATCH, conversation_ids, sender_ids, [m.body for m in batch], client_ids
+        fresh: list[NewMessage] = []
+        first_in_batch: set[tuple[uuid.UUID, uuid.UUID | None, str | None]] = set()
+        for new in batch:
+            key = _key(new.conversation_id, new.sender_id, new.client_id)
+            if new.client_id is not None and (key in originals or key in first_in_batch):
+                continue
+            if new.client_id is not None:
+                first_in_batch.add(key)
+            fresh.append(new)
+        rows = (
+            await conn.fetch(
+                _INSERT_BATCH,
+                [m.conversation_id for m in fresh],
+                [m.sender_id for m in fresh],
+                [m.body for m in fresh],
+                [m.client_id for m in fresh],
+            )
+            if fresh
+            else []
         )
-    inserted = [message_from(row) for row in rows]
+    # Rows come back per conversation in seq order, which is the order they were given in.
+    inserted: dict[uuid.UUID, list[Message]] = {}
+    for row in rows:
+        message = message_from(row)
+        inserted.setdefault(message.conversation_id, []).append(message)
+    cursors = {conversation_id: iter(messages) for conversation_id, messages in inserted.items()}
     results: list[Written] = []
-    fresh = iter(inserted)
-    seen_in_batch: dict[tuple[uuid.UUID, uuid.UUID | None, str | None], Message] = {}
     for new in batch:
         key = _key(new.conversation_id, new.sender_id, new.client_id)
-        if new.client_id is not None and key in existing:
-            results.append(Written(existing[key], duplicate=True))
-        elif new.client_id is not None and key in seen_in_batch:
-            results.append(Written(seen_in_batch[key], duplicate=True))
-        else:
-            message = next(fresh)
-            if new.client_id is not None:
-                seen_in_batch[key] = message
-            results.append(Written(message, duplicate=False))
+        if new.client_id is not None and key in originals:
+            results.append(Written(originals[key], duplicate=True))
+            continue
+        if new.client_id is not None and key not in first_in_batch:
+            # A repeat within this batch: its original is the message inserted for the same key.
+            results.append(Written(_same_key(results, key), duplicate=True))
+            continue
+        message = next(cursors[new.conversation_id])
+        if new.client_id is not None:
+            first_in_batch.discard(key)
+        results.append(Written(message, duplicate=False))
     return results
+
+
+def _same_key(
+    results: list[Written], key: tuple[uuid.UUID, uuid.UUID | None, str | None]
+) -> Message:
+    for written in results:
+        message = written.message
+        if _key(message.conversation_id, message.sender_id, message.client_id) == key:
+            return message
+    raise AssertionError(f"no original for {key}")  # pragma: no cover - guarded by the caller
 
 
 class MessageStore:
@@ -168,11 +196,16 @@ class MessageStore:
         self._db = database
 
     async def insert_batch(self, batch: list[NewMessage]) -> list[Written]:
+        """Insert a batch in one transaction; raises `RejectedMessages` if its data is refused."""
+
         async def run(pool: asyncpg.Pool) -> list[Written]:
             async with pool.acquire() as conn:
                 return await insert_batch(conn, batch)
 
-        return await self._db.run(run)
+        try:
+            return await self._db.run(run)
+        except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as exc:
+            raise RejectedMessages(str(exc)) from exc
 
     async def insert_one_by_one(self, batch: list[NewMessage]) -> list[Written]:
         """The unbatched baseline (one transaction per message), kept for the writer benchmark."""
@@ -181,9 +214,9 @@ class MessageStore:
             results.extend(await self.insert_batch([message]))
         return results
 
-    async def before(self, conversation_id: uuid.UUID, *, limit: int, before_seq: int | None) -> (
-        list[Message]
-    ):
+    async def before(
+        self, conversation_id: uuid.UUID, *, limit: int, before_seq: int | None
+    ) -> list[Message]:
         """History, newest first: the last `limit` messages, or those before `before_seq`."""
         rows = await self._db.fetch(
             f"""SELECT {_COLUMNS} FROM messages
@@ -195,9 +228,9 @@ class MessageStore:
         )
         return [message_from(row) for row in rows]
 
-    async def after(self, conversation_id: uuid.UUID, *, after_seq: int, limit: int) -> (
-        list[Message]
-    ):
+    async def after(
+        self, conversation_id: uuid.UUID, *, after_seq: int, limit: int
+    ) -> list[Message]:
         """Catch-up, oldest first: messages with seq > `after_seq`."""
         rows = await self._db.fetch(
             f"""SELECT {_COLUMNS} FROM messages WHERE conversation_id = $1 AND seq > $2
@@ -208,9 +241,7 @@ class MessageStore:
         )
         return [message_from(row) for row in rows]
 
-    async def recent_client_ids(
-        self, conversation_id: uuid.UUID, limit: int
-    ) -> list[Message]:
+    async def recent_client_ids(self, conversation_id: uuid.UUID, limit: int) -> list[Message]:
         """The newest messages that carry a client_id (warms a conversation's resend cache)."""
         rows = await self._db.fetch(
             f"""SELECT {_COLUMNS} FROM messages

@@ -1,7 +1,9 @@
 """Schema migrations: ordered `migrations/NNNN_name.sql` files, each applied once, in a transaction.
 
-Concurrent starters (two `parley serve`, a test session) are serialised by a PostgreSQL advisory lock,
-and `schema_migrations` records what ran. Files are append-only: a change to the schema is a new file.
+Concurrent starters (two `parley serve`, a test session) are serialised by a PostgreSQL advisory
+lock,
+and `schema_migrations` records what ran. Files are append-only: a change to the schema is a new
+file.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ async def apply_migrations(dsn: str) -> list[str]:
                        version text PRIMARY KEY,
                        applied_at timestamptz NOT NULL DEFAULT now())"""
             )
-            done = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+            done = {
+                row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")
+            }
             applied = []
             for migration in available_migrations():
                 if migration.version in done:

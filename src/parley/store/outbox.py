@@ -1,13 +1,14 @@
-"""The mail outbox: mail is written in the transaction that caused it and delivered by the Mailer."""
+"""The mail outbox: mail is written in the transaction that caused it; the Mailer delivers it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from typing import TYPE_CHECKING
 
-import asyncpg
+if TYPE_CHECKING:
+    from datetime import datetime
 
-from parley.store.database import Database
+    from parley.store.database import Connection, Database
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,12 @@ class QueuedMail:
     last_error: str | None
 
 
-_COLUMNS = "id, to_address, subject, text_body, html_body, inserted_at, attempts, sent_at, last_error"
+_COLUMNS = (
+    "id, to_address, subject, text_body, html_body, inserted_at, attempts, sent_at, last_error"
+)
 
 
-async def enqueue(conn: asyncpg.Connection, mail: Mail) -> None:
+async def enqueue(conn: Connection, mail: Mail) -> None:
     """Queue a mail on `conn`, inside the caller's transaction."""
     await conn.execute(
         "INSERT INTO outbox (to_address, subject, text_body, html_body) VALUES ($1, $2, $3, $4)",
@@ -61,7 +64,8 @@ class OutboxStore:
         rows = await self._db.fetch(
             f"""UPDATE outbox SET attempts = attempts + 1,
                        next_attempt_at = now() + make_interval(secs => $2)
-                WHERE id IN (SELECT id FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= now()
+                WHERE id IN (SELECT id FROM outbox
+                             WHERE sent_at IS NULL AND next_attempt_at <= now()
                              ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
                 RETURNING {_COLUMNS}""",
             limit,
@@ -76,12 +80,22 @@ class OutboxStore:
 
     async def mark_failed(self, mail_id: int, error: str, retry_in_seconds: float) -> None:
         await self._db.execute(
-            """UPDATE outbox SET last_error = $2, next_attempt_at = now() + make_interval(secs => $3)
+            """UPDATE outbox SET last_error = $2,
+                      next_attempt_at = now() + make_interval(secs => $3)
                WHERE id = $1""",
             mail_id,
             error[:1000],
             retry_in_seconds,
         )
+
+    async def get(self, mail_id: int) -> QueuedMail | None:
+        row = await self._db.fetchrow(f"SELECT {_COLUMNS} FROM outbox WHERE id = $1", mail_id)
+        return QueuedMail(**dict(row)) if row else None
+
+    async def pending_count(self) -> int:
+        """Mails not delivered yet (due now or waiting for a retry), for metrics and tests."""
+        count: int = await self._db.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+        return count
 
     async def recent(self, limit: int) -> list[QueuedMail]:
         rows = await self._db.fetch(

@@ -1,17 +1,22 @@
-"""Users, profiles, refresh-token families, one-time tokens, API tokens: the account aggregate's SQL."""
+"""Users, profiles, refresh-token families, one-time and API tokens: the account aggregate's SQL."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from parley.store.database import Database, Record
+from parley.store.outbox import Mail, enqueue
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from parley.store.database import Connection, Database, Record
 
 ROLES = ("registered", "moderator", "admin")
+ONE_TIME_PURPOSES = ("confirm", "reset", "email_change")
 
 
 class DuplicateUser(Exception):
@@ -53,8 +58,26 @@ class ApiToken:
 
 
 @dataclass(frozen=True)
+class NewOneTimeToken:
+    """A one-time token to store (hashed) alongside the change that mails it."""
+
+    purpose: str
+    token_hash: bytes
+    expires_at: datetime
+    payload: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ConfirmOutcome:
+    """What redeeming a confirmation token did: `purpose` is "confirm" or "email_change"."""
+
+    user: User
+    purpose: str
+
+
+@dataclass(frozen=True)
 class RefreshOutcome:
-    """What presenting a refresh token led to: a user to issue new tokens for, or a refusal reason."""
+    """What presenting a refresh token led to: a user to issue new tokens for, or why not."""
 
     user: User | None
     family_id: uuid.UUID | None
@@ -86,11 +109,20 @@ class UserStore:
         name: str | None = None,
         subname: str | None = None,
         job: str | None = None,
+        confirmed: bool = False,
+        one_time: NewOneTimeToken | None = None,
+        mail: Mail | None = None,
     ) -> User:
-        try:
-            row = await self._db.fetchrow(
-                f"""INSERT INTO users (email, username, password_hash, role, name, subname, job)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_USER_COLUMNS}""",
+        """Insert a user; with `one_time` and `mail`, store the token and queue the mail in the same
+        transaction (registration: nothing is mailed for a user that was not created, and no user
+        exists whose confirmation mail was lost)."""
+
+        async def insert(conn: Connection) -> Record:
+            row = await conn.fetchrow(
+                f"""INSERT INTO users (email, username, password_hash, role, name, subname, job,
+                                       confirmed_at)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $8 THEN now() END)
+                    RETURNING {_USER_COLUMNS}""",
                 email,
                 username,
                 password_hash,
@@ -98,10 +130,19 @@ class UserStore:
                 name,
                 subname,
                 job,
+                confirmed,
             )
+            assert row is not None
+            if one_time is not None:
+                await _insert_one_time(conn, row["id"], one_time)
+            if mail is not None:
+                await enqueue(conn, mail)
+            return row
+
+        try:
+            row = await self._db.transaction(insert)
         except asyncpg.UniqueViolationError as error:
             raise DuplicateUser(_duplicate_field(error)) from None
-        assert row is not None
         return _user(row)
 
     async def get(self, user_id: uuid.UUID) -> User | None:
@@ -120,9 +161,7 @@ class UserStore:
         )
         return _user(row) if row else None
 
-    async def page(
-        self, *, limit: int, before: tuple[datetime, uuid.UUID] | None
-    ) -> list[User]:
+    async def page(self, *, limit: int, before: tuple[datetime, uuid.UUID] | None) -> list[User]:
         """Newest first, keyset-paginated on (inserted_at, id); banned users are left out."""
         if before is None:
             rows = await self._db.fetch(
@@ -160,7 +199,7 @@ class UserStore:
     ) -> User:
         """Store a new hash; with `revoke_sessions`, every token and refresh family dies too."""
 
-        async def update(conn: asyncpg.Connection) -> Record:
+        async def update(conn: Connection) -> Record:
             if revoke_sessions:
                 await _revoke_all_refresh(conn, user_id)
             row = await conn.fetchrow(
@@ -179,7 +218,7 @@ class UserStore:
     async def bump_token_version(self, user_id: uuid.UUID) -> User:
         """logout_all: every access token of the user is refused from now on, refresh tokens too."""
 
-        async def bump(conn: asyncpg.Connection) -> Record:
+        async def bump(conn: Connection) -> Record:
             await _revoke_all_refresh(conn, user_id)
             row = await conn.fetchrow(
                 f"""UPDATE users SET token_version = token_version + 1, updated_at = now()
@@ -196,7 +235,7 @@ class UserStore:
     ) -> User | None:
         """Admin change; a ban (or a role change) bumps token_version so old tokens stop at once."""
 
-        async def change(conn: asyncpg.Connection) -> Record | None:
+        async def change(conn: Connection) -> Record | None:
             if banned:
                 await _revoke_all_refresh(conn, user_id)
             return await conn.fetchrow(
@@ -258,10 +297,10 @@ class UserStore:
         revoked, and the caller refuses the request.
         """
 
-        async def rotate(conn: asyncpg.Connection) -> RefreshOutcome:
+        async def rotate(conn: Connection) -> RefreshOutcome:
             row = await conn.fetchrow(
-                """SELECT r.id, r.family_id, r.used_at, r.revoked_at, r.expires_at < now() AS expired,
-                          u.banned_at
+                """SELECT r.id, r.family_id, r.used_at, r.revoked_at,
+                          r.expires_at < now() AS expired, u.banned_at
                    FROM refresh_tokens r JOIN users u ON u.id = r.user_id
                    WHERE r.token_hash = $1 FOR UPDATE OF r""",
                 presented_hash,
@@ -343,6 +382,117 @@ class UserStore:
             "UPDATE users SET confirmed_at = COALESCE(confirmed_at, now()) WHERE id = $1", user_id
         )
 
+    async def issue_one_time_token(
+        self, user_id: uuid.UUID, token: NewOneTimeToken, mail: Mail
+    ) -> None:
+        """Store a one-time token and queue the mail carrying it, in one transaction.
+
+        Earlier unused tokens of the same purpose are retired first, so only the newest reset
+        (or e-mail change, or confirmation) link works: a mailbox full of old links is harmless.
+        """
+
+        async def issue(conn: Connection) -> None:
+            await conn.execute(
+                """UPDATE one_time_tokens SET used_at = now()
+                   WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL""",
+                user_id,
+                token.purpose,
+            )
+            await _insert_one_time(conn, user_id, token)
+            await enqueue(conn, mail)
+
+        await self._db.transaction(issue)
+
+    async def one_time_token_valid(self, token_hash: bytes, purpose: str) -> bool:
+        """Whether a token of that purpose is unused and unexpired (checked again on redeeming)."""
+        return bool(
+            await self._db.fetchval(
+                """SELECT EXISTS (SELECT 1 FROM one_time_tokens
+                   WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL
+                         AND expires_at > now())""",
+                token_hash,
+                purpose,
+            )
+        )
+
+    async def redeem_confirmation(self, token_hash: bytes) -> ConfirmOutcome | None:
+        """Use a 'confirm' or 'email_change' token once and apply it, in one transaction.
+
+        'confirm' marks the address confirmed; 'email_change' switches the account to the address
+        in the token's payload (confirmed, since the mail reached it). None if the token is unknown,
+        used or expired. Raises `DuplicateUser("email")` if the new address was taken meanwhile; the
+        token then stays unused (the transaction rolls back).
+        """
+
+        async def redeem(conn: Connection) -> ConfirmOutcome | None:
+            token = await conn.fetchrow(
+                """UPDATE one_time_tokens SET used_at = now()
+                   WHERE token_hash = $1 AND purpose IN ('confirm', 'email_change')
+                         AND used_at IS NULL AND expires_at > now()
+                   RETURNING user_id, purpose, payload""",
+                token_hash,
+            )
+            if token is None:
+                return None
+            if token["purpose"] == "confirm":
+                row = await conn.fetchrow(
+                    f"""UPDATE users SET confirmed_at = COALESCE(confirmed_at, now()),
+                               updated_at = now()
+                        WHERE id = $1 RETURNING {_USER_COLUMNS}""",
+                    token["user_id"],
+                )
+            else:
+                row = await conn.fetchrow(
+                    f"""UPDATE users SET email = $2, confirmed_at = now(), updated_at = now()
+                        WHERE id = $1 RETURNING {_USER_COLUMNS}""",
+                    token["user_id"],
+                    token["payload"]["email"],
+                )
+            assert row is not None
+            return ConfirmOutcome(_user(row), token["purpose"])
+
+        try:
+            return await self._db.transaction(redeem)
+        except asyncpg.UniqueViolationError:
+            raise DuplicateUser("email") from None
+
+    async def reset_password(self, token_hash: bytes, password_hash: str) -> User | None:
+        """Redeem a 'reset' token once and set the new hash, killing every session (one
+        transaction). None if the token is unknown, used or expired (e.g. redeemed concurrently)."""
+
+        async def reset(conn: Connection) -> Record | None:
+            user_id = await conn.fetchval(
+                """UPDATE one_time_tokens SET used_at = now()
+                   WHERE token_hash = $1 AND purpose = 'reset' AND used_at IS NULL
+                         AND expires_at > now()
+                   RETURNING user_id""",
+                token_hash,
+            )
+            if user_id is None:
+                return None
+            await _revoke_all_refresh(conn, user_id)
+            # The reset link reached the mailbox, which also proves the address.
+            return await conn.fetchrow(
+                f"""UPDATE users SET password_hash = $2, token_version = token_version + 1,
+                           confirmed_at = COALESCE(confirmed_at, now()), updated_at = now()
+                    WHERE id = $1 RETURNING {_USER_COLUMNS}""",
+                user_id,
+                password_hash,
+            )
+
+        row = await self._db.transaction(reset)
+        return _user(row) if row else None
+
+    async def email_taken(self, email: str, *, except_user: uuid.UUID | None = None) -> bool:
+        return bool(
+            await self._db.fetchval(
+                """SELECT EXISTS (SELECT 1 FROM users WHERE lower(email) = lower($1)
+                                  AND id IS DISTINCT FROM $2)""",
+                email,
+                except_user,
+            )
+        )
+
     # --- API tokens -----------------------------------------------------------------------------
 
     async def add_api_token(self, user_id: uuid.UUID, name: str, token_hash: bytes) -> ApiToken:
@@ -363,6 +513,12 @@ class UserStore:
             user_id,
         )
         return [ApiToken(**dict(row)) for row in rows]
+
+    async def count_api_tokens(self, user_id: uuid.UUID) -> int:
+        count: int = await self._db.fetchval(
+            "SELECT count(*) FROM api_tokens WHERE user_id = $1 AND revoked_at IS NULL", user_id
+        )
+        return count
 
     async def revoke_api_token(self, user_id: uuid.UUID, token_id: uuid.UUID) -> bool:
         status = await self._db.execute(
@@ -404,7 +560,22 @@ class UserStore:
         )
 
 
-async def _revoke_all_refresh(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
+async def _insert_one_time(
+    conn: Connection, user_id: uuid.UUID, token: NewOneTimeToken
+) -> None:
+    assert token.purpose in ONE_TIME_PURPOSES, token.purpose
+    await conn.execute(
+        """INSERT INTO one_time_tokens (token_hash, user_id, purpose, payload, expires_at)
+           VALUES ($1, $2, $3, $4, $5)""",
+        token.token_hash,
+        user_id,
+        token.purpose,
+        token.payload or {},
+        token.expires_at,
+    )
+
+
+async def _revoke_all_refresh(conn: Connection, user_id: uuid.UUID) -> None:
     await conn.execute(
         """UPDATE refresh_tokens SET revoked_at = COALESCE(revoked_at, now())
            WHERE user_id = $1 AND revoked_at IS NULL""",

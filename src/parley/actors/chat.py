@@ -1,0 +1,189 @@
+"""Chat: the facade REST handlers and socket channels use to reach conversations.
+
+Sending goes to the conversation's actor (started on demand through the registry), which checks
+membership, de-duplicates client ids, has the writer commit the message, and only then acknowledges
+the
+sender and publishes it. Everything else here is a thin, typed entry point so that callers never
+touch
+actors or the store directly for chat.
+
+Topics and events published (DESIGN §5):
+- `conversation:{id}` `new_msg` {id, seq, conversation_id, sender_id, body, client_id, inserted_at}
+- `user:{member}` `message` with the same payload, for every member (sockets already joined to the
+  conversation's topic skip it, so nobody gets a message twice)
+- `conversation:{id}` `message_edited` / `message_deleted` (the message as stored), `read`
+  {user_id, seq}
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from parley.actors.chat_events import (
+    conversation_topic,
+    message_payload,
+    user_topic,
+)
+from parley.actors.conversation import (
+    Accepted,
+    ConversationActor,
+    ConversationCall,
+    ConversationReply,
+    IsMember,
+    MembersChanged,
+    Refused,
+    Resend,
+    Send,
+)
+from parley.actors.errors import ActorUnavailable, CallTimeout
+from parley.actors.pubsub import PubSub
+from parley.actors.ref import ActorRef
+from parley.actors.registry import Registry
+from parley.actors.runtime import ActorChild, ActorSystem
+from parley.actors.writer import MessageWriter, WriteBatch, WriteFailed
+from parley.store.conversations import Conversation, ConversationStore
+from parley.store.messages import Message, MessageStore, NewMessage, Written
+from parley.supervision import DynamicSupervisor, Restart
+
+ConversationRef = ActorRef[ConversationCall, ConversationReply, MembersChanged]
+
+
+class NotAMember(Exception):
+    """The sender is not a member of the conversation (or it does not exist)."""
+
+
+class ChatUnavailable(Exception):
+    """The message could not be stored now (the writer or database is down); nothing was written."""
+
+
+class Chat:
+    """Entry points for conversations; one per node, built by the runtime."""
+
+    def __init__(
+        self,
+        *,
+        system: ActorSystem,
+        registry: Registry,
+        supervisor: DynamicSupervisor,
+        writer: MessageWriter,
+        pubsub: PubSub,
+        conversations: ConversationStore,
+        messages: MessageStore,
+    ) -> None:
+        self._system = system
+        self._registry = registry
+        self._supervisor = supervisor
+        self._writer = writer
+        self._pubsub = pubsub
+        self._conversations = conversations
+        self._messages = messages
+
+    async def send(
+        self, conversation_id: uuid.UUID, sender_id: uuid.UUID, body: str, client_id: str | None
+    ) -> Written:
+        """Store a message and return its row once committed (`duplicate` for a resent client_id).
+
+        Raises:
+            NotAMember: the sender is not in the conversation (or it does not exist).
+            ChatUnavailable: it could not be stored; nothing was written.
+        """
+        batch = WriteBatch([NewMessage(conversation_id, sender_id, body, client_id)])
+        outcome: ConversationReply = Accepted()
+        # A conversation actor that dies before forwarding the batch is restarted by its
+        # supervisor; one more attempt reaches the new incarnation. Once the writer has the batch
+        # (`submitted`), its answer is the acknowledgement whatever happened to the actor.
+        for attempt in range(2):
+            try:
+                ref = await self.conversation(conversation_id)
+                outcome = await ref.call(Send(sender_id, client_id, batch))
+                break
+            except (ActorUnavailable, CallTimeout) as exc:
+                if batch.submitted:
+                    break
+                if attempt == 1:
+                    raise ChatUnavailable("the conversation is unavailable; try again") from exc
+        if isinstance(outcome, Refused):
+            raise NotAMember(str(conversation_id))
+        waited_on = outcome.original if isinstance(outcome, Resend) else batch
+        try:
+            (row,) = await waited_on.wait()
+        except WriteFailed as exc:
+            raise ChatUnavailable(str(exc)) from exc
+        return Written(row.message, duplicate=row.duplicate or waited_on is not batch)
+
+    async def conversation(self, conversation_id: uuid.UUID) -> ConversationRef:
+        """The conversation's actor, started on demand (exactly once, through the registry)."""
+        key = f"conversation:{conversation_id}"
+        ref = self._registry.lookup(key)
+        if ref is None:
+            ref = await self._registry.ensure_started(
+                key, lambda: self._actor_child(conversation_id, key), self._supervisor
+            )
+        return ref
+
+    def _actor_child(
+        self, conversation_id: uuid.UUID, key: str
+    ) -> ActorChild[ConversationCall, ConversationReply, MembersChanged]:
+        settings = self._system.settings
+        return self._system.child(
+            ConversationActor,
+            lambda: ConversationActor(
+                conversation_id,
+                store=self._conversations,
+                writer=self._writer,
+                pubsub=self._pubsub,
+                settings=settings,
+            ),
+            capacity=settings.conversation_mailbox,
+            key=key,
+            restart=Restart.TRANSIENT,
+            idle_timeout=settings.conversation_idle_seconds,
+        )
+
+    async def is_member(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+        """Whether `user_id` belongs to the conversation (the actor's cached member set)."""
+        ref = await self.conversation(conversation_id)
+        reply = await ref.call(IsMember(user_id))
+        return reply is True
+
+    async def members_changed(self, conversation_id: uuid.UUID) -> None:
+        """Tell a running conversation actor to reload its members (no actor: nothing cached)."""
+        ref = self._registry.lookup(f"conversation:{conversation_id}")
+        if ref is not None:
+            ref.cast(MembersChanged())
+
+    async def open_direct(self, user_id: uuid.UUID, other_id: uuid.UUID) -> Conversation:
+        """The pair's 1:1 conversation, created on first use (raises `UnknownUsers`)."""
+        conversation, _ = await self._conversations.open_direct(user_id, other_id)
+        return conversation
+
+    async def history_after(
+        self, conversation_id: uuid.UUID, after_seq: int, limit: int
+    ) -> list[Message]:
+        return await self._messages.after(conversation_id, after_seq=after_seq, limit=limit)
+
+    async def publish_change(self, message: Message, event: str) -> None:
+        """An edit or a tombstone, to the conversation's subscribers."""
+        self._pubsub.publish(
+            conversation_topic(message.conversation_id), event, message_payload(message)
+        )
+
+    async def publish_read(self, conversation_id: uuid.UUID, user_id: uuid.UUID, seq: int) -> None:
+        self._pubsub.publish(
+            conversation_topic(conversation_id), "read", {"user_id": str(user_id), "seq": seq}
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {"conversations": len(self._supervisor)}
+
+
+__all__ = [
+    "Chat",
+    "ChatUnavailable",
+    "NotAMember",
+    "Written",
+    "conversation_topic",
+    "message_payload",
+    "user_topic",
+]

@@ -1,0 +1,61 @@
+"""What chat publishes, and where: topic names and the JSON payloads of message events."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from parley.actors.pubsub import PubSub
+from parley.store.messages import Message, Written
+
+NEW_MSG = "new_msg"
+USER_MESSAGE = "message"
+
+
+def conversation_topic(conversation_id: uuid.UUID) -> str:
+    return f"conversation:{conversation_id}"
+
+
+def user_topic(user_id: uuid.UUID) -> str:
+    return f"user:{user_id}"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def message_payload(message: Message) -> dict[str, Any]:
+    """A message on the socket, as in REST: ids as strings, times ISO 8601 UTC."""
+    return {
+        "id": message.id,
+        "seq": message.seq,
+        "conversation_id": str(message.conversation_id),
+        "sender_id": str(message.sender_id) if message.sender_id else None,
+        "body": message.body,
+        "client_id": message.client_id,
+        "inserted_at": _iso(message.inserted_at),
+        "edited_at": _iso(message.edited_at),
+        "deleted_at": _iso(message.deleted_at),
+    }
+
+
+def publish_new_messages(
+    pubsub: PubSub,
+    conversation_id: uuid.UUID,
+    members: Iterable[uuid.UUID],
+    written: list[Written],
+) -> None:
+    """After a commit: `new_msg` on the conversation's topic and `message` on each member's topic.
+
+    Resends are not published again: their original already was.
+    """
+    topic = conversation_topic(conversation_id)
+    for row in written:
+        if row.duplicate:
+            continue
+        payload = message_payload(row.message)
+        pubsub.publish(topic, NEW_MSG, payload)
+        for member in members:
+            pubsub.publish(user_topic(member), USER_MESSAGE, payload)

@@ -1,0 +1,153 @@
+"""ConversationActor: one per active conversation, the gate every new message passes.
+
+It keeps the conversation's member set (cached; refreshed when members change or the cache is older
+than `actors.membership_cache_seconds`) and recent client ids, refuses non-members, answers resends
+with the original message, and forwards new messages to the MessageWriter. It is started on demand
+through the registry under the conversation supervisor (transient) and stops itself after
+`actors.conversation_idle_seconds` without a message.
+
+Why the acknowledgement does not pass back through this actor: the sender's `WriteBatch` is created
+by
+the caller and answered by the writer. So an acknowledged message is always committed, and a message
+whose batch reached the writer is always answered, even if this actor is killed in between (it is
+then restarted by its supervisor with an empty cache, and the database's unique client id catches
+any
+resend). Publishing happens in the batch's `on_commit`, in commit order, so subscribers see seq
+order.
+
+Sequence numbers come from the writer's single statement (conversation's last_seq + position), not
+from this actor's memory, so no restart, crash or failed batch can leave a gap or a duplicate.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import partial
+
+import trio
+
+from parley.actors.actor import Actor
+from parley.actors.chat_events import publish_new_messages
+from parley.actors.pubsub import PubSub
+from parley.actors.writer import MessageWriter, WriteBatch
+from parley.config import ActorSettings
+from parley.store.conversations import ConversationStore
+
+
+@dataclass(frozen=True)
+class Send:
+    """Forward `batch` (one new message of `sender_id`) unless refused or a resend."""
+
+    sender_id: uuid.UUID
+    client_id: str | None
+    batch: WriteBatch
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The batch is with the writer: wait on it for the stored row."""
+
+
+@dataclass(frozen=True)
+class Resend:
+    """The same (sender, client_id) is already stored or on its way: wait on `original` instead."""
+
+    original: WriteBatch
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The sender is not a member."""
+
+
+SendOutcome = Accepted | Resend | Refused
+
+
+@dataclass(frozen=True)
+class MembersChanged:
+    """Members were added or removed: reload the member set before the next message."""
+
+
+@dataclass(frozen=True)
+class IsMember:
+    user_id: uuid.UUID
+
+
+ConversationCall = Send | IsMember
+ConversationReply = SendOutcome | bool
+
+
+class ConversationActor(Actor[ConversationCall, ConversationReply, MembersChanged]):
+    kind = "conversation"
+
+    def __init__(
+        self,
+        conversation_id: uuid.UUID,
+        *,
+        store: ConversationStore,
+        writer: MessageWriter,
+        pubsub: PubSub,
+        settings: ActorSettings,
+    ) -> None:
+        self.conversation_id = conversation_id
+        self._store = store
+        self._writer = writer
+        self._pubsub = pubsub
+        self._settings = settings
+        self._members: frozenset[uuid.UUID] = frozenset()
+        self._members_loaded_at = -float("inf")
+        # (sender, client_id) -> the batch that carries (or carried) it, newest last.
+        self._recent: OrderedDict[tuple[uuid.UUID, str], WriteBatch] = OrderedDict()
+
+    async def init(self) -> None:
+        await self._load_members()
+
+    async def handle_call(self, message: ConversationCall) -> ConversationReply:
+        if isinstance(message, Send):
+            return await self._send(message)
+        await self._fresh_members()
+        return message.user_id in self._members
+
+    async def handle_cast(self, message: MembersChanged) -> None:
+        self._members_loaded_at = -float("inf")
+
+    async def _send(self, send: Send) -> SendOutcome:
+        await self._fresh_members()
+        if send.sender_id not in self._members:
+            return Refused()
+        if send.client_id is not None:
+            key = (send.sender_id, send.client_id)
+            original = self._recent.get(key)
+            if original is not None and not _failed(original):
+                self._recent.move_to_end(key)
+                return Resend(original)
+            self._recent[key] = send.batch
+            while len(self._recent) > self._settings.client_id_cache_size:
+                self._recent.popitem(last=False)
+        send.batch.on_commit = partial(
+            publish_new_messages, self._pubsub, self.conversation_id, self._members
+        )
+        await self._writer.submit(send.batch)
+        return Accepted()
+
+    async def _fresh_members(self) -> None:
+        if trio.current_time() - self._members_loaded_at > self._settings.membership_cache_seconds:
+            await self._load_members()
+
+    async def _load_members(self) -> None:
+        members = await self._store.members(self.conversation_id)
+        self._members = frozenset(member.user_id for member in members)
+        self._members_loaded_at = trio.current_time()
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "conversation_id": str(self.conversation_id),
+            "members": len(self._members),
+            "recent_client_ids": len(self._recent),
+        }
+
+
+def _failed(batch: WriteBatch) -> bool:
+    return batch.done.is_set() and not isinstance(batch.result, list)

@@ -1,0 +1,148 @@
+"""Parley's supervision tree (DESIGN §3) and the handle the API layer uses to reach it.
+
+Root (rest_for_one): Store -> MessageWriter -> Registry -> PubSub -> Presence ->
+ConversationSupervisor -> SessionSupervisor -> Mailer -> HTTP server (added by the service).
+rest_for_one because each child depends on the ones before it: if the store restarts, everything
+that
+holds its connections restarts too; if the HTTP server crashes, nothing below it is touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Callable, Sequence
+
+import trio
+
+from parley.actors.chat import Chat
+from parley.actors.mailer import Mailer
+from parley.actors.pubsub import LocalPubSub, PubSub
+from parley.actors.registry import Registry
+from parley.actors.runtime import ActorSystem
+from parley.actors.writer import MessageWriter
+from parley.config import Settings
+from parley.store import Database
+from parley.store.conversations import ConversationStore
+from parley.store.messages import MessageStore
+from parley.store.outbox import OutboxStore
+from parley.supervision import ChildSpec, DynamicSupervisor, Strategy, Supervisor
+
+log = logging.getLogger(__name__)
+
+
+async def run_store(
+    database: Database, *, task_status: trio.TaskStatus[Database] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """The Store child: connect (and migrate), serve, and close the pool on the way out."""
+    await database.connect()
+    try:
+        applied = await database.migrate()
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
+        task_status.started(database)
+        await trio.sleep_forever()
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            await database.close()
+
+
+class Runtime:
+    """The running system below the HTTP layer: what handlers and sockets talk to."""
+
+    def __init__(self, settings: Settings, database: Database) -> None:
+        self.settings = settings
+        self.database = database
+        supervision = settings.supervision
+        self.system = ActorSystem(settings.actors, supervision)
+        self.writer = MessageWriter(MessageStore(database), settings.writer)
+        self.registry = Registry(self.system)
+        self.pubsub: PubSub = LocalPubSub()
+        self.conversations = DynamicSupervisor(
+            "conversations",
+            max_restarts=supervision.max_restarts * 10,
+            window_seconds=supervision.restart_window_seconds,
+            backoff_seconds=supervision.restart_backoff_seconds,
+        )
+        self.sessions = DynamicSupervisor(
+            "sessions",
+            max_restarts=supervision.max_restarts * 10,
+            window_seconds=supervision.restart_window_seconds,
+            backoff_seconds=0,
+        )
+        self.chat = Chat(
+            system=self.system,
+            registry=self.registry,
+            supervisor=self.conversations,
+            writer=self.writer,
+            pubsub=self.pubsub,
+            conversations=ConversationStore(database),
+            messages=MessageStore(database),
+        )
+        self.mailer = Mailer(OutboxStore(database), settings.mail)
+        self.root: Supervisor | None = None
+
+    def children(self) -> list[ChildSpec]:
+        grace = self.settings.supervision.child_shutdown_seconds
+        return [
+            ChildSpec(
+                "store",
+                lambda task_status: run_store(self.database, task_status=task_status),
+                shutdown_timeout=grace,
+            ),
+            ChildSpec(
+                "writer", self.writer.run, shutdown_timeout=grace, describe=self.writer.describe
+            ),
+            self.registry.child_spec(),
+            ChildSpec("pubsub", self.pubsub.run, shutdown_timeout=grace),
+            self.conversations.child_spec(shutdown_timeout=math.inf),
+            self.sessions.child_spec(shutdown_timeout=math.inf),
+            ChildSpec("mailer", self.mailer.run, shutdown_timeout=grace),
+        ]
+
+    def build_root(self, extra: Sequence[ChildSpec]) -> Supervisor:
+        supervision = self.settings.supervision
+        self.root = Supervisor(
+            "parley",
+            [*self.children(), *extra],
+            strategy=Strategy.REST_FOR_ONE,
+            max_restarts=supervision.max_restarts,
+            window_seconds=supervision.restart_window_seconds,
+            backoff_seconds=supervision.restart_backoff_seconds,
+        )
+        return self.root
+
+    # --- the operator's view ------------------------------------------------------------------
+
+    def actor_count(self) -> int:
+        return len(self.system.directory)
+
+    def describe_actors(self) -> list[dict[str, object]]:
+        return [stats.as_dict() for stats in self.system.directory.all()]
+
+    def describe_actor(self, actor_id: str) -> dict[str, object] | None:
+        ref = self.system.directory.get(actor_id)
+        return None if ref is None else ref.describe()
+
+    def kill_actor(self, actor_id: str, reason: str) -> bool:
+        ref = self.system.directory.get(actor_id)
+        if ref is None:
+            return False
+        ref.kill(reason)
+        return True
+
+    socket_closer: Callable[[uuid.UUID], None] | None = None
+    """Set by the socket layer at start-up (`parley.api.socket.asgi_transport.install`): closes
+    every live socket of a user. A callback, because actors never import the API layer."""
+
+    def revoke_user_sockets(self, user_id: uuid.UUID) -> None:
+        """Close every socket of `user_id` (logout_all, ban, password change) with 1001: clients
+        reconnect, and their upgrade is refused (403) because their token is dead. Synchronous:
+        the socket layer's user -> sessions index is read at once."""
+        closer = self.socket_closer
+        if closer is not None:
+            closer(user_id)
+
+    def describe_tree(self) -> dict[str, object]:
+        return self.root.describe() if self.root is not None else {}

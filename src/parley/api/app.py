@@ -1,0 +1,49 @@
+"""The Quart-Trio application: blueprints and error handlers over the running system's parts."""
+
+from __future__ import annotations
+
+from quart_trio import QuartTrio
+
+from parley.api.admin import blueprint as admin_blueprint
+from parley.api.admin_realtime import blueprint as realtime_blueprint
+from parley.api.auth import blueprint as auth_blueprint
+from parley.api.context import AppContext
+from parley.api.conversations import blueprint as conversations_blueprint
+from parley.api.debug import blueprint as debug_blueprint
+from parley.api.dev import blueprint as dev_blueprint
+from parley.api.errors import install_error_handlers
+from parley.api.health import blueprint as health_blueprint
+from parley.api.me import blueprint as me_blueprint
+from parley.api.openapi import blueprint as openapi_blueprint
+from parley.api.socket.asgi_transport import install as install_socket
+from parley.api.tokens import blueprint as tokens_blueprint
+from parley.api.users import blueprint as users_blueprint
+
+
+def create_app(context: AppContext) -> QuartTrio:
+    app = QuartTrio("parley")
+    app.config["MAX_CONTENT_LENGTH"] = context.settings.server.max_request_body_bytes
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["parley"] = context
+    install_error_handlers(app)
+    for blueprint in (
+        health_blueprint,
+        debug_blueprint,
+        openapi_blueprint,
+        conversations_blueprint,
+    ):
+        app.register_blueprint(blueprint)
+    for blueprint in (
+        auth_blueprint,
+        me_blueprint,
+        users_blueprint,
+        admin_blueprint,
+        tokens_blueprint,
+        dev_blueprint,
+        realtime_blueprint,
+    ):
+        app.register_blueprint(blueprint)
+    # The Phoenix socket at settings.socket.path, in front of the app (api/socket/asgi_transport).
+    install_socket(app, context)
+    return app

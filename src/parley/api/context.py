@@ -1,0 +1,57 @@
+"""What request handlers reach: the running system's parts, handed to the app by the service.
+
+Handlers get it with `parley_context()`; nothing in the API layer builds these parts itself, so the
+same
+app can be served by `parley serve` or by another ASGI server through `parley.api.asgi`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from quart import current_app
+
+from parley.accounts import AuthThrottle, PasswordHasher, TokenService
+from parley.config import Settings
+from parley.store import Database
+from parley.store.conversations import ConversationStore
+from parley.store.messages import MessageStore
+from parley.store.outbox import OutboxStore
+from parley.store.users import UserStore
+
+
+@dataclass
+class Stores:
+    users: UserStore
+    conversations: ConversationStore
+    messages: MessageStore
+    outbox: OutboxStore
+
+    @classmethod
+    def on(cls, database: Database) -> Stores:
+        return cls(
+            UserStore(database),
+            ConversationStore(database),
+            MessageStore(database),
+            OutboxStore(database),
+        )
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    database: Database
+    stores: Stores
+    tokens: TokenService
+    passwords: PasswordHasher
+    throttle: AuthThrottle
+    runtime: Any = None
+    """The actor runtime (`parley.service.Runtime`): registry, supervisors, pubsub, directory."""
+    extras: dict[str, Callable[..., Any]] = field(default_factory=dict)
+
+
+def parley_context() -> AppContext:
+    context: AppContext = current_app.extensions["parley"]
+    return context

@@ -1,0 +1,29 @@
+"""`GET /health`: is the database reachable and how many actors are alive."""
+
+from __future__ import annotations
+
+import trio
+from quart import Blueprint, Response, jsonify
+
+from parley.api.context import parley_context
+
+blueprint = Blueprint("health", __name__)
+
+HEALTH_QUERY_TIMEOUT_SECONDS = 2.0
+
+
+@blueprint.get("/health")
+async def health() -> tuple[Response, int]:
+    context = parley_context()
+    actors = context.runtime.actor_count() if context.runtime is not None else 0
+    database = "ok"
+    with trio.move_on_after(HEALTH_QUERY_TIMEOUT_SECONDS) as timeout:
+        try:
+            await context.database.fetchval("SELECT 1")
+        except Exception as exc:  # any failure to reach PostgreSQL makes the service unhealthy
+            database = f"error: {type(exc).__name__}"
+    if timeout.cancelled_caught:
+        database = "error: timeout"
+    if database != "ok":
+        return jsonify({"status": "error", "database": database, "actors": actors}), 503
+    return jsonify({"status": "ok", "database": database, "actors": actors}), 200

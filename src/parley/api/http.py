@@ -1,0 +1,57 @@
+"""The HTTP server child: Hypercorn's trio `serve()` running the Quart-Trio app inside our tree."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+from quart_trio import QuartTrio
+
+from parley.config import Settings
+
+
+def hypercorn_config(settings: Settings) -> HypercornConfig:
+    """Hypercorn settings chosen on purpose rather than inherited from its defaults."""
+    config = HypercornConfig()
+    config.bind = [f"{settings.server.host}:{settings.server.port}"]
+    config.graceful_timeout = settings.server.shutdown_grace_seconds
+    # Hypercorn accepts 16 MiB WebSocket messages by default; ours are bounded by the socket limit.
+    config.websocket_max_message_size = settings.socket.max_frame_bytes
+    config.accesslog = None
+    config.errorlog = "-"
+    config.include_server_header = False
+    return config
+
+
+class HttpServer:
+    """Serves the app until asked to drain; `binds` holds the bound URLs once started."""
+
+    def __init__(self, app: QuartTrio, settings: Settings) -> None:
+        self._app = app
+        self._settings = settings
+        self._draining = trio.Event()
+        self._drained = trio.Event()
+        self.binds: list[str] = []
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        config = hypercorn_config(self._settings)
+        async with trio.open_nursery() as nursery:
+            self.binds = await nursery.start(
+                partial(serve, self._app, config, shutdown_trigger=self._draining.wait)
+            )
+            task_status.started(self.binds)
+        # Hypercorn returns once drained; stay up (not "exited") until the tree is shut down, so a
+        # permanent child that finished draining is not restarted by its supervisor.
+        self._drained.set()
+        await trio.sleep_forever()
+
+    async def drain(self, grace_seconds: float) -> None:
+        """Stop accepting, let in-flight requests finish (bounded), then return."""
+        self._draining.set()
+        with trio.move_on_after(grace_seconds if grace_seconds > 0 else math.inf):
+            await self._drained.wait()

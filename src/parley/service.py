@@ -1,0 +1,166 @@
+"""The composition root: settings -> database -> supervision tree -> HTTP server, and back down.
+
+`serve()` is what `parley serve` runs inside `trio.run`. It starts the embedded PostgreSQL when no
+`DATABASE_URL` is configured, builds the supervision tree of DESIGN.md §3 (root: rest_for_one), and
+on
+SIGINT/SIGTERM shuts down in order: the HTTP server stops accepting and drains (bounded), the tree
+stops
+its children in reverse start order (each bounded), the pool closes, and the embedded server stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import trio
+
+from parley.accounts import AuthThrottle, PasswordHasher, TokenService
+from parley.actors.tree import Runtime
+from parley.api.app import create_app
+from parley.api.context import AppContext, Stores
+from parley.api.http import HttpServer
+from parley.config import Settings
+from parley.store import Database
+from parley.store.embedded import start_embedded, stop_embedded
+from parley.supervision import ChildSpec, Restart
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    """Handed to `task_status.started` by `serve`: where it listens and what it runs."""
+
+    base_url: str
+    context: AppContext
+    runtime: Runtime
+
+
+@asynccontextmanager
+async def database_url(settings: Settings) -> AsyncIterator[str]:
+    """The configured DATABASE_URL, or an embedded PostgreSQL kept for the duration of the block."""
+    if settings.database.url is not None:
+        yield str(settings.database.url)
+        return
+    pgdata = settings.data_dir / "pgdata"
+    log.info("starting embedded PostgreSQL in %s", pgdata)
+    dsn, server = await trio.to_thread.run_sync(start_embedded, pgdata)
+    try:
+        yield dsn
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(stop_embedded, server)
+        log.info("embedded PostgreSQL stopped")
+
+
+def open_database(settings: Settings, dsn: str) -> Database:
+    return Database(
+        dsn,
+        min_size=settings.database.pool_min_size,
+        max_size=settings.database.pool_max_size,
+        command_timeout=settings.database.command_timeout_seconds,
+    )
+
+
+async def serve(
+    settings: Settings,
+    *,
+    handle_signals: bool = True,
+    task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run Parley until SIGINT/SIGTERM (or until cancelled, as tests do)."""
+    async with database_url(settings) as dsn:
+        database = open_database(settings, dsn)
+        context = AppContext(
+            settings=settings,
+            database=database,
+            stores=Stores.on(database),
+            tokens=TokenService(settings.auth),
+            passwords=PasswordHasher(settings.auth),
+            throttle=AuthThrottle(settings.auth, settings.server),
+        )
+        runtime = Runtime(settings, database)
+        context.runtime = runtime
+        http = HttpServer(create_app(context), settings)
+        root = runtime.build_root(
+            [
+                ChildSpec(
+                    "http",
+                    http.run,
+                    restart=Restart.PERMANENT,
+                    shutdown_timeout=settings.server.shutdown_grace_seconds,
+                )
+            ]
+        )
+        await context.passwords.warm_up()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(root.run)
+            base_url = http.binds[0]
+            log.info("Parley is serving on %s", base_url)
+            task_status.started(RunningServer(base_url, context, runtime))
+            if not handle_signals:
+                await trio.sleep_forever()
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    log.info("received %s: shutting down", signal.Signals(signum).name)
+                    break
+            await http.drain(settings.server.shutdown_grace_seconds)
+            with trio.move_on_after(_tree_shutdown_bound(settings)):
+                await root.shutdown()
+            nursery.cancel_scope.cancel()
+    log.info("Parley stopped")
+
+
+def _tree_shutdown_bound(settings: Settings) -> float:
+    # Every child has its own bounded grace; this outer bound only guards against a bug there.
+    bound = (
+        settings.supervision.child_shutdown_seconds * 20 + settings.server.shutdown_grace_seconds
+    )
+    return bound if bound > 0 else math.inf
+
+
+async def migrate_only(settings: Settings) -> list[str]:
+    async with database_url(settings) as dsn:
+        database = open_database(settings, dsn)
+        await database.connect()
+        try:
+            return await database.migrate()
+        finally:
+            await database.close()
+
+
+async def create_user(
+    settings: Settings, email: str, username: str, password: str, role: str
+) -> str:
+    """`parley users create`: validated like registration, confirmed at once (an operator made
+    it)."""
+    from parley.accounts.validation import check_email, check_password, check_username
+    from parley.store.users import DuplicateUser, UserStore
+
+    problems = (
+        check_email(email) + check_username(username) + check_password(password, settings.auth)
+    )
+    if problems:
+        raise ValueError("; ".join(problems))
+    async with database_url(settings) as dsn:
+        database = open_database(settings, dsn)
+        await database.connect()
+        try:
+            await database.migrate()
+            password_hash = await PasswordHasher(settings.auth).hash(password)
+            users = UserStore(database)
+            try:
+                user = await users.create(
+                    email=email, username=username, password_hash=password_hash, role=role
+                )
+            except DuplicateUser as exc:
+                raise ValueError(f"{exc.field} already taken") from None
+            await users.confirm(user.id)
+            return str(user.id)
+        finally:
+            await database.close()
