@@ -5,6 +5,9 @@ from __future__ import annotations
 import httpx
 
 from parley.service import RunningServer
+from tests.conftest import TEST_OPERATOR_TOKEN
+
+OPERATOR = {"Authorization": f"Bearer {TEST_OPERATOR_TOKEN}"}
 
 
 async def test_health_reports_database_and_actor_count(client: httpx.AsyncClient) -> None:
@@ -28,3 +31,28 @@ async def test_unknown_routes_use_the_error_shape(client: httpx.AsyncClient) -> 
     response = await client.get("/api/nope")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+async def test_debug_views_need_the_operator_token(client: httpx.AsyncClient) -> None:
+    for path in ("/debug/actors", "/debug/tree", "/metrics"):
+        assert (await client.get(path)).status_code == 401
+        wrong = await client.get(path, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+
+
+async def test_tree_shows_the_supervision_tree_in_order(client: httpx.AsyncClient) -> None:
+    response = await client.get("/debug/tree", headers=OPERATOR)
+    tree = response.json()
+    assert tree["strategy"] == "rest_for_one"
+    names = [child["name"] for child in tree["children"]]
+    assert names[:3] == ["store", "writer", "registry"]
+    assert names[-1] == "http"
+    assert all(child["status"] == "running" for child in tree["children"])
+
+
+async def test_metrics_are_prometheus_text(client: httpx.AsyncClient) -> None:
+    response = await client.get("/metrics", headers=OPERATOR)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert 'parley_actors{kind="registry"} 1' in response.text
+    assert "parley_writer_batch_size_count" in response.text
