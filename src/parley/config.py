@@ -118,6 +118,9 @@ class WriterSettings:
     mailbox: int = 8192
     batch_max_rows: int = 500
     batch_max_wait_ms: float = 2.0
+    """A batch closes once no message has arrived for this long..."""
+    batch_max_linger_ms: float = 20.0
+    """...or this long after its first message, whichever comes first (bounds the added latency)."""
 
 
 @dataclass(frozen=True)
@@ -345,6 +348,10 @@ def _validate(settings: Settings) -> None:
         (settings.auth.argon2_time_cost >= 1, "auth.argon2_time_cost: must be >= 1"),
         (settings.writer.batch_max_rows >= 1, "writer.batch_max_rows: must be >= 1"),
         (settings.writer.batch_max_wait_ms >= 0, "writer.batch_max_wait_ms: must be >= 0"),
+        (
+            settings.writer.batch_max_linger_ms >= settings.writer.batch_max_wait_ms,
+            "writer.batch_max_linger_ms: must be >= writer.batch_max_wait_ms",
+        ),
         (settings.messages.body_max_chars >= 1, "messages.body_max_chars: must be >= 1"),
         (settings.socket.max_frame_bytes >= 1024, "socket.max_frame_bytes: must be >= 1024"),
         (settings.socket.pushes_per_second > 0, "socket.pushes_per_second: must be > 0"),

@@ -142,12 +142,23 @@ class MessageWriter:
                 pending.finish(WriteFailed("the message writer stopped"))
 
     async def _next_group(self) -> list[WriteBatch]:
-        """Block for the first request, then gather more until the batch is full or time is up."""
+        """Block for the first request, then gather more while they keep coming.
+
+        The batch closes when it holds `batch_max_rows` messages, when no request has arrived for
+        `batch_max_wait_ms`, or `batch_max_linger_ms` after its first request, whichever is first.
+        Closing on a quiet gap rather than a fixed deadline matters under load: after a commit,
+        many senders resubmit over a few milliseconds, and a fixed deadline would cut that wave
+        into one tiny batch followed by one large one.
+        """
         requests = [await self._receive.receive()]
         rows = len(requests[0].messages)
-        with trio.move_on_after(self._settings.batch_max_wait_ms / 1000):
+        gap = self._settings.batch_max_wait_ms / 1000
+        with trio.move_on_after(self._settings.batch_max_linger_ms / 1000):
             while rows < self._settings.batch_max_rows:
-                request = await self._receive.receive()
+                with trio.move_on_after(gap) as quiet:
+                    request = await self._receive.receive()
+                if quiet.cancelled_caught:
+                    break
                 requests.append(request)
                 rows += len(request.messages)
         return requests
