@@ -1,7 +1,7 @@
 """The account e-mails: confirm an address, reset a password, confirm a new address, welcome.
 
-Each builder returns a `Mail` (plain text and HTML) for the outbox. Everything that comes from a user
-(username, address) or from a token is escaped in the HTML part, so a username such as
+Each builder returns a `Mail` (plain text and HTML) for the outbox. Everything that comes from a
+user (username, address) or from a token is escaped in the HTML part, so a username such as
 `<script>` renders as text in any mail client and in the development mailbox.
 
 Links point at `mail.public_url` (the site's front end): `/confirm?token=...` and
@@ -46,7 +46,9 @@ def _hours(seconds: int) -> str:
     return "1 hour" if hours == 1 else f"{hours} hours"
 
 
-def _html(title: str, paragraphs: list[str], action: tuple[str, str] | None, token: str | None) -> str:
+def _html(
+    title: str, paragraphs: list[str], action: tuple[str, str] | None, token: str | None
+) -> str:
     """A minimal, inline-styled HTML mail; `paragraphs` and all arguments are plain text."""
     esc = html.escape
     parts = [
@@ -55,7 +57,7 @@ def _html(title: str, paragraphs: list[str], action: tuple[str, str] | None, tok
         f"<title>{esc(title)}</title></head>",
         '<body style="font-family:system-ui,sans-serif;line-height:1.5;color:#222;'
         'max-width:36rem;margin:1rem auto">',
-        f"<h1 style=\"font-size:1.3rem\">{esc(title)}</h1>",
+        f'<h1 style="font-size:1.3rem">{esc(title)}</h1>',
     ]
     parts += [f"<p>{esc(p)}</p>" for p in paragraphs]
     if action is not None:
@@ -64,11 +66,9 @@ def _html(title: str, paragraphs: list[str], action: tuple[str, str] | None, tok
             f'<p><a href="{esc(url, quote=True)}" style="display:inline-block;padding:.5rem 1rem;'
             f'background:#2a6;color:#fff;text-decoration:none;border-radius:4px">{esc(label)}</a></p>'
         )
-        parts.append(f"<p style=\"font-size:.85rem;color:#666\">Or open: {esc(url)}</p>")
+        parts.append(f'<p style="font-size:.85rem;color:#666">Or open: {esc(url)}</p>')
     if token is not None:
-        parts.append(
-            f'<p style="font-size:.85rem;color:#666">Token: <code>{esc(token)}</code></p>'
-        )
+        parts.append(f'<p style="font-size:.85rem;color:#666">Token: <code>{esc(token)}</code></p>')
     parts.append(
         '<p style="font-size:.85rem;color:#666">If you did not ask for this, ignore this mail.</p>'
     )
@@ -86,9 +86,7 @@ def _text(paragraphs: list[str], link: str | None, token: str | None) -> str:
     return "\n\n".join(lines) + "\n"
 
 
-def confirm_mail(
-    to: str, username: str, token: str, *, links: MailLinks, ttl_seconds: int
-) -> Mail:
+def confirm_mail(to: str, username: str, token: str, *, links: MailLinks, ttl_seconds: int) -> Mail:
     """Sent at registration: confirm that the address is yours."""
     url = links.link("/confirm", token)
     greeting = f"Hello {username},"

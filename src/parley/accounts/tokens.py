@@ -103,7 +103,7 @@ _MAX_APP_SUBJECT_CHARS: Final = 255
 _MAX_TIMESTAMP: Final = 253_402_300_799  # 9999-12-31T23:59:59Z
 
 
-class InvalidToken(Exception):  # noqa: N818 - the name the API layer matches on
+class InvalidToken(Exception):
     """A token was refused. `reason` is for logs and for the API's error code; always a 401."""
 
     def __init__(self, reason: InvalidTokenReason, detail: str = "") -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from quart import request
 from quart_trio import QuartTrio
 
 from parley.api.admin import blueprint as admin_blueprint
@@ -14,6 +15,7 @@ from parley.api.dev import blueprint as dev_blueprint
 from parley.api.errors import install_error_handlers
 from parley.api.health import blueprint as health_blueprint
 from parley.api.me import blueprint as me_blueprint
+from parley.api.metrics import blueprint as metrics_blueprint
 from parley.api.openapi import blueprint as openapi_blueprint
 from parley.api.socket.asgi_transport import install as install_socket
 from parley.api.tokens import blueprint as tokens_blueprint
@@ -27,14 +29,21 @@ def create_app(context: AppContext) -> QuartTrio:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["parley"] = context
     install_error_handlers(app)
+
+    @app.before_request
+    async def read_the_whole_body() -> None:
+        # An answer sent before the request body has arrived (a 404 from routing, a 401 from the
+        # role check) leaves the rest of the body unread, and Hypercorn then stalls the next
+        # request on that kept-alive connection. Reading it first (bounded by MAX_CONTENT_LENGTH,
+        # a 413 past it) keeps every connection in step.
+        await request.get_data(cache=True)
+
     for blueprint in (
         health_blueprint,
         debug_blueprint,
+        metrics_blueprint,
         openapi_blueprint,
         conversations_blueprint,
-    ):
-        app.register_blueprint(blueprint)
-    for blueprint in (
         auth_blueprint,
         me_blueprint,
         users_blueprint,

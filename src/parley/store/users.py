@@ -560,9 +560,7 @@ class UserStore:
         )
 
 
-async def _insert_one_time(
-    conn: Connection, user_id: uuid.UUID, token: NewOneTimeToken
-) -> None:
+async def _insert_one_time(conn: Connection, user_id: uuid.UUID, token: NewOneTimeToken) -> None:
     assert token.purpose in ONE_TIME_PURPOSES, token.purpose
     await conn.execute(
         """INSERT INTO one_time_tokens (token_hash, user_id, purpose, payload, expires_at)
