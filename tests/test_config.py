@@ -1,4 +1,5 @@
-"""Settings: file < environment < overrides, typed, and a bad value names its setting at start-up."""
+"""Settings: file < environment < overrides, typed, and a bad value names its setting at
+start-up."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from parley.config import ConfigError, Secret, load_settings, with_jwt_secret
 
 def test_defaults_file_and_environment_layer_in_order(tmp_path: Path) -> None:
     config = tmp_path / "parley.toml"
-    config.write_text('[socket]\nmax_frame_bytes = 2048\n[server]\nport = 5000\n')
+    config.write_text("[socket]\nmax_frame_bytes = 2048\n[server]\nport = 5000\n")
     settings = load_settings(
         environ={"PARLEY_SOCKET_MAX_FRAME_BYTES": "4096", "HOST": "0.0.0.0"}, config_file=config
     )

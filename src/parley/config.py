@@ -102,9 +102,11 @@ class ActorSettings:
     conversation_idle_seconds: float = 300.0
     membership_cache_seconds: float = 30.0
     client_id_cache_size: int = 1024
-    pubsub_mailbox: int = 4096
-    presence_mailbox: int = 1024
-    mailer_mailbox: int = 256
+    session_mailbox: int = 64
+    """Inbound frames a socket's session holds before the reader waits (backpressure on the
+    client)."""
+    channel_mailbox: int = 64
+    """Inbound pushes one joined channel holds before its session waits."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,9 @@ class SocketSettings:
     """Allowed `Origin` values; empty allows any origin in dev/test and same-host only in prod."""
     compression: bool = False
     join_timeout_seconds: float = 10.0
+    fast_path: bool = True
+    """`parley serve` answers upgrades to `path` on its own listener (wsproto, one pre-built
+    frame per broadcast, docs/fast_path.md); false: everything through Hypercorn and ASGI."""
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,9 @@ async def serve(
                 async for signum in signals:
                     log.info("received %s: shutting down", signal.Signals(signum).name)
                     break
+            # Sockets first: open ones would otherwise hold the HTTP drain for its whole grace.
+            closed = runtime.close_all_sockets()
+            log.info("closed %d socket(s) with 1012", closed)
             await http.drain(settings.server.shutdown_grace_seconds)
             with trio.move_on_after(_tree_shutdown_bound(settings)):
                 await root.shutdown()

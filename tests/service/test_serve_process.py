@@ -1,6 +1,7 @@
 """`parley serve` as an operator runs it: a real process, its own embedded PostgreSQL, SIGTERM.
 
-This is the "two commands" promise under test: on an empty data dir the server initialises and starts
+This is the "two commands" promise under test: on an empty data dir the server initialises and
+starts
 PostgreSQL, migrates, answers /health, and on SIGTERM shuts down in order within a bounded time,
 leaving no postgres process behind.
 """
@@ -78,7 +79,9 @@ def test_serve_starts_on_an_embedded_database_and_stops_cleanly_on_sigterm(tmp_p
         assert health["status"] == "ok"
         assert health["database"] == "ok"
         assert postgres_processes_under(data_dir), "the embedded PostgreSQL should be running"
-        assert (data_dir / "jwt_secret").exists(), "a development JWT secret is kept in the data dir"
+        assert (data_dir / "jwt_secret").exists(), (
+            "a development JWT secret is kept in the data dir"
+        )
 
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=SHUTDOWN_SECONDS)

@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import trio
 
 from parley.actors.chat import Chat
 from parley.actors.mailer import Mailer
+from parley.actors.presence import Presence
 from parley.actors.pubsub import LocalPubSub, PubSub
 from parley.actors.registry import Registry
 from parley.actors.runtime import ActorSystem
@@ -48,6 +50,14 @@ async def run_store(
             await database.close()
 
 
+class SocketControl(Protocol):
+    """What the runtime may ask of the socket layer."""
+
+    def revoke_user(self, user_id: uuid.UUID) -> None: ...
+
+    def close_all(self) -> int: ...
+
+
 class Runtime:
     """The running system below the HTTP layer: what handlers and sockets talk to."""
 
@@ -59,6 +69,7 @@ class Runtime:
         self.writer = MessageWriter(MessageStore(database), settings.writer)
         self.registry = Registry(self.system)
         self.pubsub: PubSub = LocalPubSub()
+        self.presence = Presence(self.pubsub)
         self.conversations = DynamicSupervisor(
             "conversations",
             max_restarts=supervision.max_restarts * 10,
@@ -96,6 +107,7 @@ class Runtime:
             ),
             self.registry.child_spec(),
             ChildSpec("pubsub", self.pubsub.run, shutdown_timeout=grace),
+            ChildSpec("presence", self.presence.run, shutdown_timeout=grace),
             self.conversations.child_spec(shutdown_timeout=math.inf),
             self.sessions.child_spec(shutdown_timeout=math.inf),
             ChildSpec("mailer", self.mailer.run, shutdown_timeout=grace),
@@ -132,17 +144,20 @@ class Runtime:
         ref.kill(reason)
         return True
 
-    socket_closer: Callable[[uuid.UUID], None] | None = None
-    """Set by the socket layer at start-up (`parley.api.socket.asgi_transport.install`): closes
-    every live socket of a user. A callback, because actors never import the API layer."""
+    sockets: SocketControl | None = None
+    """The socket layer's handle, set when it is installed (`api.socket.asgi_transport.install`).
+    Held as a protocol rather than imported, because actors never import the API layer."""
 
     def revoke_user_sockets(self, user_id: uuid.UUID) -> None:
         """Close every socket of `user_id` (logout_all, ban, password change) with 1001: clients
         reconnect, and their upgrade is refused (403) because their token is dead. Synchronous:
         the socket layer's user -> sessions index is read at once."""
-        closer = self.socket_closer
-        if closer is not None:
-            closer(user_id)
+        if self.sockets is not None:
+            self.sockets.revoke_user(user_id)
+
+    def close_all_sockets(self) -> int:
+        """Server shutdown: close every socket with 1012 so clients reconnect elsewhere or later."""
+        return self.sockets.close_all() if self.sockets is not None else 0
 
     def describe_tree(self) -> dict[str, object]:
         return self.root.describe() if self.root is not None else {}

@@ -7,8 +7,7 @@ app can be served by `parley serve` or by another ASGI server through `parley.ap
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from quart import current_app
@@ -49,7 +48,6 @@ class AppContext:
     throttle: AuthThrottle
     runtime: Any = None
     """The actor runtime (`parley.service.Runtime`): registry, supervisors, pubsub, directory."""
-    extras: dict[str, Callable[..., Any]] = field(default_factory=dict)
 
 
 def parley_context() -> AppContext:

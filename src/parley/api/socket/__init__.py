@@ -1,5 +1,8 @@
-"""The Phoenix Channels protocol core: message model, serializers, presence and rate limits.
+"""The Phoenix Channels socket (PHOENIX_PROTOCOL.md, DESIGN.md §5; user guide: docs/realtime.md).
 
-Transport-independent and free of I/O: the session actor and the WebSocket / long-poll transports
-build on these modules (PHOENIX_PROTOCOL.md, DESIGN.md §5).
+Transport-independent core: `message` (frames), `serializer` (V1/V2), `ratelimit`, `outbound`
+(the bounded per-connection queue), `transport` (what a transport provides), `auth` (the upgrade
+decision), `session` (the SessionActor), `channels` (topic handlers), `hub` (sessions by user,
+counters). `asgi_transport` serves it in front of the Quart-Trio app. Presence bookkeeping lives in
+the actors layer (`parley.actors.presence`).
 """

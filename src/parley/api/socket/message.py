@@ -7,10 +7,11 @@ Three frozen records mirror Phoenix's `Phoenix.Socket.{Message, Reply, Broadcast
   every client-to-server frame, and server pushes (`phx_close`, `phx_error`, `presence_state`,
   application pushes).
 * `Reply` is a `phx_reply` answering one client message (join ack, event reply, heartbeat ack).
-* `Broadcast` is one event for every subscriber of a topic. It carries no refs and is encoded at
-  most once per serializer ("fastlane", §6.2): the object memoizes its encoded frames, so pubsub,
-  which knows no frame formats, hands the same object to every subscriber and each socket asks
-  its serializer's `fastlane(broadcast)`, which returns the cached `Frame` after the first call.
+* `Broadcast` is one event for every subscriber of a topic. It is pubsub's own record
+  (`parley.actors.pubsub.Broadcast`, re-exported here): it carries no refs and is encoded at most
+  once per serializer ("fastlane", §6.2): the object memoizes its encoded frames, so pubsub, which
+  knows no frame formats, hands the same object to every subscriber and each socket asks its
+  serializer's `fastlane(broadcast)`, which returns the cached `Frame` after the first call.
 
 `Frame` is the output of a serializer: the bytes of one WebSocket data frame plus whether it is a
 text or a binary frame. The constructors at the end of the module build the catalogue frames of
@@ -22,11 +23,10 @@ a server echoes them with the same JSON type, so `Ref` admits every JSON scalar.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from dataclasses import dataclass
+from typing import Any, Final, TypeAlias
 
-if TYPE_CHECKING:
-    from collections.abc import Hashable
+from parley.actors.pubsub import Broadcast as Broadcast
 
 Ref: TypeAlias = str | int | float | bool | None
 """An opaque `ref` / `join_ref`: whatever JSON scalar the client chose, echoed unchanged."""
@@ -127,38 +127,6 @@ class Frame:
 
     def __len__(self) -> int:
         return len(self.data)
-
-
-@dataclass(frozen=True, slots=True)
-class Broadcast:
-    """One event for every subscriber of `topic`, sent as `[null, null, topic, event, payload]`.
-
-    The `_frames` cache is keyed by serializer (`Serializer.cache_key`) and filled by
-    `Serializer.fastlane`; it is excluded from equality and repr. Trio runs every task on one
-    thread, so the memo needs no lock. A broadcast must not be mutated after it is published:
-    the payload is encoded lazily, on first delivery.
-    """
-
-    topic: str
-    event: str
-    payload: Payload
-    _frames: dict[Hashable, Frame] = field(
-        default_factory=dict, init=False, repr=False, compare=False
-    )
-
-    @property
-    def is_binary(self) -> bool:
-        """True when the payload is raw bytes (kind-2 frames for V2, not sendable over V1)."""
-        return isinstance(self.payload, bytes)
-
-    def cached_frame(self, key: Hashable) -> Frame | None:
-        """The frame already encoded for serializer `key`, if any."""
-        return self._frames.get(key)
-
-    def cache_frame(self, key: Hashable, frame: Frame) -> Frame:
-        """Remember `frame` as this broadcast's encoding for serializer `key`; returns it."""
-        self._frames[key] = frame
-        return frame
 
 
 # -- catalogue constructors (§2.7) -------------------------------------------------------------

@@ -146,7 +146,7 @@ class _JsonSerializer:
         return f"{type(self).__name__}()"
 
     def fastlane(self, broadcast: Broadcast) -> Frame:
-        frame = broadcast.cached_frame(self.cache_key)
+        frame: Frame | None = broadcast.cached_frame(self.cache_key)
         if frame is None:
             frame = broadcast.cache_frame(self.cache_key, self.encode_broadcast(broadcast))
         return frame

@@ -1,0 +1,242 @@
+"""The ASGI transport: `/socket/websocket` served in front of the Quart-Trio app.
+
+`install(app, context)` wraps the app's `asgi_app` with `SocketEndpoint`, which handles the socket
+path itself and passes every other scope to Quart unchanged. So any ASGI server that serves the
+app (Hypercorn under `parley serve`, or another) serves the socket too. The socket does not use
+a Quart websocket route on purpose: at the ASGI level we choose the refusal status before the
+upgrade (§3.1, ASGI's websocket denial response; plain 403 otherwise), select the `phoenix`
+sub-protocol, keep text and binary frames apart exactly as they arrived (Quart hands an empty
+binary frame to its handlers as None; here `bytes=b""` stays an empty binary frame), and skip
+Quart's per-message context machinery on the hot path.
+
+* HTTP (non-upgrade) requests on the socket path get 400 (§14 item 1).
+* The upgrade runs `auth.authorize_connect` (origin, vsn, token); a refusal is answered before
+  the upgrade (403), a failure of ours (the database is down) with 503 where the server supports
+  the denial-response extension.
+* Accepted: a `SessionActor` starts under the sessions supervisor and `transport.pump` runs the
+  connection until either side closes it.
+
+Compression: Hypercorn 0.18 always negotiates permessage-deflate when the client offers it (it
+reads the offer from the raw request headers, so an ASGI middleware cannot strip it from the
+scope). Compression costs CPU for every frame of every connection (a broadcast is compressed
+once per recipient, defeating the encode-once fastlane) and tens of KiB of zlib state per
+connection, so it is off unless `socket.compression` is true: when off, our accept message
+carries a private marker header that a small wrapper around Hypercorn's handshake turns into
+"no extensions" for that connection (the header itself is never sent). Other ASGI servers do
+whatever they do with compression; under them the marker is an inert response header.
+docs/realtime.md explains the trade-off.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Final, cast
+
+import trio
+
+from parley.api.socket.auth import Accepted, authorize_connect
+from parley.api.socket.hub import SocketHub
+from parley.api.socket.transport import (
+    CLOSE_SERVICE_RESTART,
+    ConnectRequest,
+    InboundFrame,
+    pump,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, MutableMapping
+
+    from quart_trio import QuartTrio
+
+    from parley.api.context import AppContext
+    from parley.api.socket.message import Frame
+
+    Scope = MutableMapping[str, Any]
+    Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+    Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+    ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger(__name__)
+
+NO_COMPRESSION_MARKER: Final = (b"x-parley-permessage-deflate", b"off")
+
+
+class AsgiConnection:
+    """`transport.Connection` over ASGI's websocket events."""
+
+    __slots__ = ("_receive", "_send", "closed")
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive = receive
+        self._send = send
+        self.closed = False
+
+    async def receive(self) -> InboundFrame | None:
+        while True:
+            event = await self._receive()
+            kind = event.get("type")
+            if kind == "websocket.receive":
+                data = event.get("bytes")
+                if data is not None:
+                    return InboundFrame(bytes(data))
+                text = event.get("text")
+                # A receive event with neither is an empty binary frame on some servers.
+                return InboundFrame(text if text is not None else b"")
+            if kind == "websocket.disconnect":
+                self.closed = True
+                return None
+
+    async def send_frames(self, frames: list[Frame]) -> None:
+        send = self._send
+        for frame in frames:
+            if frame.binary:
+                await send({"type": "websocket.send", "bytes": frame.data})
+            else:
+                await send({"type": "websocket.send", "text": frame.data.decode()})
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        except Exception:  # the server already tore the connection down
+            log.debug("close(%d) after the connection ended", code)
+
+
+class SocketEndpoint:
+    """ASGI middleware: the Phoenix socket at `socket.path`, everything else to `app`."""
+
+    def __init__(self, app: ASGIApp, hub: SocketHub) -> None:
+        self.app = app
+        self.hub = hub
+        self.path = hub.settings.socket.path
+        self.compression = hub.settings.socket.compression
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope.get("type")
+        if scope.get("path") == self.path:
+            if kind == "websocket":
+                await self._websocket(scope, receive, send)
+                return
+            if kind == "http":
+                await _plain_response(send, 400, b"expected a WebSocket upgrade\n")
+                return
+        await self.app(scope, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hub = self.hub
+        connect = await receive()
+        if connect.get("type") != "websocket.connect":
+            return
+        request = _connect_request(scope)
+        try:
+            decision = await authorize_connect(request, hub.context)
+        except Exception:
+            log.exception("socket connect check failed")
+            hub.count("refused_unavailable")
+            await _deny(scope, send, 503)
+            return
+        if not isinstance(decision, Accepted):
+            hub.count(f"refused_{decision.reason}")
+            await _deny(scope, send, decision.status)
+            return
+        try:
+            handle = await hub.open_session(decision.principal, decision.serializer)
+        except Exception:
+            log.exception("could not start a session")
+            hub.count("refused_unavailable")
+            await _deny(scope, send, 503)
+            return
+        try:
+            accept: dict[str, Any] = {"type": "websocket.accept"}
+            if decision.subprotocol is not None:
+                accept["subprotocol"] = decision.subprotocol
+            if not self.compression:
+                accept["headers"] = [NO_COMPRESSION_MARKER]
+            connection = AsgiConnection(receive, send)
+            await send(accept)
+            await pump(connection, handle, handle.outbound)
+        finally:
+            with trio.CancelScope(shield=True):
+                await hub.end_session(handle)
+
+
+def _connect_request(scope: Scope) -> ConnectRequest:
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", ()):
+        name = bytes(raw_name).decode("latin-1").lower()
+        value = bytes(raw_value).decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    client = scope.get("client")
+    return ConnectRequest(
+        path=str(scope.get("path", "")),
+        query_string=bytes(scope.get("query_string", b"")).decode("latin-1"),
+        headers=headers,
+        subprotocols=tuple(str(p).strip() for p in scope.get("subprotocols", ()) or ()),
+        peer=f"{client[0]}:{client[1]}" if client else None,
+    )
+
+
+async def _deny(scope: Scope, send: Send, status: int) -> None:
+    """Refuse before the upgrade: 403 by closing, other statuses through the denial extension."""
+    extensions = scope.get("extensions") or {}
+    if status != 403 and "websocket.http.response" in extensions:
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": status,
+                "headers": [(b"content-length", b"0")],
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": b""})
+        return
+    await send({"type": "websocket.close", "code": CLOSE_SERVICE_RESTART})
+
+
+async def _plain_response(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _install_hypercorn_compression_switch() -> None:
+    """Let our accept message turn permessage-deflate off for one connection (see module doc)."""
+    try:
+        from hypercorn.protocol import ws_stream
+    except ImportError:  # another ASGI server: nothing to adapt
+        return
+    original = ws_stream.Handshake.accept
+    if getattr(original, "_parley_switch", False):
+        return
+
+    def accept(self: Any, subprotocol: str | None, additional_headers: Any) -> Any:
+        headers = list(additional_headers)
+        if NO_COMPRESSION_MARKER in headers:
+            headers = [h for h in headers if h[0] != NO_COMPRESSION_MARKER[0]]
+            self.extensions = None
+        return original(self, subprotocol, headers)
+
+    accept._parley_switch = True  # type: ignore[attr-defined]
+    ws_stream.Handshake.accept = accept  # type: ignore[method-assign]
+
+
+def install(app: QuartTrio, context: AppContext) -> SocketHub:
+    """Serve the Phoenix socket on `app` and wire revocations; returns the hub."""
+    hub = SocketHub(context)
+    _install_hypercorn_compression_switch()
+    endpoint = SocketEndpoint(cast("ASGIApp", app.asgi_app), hub)
+    app.asgi_app = cast("Any", endpoint)  # type: ignore[method-assign]
+    app.extensions["parley.sockets"] = hub
+    runtime = context.runtime
+    if runtime is not None:
+        runtime.sockets = hub
+    return hub

@@ -1,0 +1,198 @@
+"""The socket layer's one shared place: open sessions, the user -> sessions index, counters.
+
+`SocketHub` is created once per app (`install`) and reached by the transports, the channels
+(pubsub, presence, chat, stores, settings) and the realtime admin endpoints. The index of live
+sessions by user is owned here and only here: sessions add themselves when they start and leave
+when they end, and `close_user` reads it synchronously (no await between the look-up and the
+closes, so no session can slip in or out half-way). `Runtime.revoke_user_sockets` reaches it
+through the closer registered at install time; the actors layer never imports this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from parley.actors.presence import Presence
+from parley.api.socket.outbound import OutboundQueue
+from parley.api.socket.session import Inbound, Stop, session_child_spec
+from parley.api.socket.transport import (
+    CLOSE_GOING_AWAY,
+    CLOSE_SERVICE_RESTART,
+    InboundFrame,
+)
+
+if TYPE_CHECKING:
+    from parley.actors.pubsub import PubSub
+    from parley.actors.runtime import ActorSystem
+    from parley.api.context import AppContext, Stores
+    from parley.api.socket.auth import SocketPrincipal
+    from parley.api.socket.serializer import V1JsonSerializer, V2JsonSerializer
+    from parley.config import Settings
+
+log = logging.getLogger(__name__)
+
+"""Inbound frames waiting for the session actor (the reader waits when full: TCP backpressure)."""
+
+
+@dataclass(eq=False)
+class SessionHandle:
+    """What the transport holds for one connection: the actor's ref, its queue, its name."""
+
+    ref: Any
+    name: str
+    outbound: OutboundQueue
+    principal: SocketPrincipal
+    hub: SocketHub
+
+    async def inbound(self, frame: InboundFrame) -> bool:
+        """Hand a frame to the session, waiting for mailbox space; False once it is gone."""
+        if self.outbound.closing:
+            return True  # keep reading (and discarding) until the close goes out
+        try:
+            await self.ref.send(Inbound(frame))
+        except Exception:  # ActorUnavailable: the session ended
+            return False
+        return True
+
+    def transport_closed(self) -> None:
+        self.outbound.close(CLOSE_GOING_AWAY, "transport closed", discard=True)
+
+    def close(self, code: int, reason: str) -> None:
+        """Close this socket with `code` after what is queued, and stop the session."""
+        self.outbound.close(code, reason)
+        try:
+            self.ref.info(Stop(reason))
+        except Exception:
+            log.debug("session %s already gone", self.name)
+
+
+class SocketHub:
+    """Sessions of this app, the user index, counters, and the parts channels use."""
+
+    def __init__(self, context: AppContext) -> None:
+        self.context = context
+        self.settings: Settings = context.settings
+        self.debug_enabled = self.settings.server.env != "prod"
+        self._handles: dict[str, SessionHandle] = {}
+        self._handles_by_user: dict[uuid.UUID, dict[str, SessionHandle]] = {}
+        self.counters: dict[str, int] = {}
+
+    # -- the running system's parts ---------------------------------------------------------
+
+    @property
+    def runtime(self) -> Any:
+        return self.context.runtime
+
+    @property
+    def pubsub(self) -> PubSub:
+        pubsub: PubSub = self.runtime.pubsub
+        return pubsub
+
+    @property
+    def presence(self) -> Presence:
+        presence: Presence = self.runtime.presence
+        return presence
+
+    @property
+    def chat(self) -> Any:
+        return self.runtime.chat
+
+    @property
+    def stores(self) -> Stores:
+        return self.context.stores
+
+    @property
+    def system(self) -> ActorSystem:
+        system: ActorSystem = self.runtime.system
+        return system
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    async def open_session(
+        self, principal: SocketPrincipal, serializer: V1JsonSerializer | V2JsonSerializer
+    ) -> SessionHandle:
+        """Start a session actor under the sessions supervisor (temporary)."""
+        socket = self.settings.socket
+        outbound = OutboundQueue(socket.outbound_max_messages, socket.outbound_max_bytes)
+        ref, spec = session_child_spec(
+            self, principal, serializer, outbound, mailbox=self.settings.actors.session_mailbox
+        )
+        await self.runtime.sessions.start_child(spec)
+        handle = SessionHandle(ref, spec.name, outbound, principal, self)
+        self._handles[handle.name] = handle
+        self._handles_by_user.setdefault(principal.user_id, {})[handle.name] = handle
+        self.count("connections_opened")
+        return handle
+
+    async def end_session(self, handle: SessionHandle) -> None:
+        """The transport is done: stop the session (bounded) and forget the handle."""
+        self._forget(handle)
+        supervisor = self.runtime.sessions
+        if handle.name in supervisor:
+            grace = self.settings.supervision.child_shutdown_seconds
+            with trio.move_on_after(grace * 2 if grace > 0 else math.inf):
+                try:
+                    await supervisor.terminate_child(handle.name)
+                except Exception:  # UnknownChildError: it ended on its own meanwhile
+                    log.debug("session %s already ended", handle.name)
+
+    def _forget(self, handle: SessionHandle) -> None:
+        self._handles.pop(handle.name, None)
+        by_user = self._handles_by_user.get(handle.principal.user_id)
+        if by_user is not None:
+            by_user.pop(handle.name, None)
+            if not by_user:
+                del self._handles_by_user[handle.principal.user_id]
+
+    def sessions_of(self, user_id: uuid.UUID) -> list[SessionHandle]:
+        return list(self._handles_by_user.get(user_id, {}).values())
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._handles)
+
+    def close_user(self, user_id: uuid.UUID, code: int, reason: str) -> int:
+        """Close every socket of `user_id` with `code`; returns how many."""
+        handles = self.sessions_of(user_id)
+        for handle in handles:
+            handle.close(code, reason)
+        if handles:
+            self.count("forced_closes")
+        return len(handles)
+
+    def revoke_user(self, user_id: uuid.UUID) -> None:
+        """Tokens of `user_id` were revoked (logout_all, password change, ban): close with 1001.
+
+        1001 as Phoenix's `disconnect` (§3.6): clients reconnect, and the upgrade is refused with
+        403 because their token is dead, which is the signal apps act on (§3.4).
+        """
+        self.close_user(user_id, CLOSE_GOING_AWAY, "revoked")
+
+    def close_all(self, code: int = CLOSE_SERVICE_RESTART, reason: str = "server restart") -> int:
+        """Close every socket (server draining): 1012, so every client version reconnects."""
+        handles = list(self._handles.values())
+        for handle in handles:
+            handle.close(code, reason)
+        return len(handles)
+
+    # -- counters ---------------------------------------------------------------------------
+
+    def count(self, name: str, by: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + by
+
+    def statistics(self) -> dict[str, Any]:
+        presence = self.presence.statistics() if self.context.runtime is not None else None
+        return {
+            "connections": self.connection_count,
+            "users": len(self._handles_by_user),
+            "counters": dict(sorted(self.counters.items())),
+            "presence": None
+            if presence is None
+            else {"topics": presence.topics, "metas": presence.metas},
+        }

@@ -1,0 +1,125 @@
+"""The outbound queue of one connection: frames waiting for the transport's writer.
+
+Bounded twice, in frames (`socket.outbound_max_messages`) and in bytes
+(`socket.outbound_max_bytes`). `put` never blocks: pubsub fans a broadcast out by calling every
+subscriber in turn, so a put that waited would let one slow socket stall a whole conversation.
+A put that would cross either bound queues nothing and returns False; the session then closes the
+connection as a slow consumer (close code 1013, docs/realtime.md).
+
+The transport's writer takes *everything* pending with one `take_all` and writes it in one go,
+so a burst of broadcasts costs one wake-up of the writer, not one per frame.
+
+`close(code, reason)` is how the session (or the hub, for revocations) ends the connection: the
+writer finishes what is queued (unless `discard` is set, as for a slow consumer whose queue is
+the problem), then sends a close frame with that code. Frames put after `close` are dropped.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import trio
+
+from parley.api.socket.message import Frame
+
+
+@dataclass(frozen=True, slots=True)
+class CloseRequest:
+    """Why and how the server closes the connection."""
+
+    code: int
+    reason: str
+
+
+class OutboundQueue:
+    """A non-blocking, doubly bounded frame queue with a single consumer (the writer)."""
+
+    __slots__ = (
+        "_frames",
+        "_wakeup",
+        "bytes",
+        "close_request",
+        "high_water_bytes",
+        "high_water_frames",
+        "max_bytes",
+        "max_frames",
+        "sent_bytes",
+        "sent_frames",
+    )
+
+    def __init__(self, max_frames: int, max_bytes: int) -> None:
+        if max_frames < 1 or max_bytes < 1:
+            raise ValueError("outbound bounds must be >= 1")
+        self.max_frames = max_frames
+        self.max_bytes = max_bytes
+        self._frames: deque[Frame] = deque()
+        self._wakeup = trio.Event()
+        self.bytes = 0
+        self.close_request: CloseRequest | None = None
+        self.high_water_frames = 0
+        self.high_water_bytes = 0
+        self.sent_frames = 0
+        self.sent_bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    @property
+    def closing(self) -> bool:
+        return self.close_request is not None
+
+    def put(self, frame: Frame) -> bool:
+        """Queue `frame`; False (nothing queued) when it would cross a bound.
+
+        After `close` the frame is silently dropped and True is returned: the connection is going
+        away anyway and the caller has nothing to do about it.
+        """
+        if self.close_request is not None:
+            return True
+        size = len(frame.data)
+        if len(self._frames) >= self.max_frames or self.bytes + size > self.max_bytes:
+            return False
+        self._frames.append(frame)
+        self.bytes += size
+        if len(self._frames) > self.high_water_frames:
+            self.high_water_frames = len(self._frames)
+        if self.bytes > self.high_water_bytes:
+            self.high_water_bytes = self.bytes
+        self._wakeup.set()
+        return True
+
+    def close(self, code: int, reason: str, *, discard: bool = False) -> bool:
+        """Ask the writer to close with `code` after the queued frames (or at once, `discard`).
+
+        The first close wins; returns False if the queue was already closing.
+        """
+        if self.close_request is not None:
+            return False
+        self.close_request = CloseRequest(code, reason)
+        if discard:
+            self._frames.clear()
+            self.bytes = 0
+        self._wakeup.set()
+        return True
+
+    async def take_all(self) -> list[Frame]:
+        """Wait until something is queued (or the queue closes) and take all of it.
+
+        Returns an empty list only once the queue is closing and drained: the writer then sends
+        the close frame from `close_request`.
+        """
+        while not self._frames:
+            if self.close_request is not None:
+                return []
+            await self._wakeup.wait()
+            self._wakeup = trio.Event()
+        frames = list(self._frames)
+        self._frames.clear()
+        self.bytes = 0
+        return frames
+
+    def record_sent(self, frames: list[Frame]) -> None:
+        """Counters for the writer: frames and bytes actually handed to the transport."""
+        self.sent_frames += len(frames)
+        self.sent_bytes += sum(len(frame.data) for frame in frames)

@@ -1,0 +1,161 @@
+"""What a socket transport hands the protocol core, and what it gets back. No I/O here.
+
+PHOENIX_PROTOCOL.md §3.1 splits a connection in two phases, and so does this module:
+
+1. **Upgrade**: the transport turns the HTTP upgrade request into a `ConnectRequest` (path, query,
+   headers, offered sub-protocols) and asks `parley.api.socket.auth.authorize_connect` whether to
+   accept it. A refusal is answered *before* the upgrade with its HTTP status (403, or 400 for a
+   request that is not an upgrade at all), never by a WebSocket that opens and closes.
+2. **Connection**: the transport accepts (selecting the `phoenix` sub-protocol when offered), then
+   runs `pump` with an object implementing `Connection`: its reader hands every data frame to
+   the session, and its writer drains the session's `OutboundQueue` and finally sends the close
+   frame the session asked for.
+
+Everything Phoenix-specific (serializers, sessions, channels) sits above this line, so a faster
+transport (DESIGN §7: wsproto on our own listener) only has to implement `Connection` and build
+`ConnectRequest`s; `asgi_transport.py` is the portable one that runs under any ASGI server.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import parse_qsl
+
+import trio
+
+if TYPE_CHECKING:
+    from parley.api.socket.message import Frame
+    from parley.api.socket.outbound import OutboundQueue
+
+log = logging.getLogger(__name__)
+
+# Close codes (RFC 6455 §7.4.1 and the IANA registry); the reasons are in docs/realtime.md.
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+"""Idle timeout and forced disconnects (token revoked, user banned): the client reconnects and
+re-authenticates (Phoenix >= 1.8.8 closes a `disconnect`ed socket with 1001, §3.6)."""
+CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_INVALID_DATA = 1007
+CLOSE_MESSAGE_TOO_BIG = 1009
+"""A data frame larger than `socket.max_frame_bytes`."""
+CLOSE_INTERNAL_ERROR = 1011
+"""The session crashed (a bug): the client reconnects."""
+CLOSE_SERVICE_RESTART = 1012
+"""Operator-initiated close and server shutdown: every phoenix.js version reconnects (§9.2)."""
+CLOSE_TRY_AGAIN_LATER = 1013
+"""Slow consumer: the outbound queue crossed its bound; reconnect later (and recover with
+`last_seq`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectRequest:
+    """The parts of an upgrade request the connect logic looks at (§3.1, §3.5)."""
+
+    path: str
+    query_string: str
+    headers: Mapping[str, str]
+    """Lower-case names; repeated headers joined with ", "."""
+    subprotocols: tuple[str, ...] = ()
+    peer: str | None = None
+    query: dict[str, str] = field(init=False)
+    """Flat query parameters (the last value wins; bracketed keys stay as they are)."""
+
+    def __post_init__(self) -> None:
+        query: dict[str, str] = {}
+        for key, value in parse_qsl(self.query_string, keep_blank_values=True):
+            query[key] = value
+        object.__setattr__(self, "query", query)
+
+    @property
+    def origin(self) -> str | None:
+        return self.headers.get("origin")
+
+    @property
+    def host(self) -> str | None:
+        return self.headers.get("host")
+
+
+@dataclass(frozen=True, slots=True)
+class InboundFrame:
+    """One data frame as received: text (`str`) or binary (`bytes`)."""
+
+    data: str | bytes
+
+    @property
+    def binary(self) -> bool:
+        return isinstance(self.data, bytes)
+
+    @property
+    def size(self) -> int:
+        return len(self.data) if isinstance(self.data, bytes) else len(self.data.encode())
+
+
+class Connection(Protocol):
+    """An accepted WebSocket, as the pump drives it."""
+
+    async def receive(self) -> InboundFrame | None:
+        """The next data frame, or None once the peer has closed (or the connection dropped)."""
+        ...
+
+    async def send_frames(self, frames: list[Frame]) -> None:
+        """Write these frames in order, as one batch where the transport can."""
+        ...
+
+    async def close(self, code: int, reason: str) -> None:
+        """Send a close frame; never raises for a connection that is already gone."""
+        ...
+
+
+class FrameSink(Protocol):
+    """Where the reader hands inbound frames: the session (backpressure: may wait)."""
+
+    async def inbound(self, frame: InboundFrame) -> bool:
+        """Take one frame; False when the session is gone and reading should stop."""
+        ...
+
+    def transport_closed(self) -> None:
+        """The peer closed or the connection dropped."""
+        ...
+
+
+async def pump(connection: Connection, sink: FrameSink, outbound: OutboundQueue) -> None:
+    """Run the connection: reader -> session, session's outbound queue -> writer, then close.
+
+    Returns when the connection is over: the peer closed it, or the session asked to close
+    (`outbound.close`), in which case the queued frames are written first and then the close frame.
+    """
+    async with trio.open_nursery() as nursery:
+
+        async def read() -> None:
+            while True:
+                frame = await connection.receive()
+                if frame is None:
+                    # The peer is gone: nothing more can be written; stop the writer too.
+                    sink.transport_closed()
+                    nursery.cancel_scope.cancel()
+                    return
+                if not await sink.inbound(frame):
+                    # The session ended; its close code is in the outbound queue and the
+                    # writer sends it after what is queued.
+                    return
+
+        nursery.start_soon(read)
+        while True:
+            frames = await outbound.take_all()
+            if not frames:
+                break
+            try:
+                await connection.send_frames(frames)
+            except Exception as exc:  # the server tore the connection down under us
+                log.debug("write failed (%r); the connection is gone", exc)
+                sink.transport_closed()
+                nursery.cancel_scope.cancel()
+                return
+            outbound.record_sent(frames)
+        request = outbound.close_request
+        if request is not None:
+            await connection.close(request.code, request.reason)
+        nursery.cancel_scope.cancel()
