@@ -33,9 +33,20 @@ test-slow: $(STAMP) $(NODE_STAMP)
 	$(BIN)/pytest -m slow -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+
+# `make bench` (bench/run.py): BENCH_ARGS="--quick", "--large" or "--only W2".
+.PHONY: bench
+BENCH_NODE_STAMP := bench/node/node_modules/.installed
+$(BENCH_NODE_STAMP): bench/node/package.json bench/node/package-lock.json
+	cd bench/node && npm ci --silent --no-audit --no-fund
+	touch $@
+
+bench: $(STAMP) $(BENCH_NODE_STAMP)
+	$(UV) sync --frozen --quiet --group bench --python $(BIN)/python
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .parley .pytest_cache .mypy_cache .ruff_cache

@@ -69,7 +69,8 @@ async def measure(
         await root.shutdown()
         nursery.cancel_scope.cancel()
     print(
-        f"  {stats.batches} batches, {stats.commit_seconds_total:.2f}s committing of {elapsed:.2f}s,"
+        f"  {stats.batches} batches,"
+        f" {stats.commit_seconds_total:.2f}s committing of {elapsed:.2f}s,"
         f" mean commit {1000 * stats.commit_seconds_total / max(stats.batches, 1):.1f} ms"
     )
     return per_sender * senders / elapsed, stats.batch_sizes, int(stored)

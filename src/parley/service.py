@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import trio
+from quart_trio import QuartTrio
 
 from parley.accounts import AuthThrottle, PasswordHasher, TokenService
 from parley.actors.tree import Runtime
@@ -37,8 +38,10 @@ class RunningServer:
     """Handed to `task_status.started` by `serve`: where it listens and what it runs."""
 
     base_url: str
+    """Empty when `serve` runs without its own HTTP server (`parley.api.asgi`)."""
     context: AppContext
     runtime: Runtime
+    app: QuartTrio | None = None
 
 
 @asynccontextmanager
@@ -71,9 +74,16 @@ async def serve(
     settings: Settings,
     *,
     handle_signals: bool = True,
+    http_server: bool = True,
+    stop: trio.Event | None = None,
     task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run Parley until SIGINT/SIGTERM (or until cancelled, as tests do)."""
+    """Run Parley until SIGINT/SIGTERM (or until cancelled, as tests do).
+
+    `http_server=False` runs everything but the HTTP server (the app is in `RunningServer.app`
+    for an ASGI server to serve, `parley.api.asgi`); `stop`, when given, replaces the signals:
+    setting it shuts down in order as a signal would.
+    """
     async with database_url(settings) as dsn:
         database = open_database(settings, dsn)
         context = AppContext(
@@ -86,9 +96,12 @@ async def serve(
         )
         runtime = Runtime(settings, database)
         context.runtime = runtime
-        http = HttpServer(create_app(context), settings)
+        app = create_app(context)
+        http = HttpServer(app, settings) if http_server else None
         root = runtime.build_root(
-            [
+            []
+            if http is None
+            else [
                 ChildSpec(
                     "http",
                     http.run,
@@ -100,19 +113,24 @@ async def serve(
         await context.passwords.warm_up()
         async with trio.open_nursery() as nursery:
             await nursery.start(root.run)
-            base_url = http.binds[0]
-            log.info("Parley is serving on %s", base_url)
-            task_status.started(RunningServer(base_url, context, runtime))
-            if not handle_signals:
+            base_url = http.binds[0] if http is not None else ""
+            if http is not None:
+                log.info("Parley is serving on %s", base_url)
+            task_status.started(RunningServer(base_url, context, runtime, app))
+            if stop is not None:
+                await stop.wait()
+            elif not handle_signals:
                 await trio.sleep_forever()
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for signum in signals:
-                    log.info("received %s: shutting down", signal.Signals(signum).name)
-                    break
+            else:
+                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for signum in signals:
+                        log.info("received %s: shutting down", signal.Signals(signum).name)
+                        break
             # Sockets first: open ones would otherwise hold the HTTP drain for its whole grace.
             closed = runtime.close_all_sockets()
             log.info("closed %d socket(s) with 1012", closed)
-            await http.drain(settings.server.shutdown_grace_seconds)
+            if http is not None:
+                await http.drain(settings.server.shutdown_grace_seconds)
             with trio.move_on_after(_tree_shutdown_bound(settings)):
                 await root.shutdown()
             nursery.cancel_scope.cancel()

@@ -31,8 +31,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
+@pytest.fixture(params=["wsproto", "asgi"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path, database_url: str) -> Settings:
+    # Both socket transports (docs/fast_path.md): parley serve's own listener, and ASGI.
     return make_settings(
         tmp_path,
         database_url,
@@ -40,6 +41,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
             "heartbeat_timeout_seconds": 2.0,
             "max_channels_per_socket": 4,
             "allowed_origins": ["//localhost", "//127.0.0.1"],
+            "fast_path": request.param == "wsproto",
         },
     )
 

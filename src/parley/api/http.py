@@ -1,4 +1,11 @@
-"""The HTTP server child: Hypercorn's trio `serve()` running the Quart-Trio app inside our tree."""
+"""The HTTP server child of the supervision tree: the public port of `parley serve`.
+
+With `socket.fast_path` (the default) it runs `parley.api.listener.serve_public`: WebSocket
+upgrades to the socket path are served by the wsproto transport, every other connection by
+Hypercorn's trio `TCPServer` for the Quart-Trio app (docs/fast_path.md). Without it, Hypercorn's
+trio `serve()` runs the app alone and the socket goes through ASGI (`asgi_transport`), the
+portable path.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 from quart_trio import QuartTrio
 
+from parley.api.listener import serve_public
 from parley.config import Settings
 
 
@@ -40,10 +48,18 @@ class HttpServer:
         self, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
     ) -> None:
         config = hypercorn_config(self._settings)
-        async with trio.open_nursery() as nursery:
-            self.binds = await nursery.start(
-                partial(serve, self._app, config, shutdown_trigger=self._draining.wait)
+        if self._settings.socket.fast_path and not config.ssl_enabled:
+            server = partial(
+                serve_public,
+                self._app,
+                config,
+                self._settings,
+                shutdown_trigger=self._draining.wait,
             )
+        else:
+            server = partial(serve, self._app, config, shutdown_trigger=self._draining.wait)
+        async with trio.open_nursery() as nursery:
+            self.binds = await nursery.start(server)
             task_status.started(self.binds)
         # Hypercorn returns once drained; stay up (not "exited") until the tree is shut down, so a
         # permanent child that finished draining is not restarted by its supervisor.

@@ -71,8 +71,6 @@ CLOSE_PROTOCOL_ERROR: Final = 1002
 RECEIVE_BYTES: Final = 65_536
 LINGER_SECONDS: Final = 2.0
 """After our close frame: how long to wait for the client's before closing TCP."""
-_IOV_MAX: Final = 512
-"""Frames (header + data = 2 buffers) per `sendmsg` call; Linux allows 1024 buffers."""
 
 # Server frame headers: FIN + opcode, then the 7-bit length (no mask bit).
 _TEXT_HEADERS: Final = tuple(bytes((0x81, n)) for n in range(126))
@@ -312,7 +310,7 @@ class WsprotoConnection:
             self._backlog.append(data)
             return
         try:
-            sent = _send_nowait(self._socket, [data])
+            sent = _send_nowait(self._socket, data)
         except OSError:
             self.broken = True
             return
@@ -326,7 +324,7 @@ class WsprotoConnection:
     async def _write(self, chunks: list[bytes]) -> None:
         """Write `chunks` in order with as few system calls as the kernel allows.
 
-        Normally one non-blocking `sendmsg` writes the whole batch and nothing is awaited. When
+        Normally one non-blocking `write()` writes the whole batch and nothing is awaited. When
         the socket buffer is full, the rest is written as the socket becomes writable (bounded
         by the write-stall timeout: a peer that stops reading for that long is dropped).
         """
@@ -360,18 +358,10 @@ class WsprotoConnection:
 
     def _send_some(self, chunks: list[bytes]) -> bytes | None:
         """Send what the socket takes now; None if everything went, else the unsent rest."""
-        total = 0
-        for start in range(0, len(chunks), _IOV_MAX):
-            batch = chunks[start : start + _IOV_MAX]
-            size = sum(len(chunk) for chunk in batch)
-            try:
-                sent = _send_nowait(self._socket, batch)
-            except BlockingIOError:
-                sent = 0
-            total += sent
-            if sent < size:
-                return b"".join(chunks)[total:]
-        return None
+        # Joining a batch and one write() measured faster than writev() of the pieces.
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        sent = _send_nowait(self._socket, data)
+        return None if sent == len(data) else data[sent:]
 
     # -- after the pump ---------------------------------------------------------------------
 
@@ -409,16 +399,13 @@ class WsprotoConnection:
                 buffer += data
 
 
-def _send_nowait(sock: trio.socket.SocketType, chunks: list[bytes]) -> int:
-    """One non-blocking `sendmsg` of `chunks` on a trio socket's descriptor (EAGAIN -> 0)."""
+def _send_nowait(sock: trio.socket.SocketType, data: bytes) -> int:
+    """One non-blocking write() on a trio socket's descriptor; bytes written (EAGAIN: 0)."""
     fd = sock.fileno()
     if fd < 0:
         raise OSError(errno.EBADF, "socket closed")
     try:
-        if len(chunks) == 1:
-            return os.write(fd, chunks[0])
-        # Joining small frames and one write() measured faster than writev() of the pieces.
-        return os.write(fd, b"".join(chunks))
+        return os.write(fd, data)
     except BlockingIOError:
         return 0
 
@@ -529,13 +516,26 @@ async def serve_upgrade(
             on_fail=_failer(handle),
         )
         await connection.write_raw(accept)
+        hub.count("wsproto_connections")
         await pump(connection, handle, handle.outbound)
         await connection.linger()
-    except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, OSError):
-        log.debug("socket connection dropped")
+    except Exception as exc:  # includes groups from pump's nursery; never the listener's
+        if _only_disconnects(exc):
+            log.debug("socket connection dropped: %r", exc)
+        else:
+            log.exception("socket connection failed")
     finally:
         with trio.CancelScope(shield=True):
             await hub.end_session(handle)
+
+
+_DISCONNECTS = (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, OSError)
+
+
+def _only_disconnects(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_disconnects(inner) for inner in exc.exceptions)
+    return isinstance(exc, _DISCONNECTS)
 
 
 def _failer(handle: SessionHandle) -> Callable[[int, str], None]:

@@ -1,0 +1,323 @@
+// One load-generator process for `make bench` (bench/run.py starts several).
+//
+// It speaks JSON lines: commands on stdin, one answer line per command on stdout ({"ev": ...}).
+// Two client drivers: "phoenix" (the official phoenix 1.8.16 client over `ws`; used against Parley
+// and the bare trio hub) and "socketio" (socket.io-client, against the python-socketio peer).
+//
+//   {"cmd":"open", driver, url, conns:[{token?, topics:[...], send_topic?}], rate, heartbeat_ms}
+//       open the connections at `rate` per second, join every topic; answer when all are settled
+//   {"cmd":"step", step, rate, duration_s, drain_ms}
+//       send `new_msg` from the connections that have a send_topic, round robin, at `rate`/s for
+//       duration_s; wait for the acks (bounded) and drain_ms; answer with this process's sender
+//       and receiver figures for that step (receivers count every `new_msg` tagged with the step)
+//   {"cmd":"spread", on}           track first/last receive time per message (fan-out spread)
+//   {"cmd":"hb"}                   heartbeat RTT histogram since the last "hb", drops, loop delay
+//   {"cmd":"logins", url, creds, rate, count}   POST /api/auth/login (rate 0 = all at once)
+//   {"cmd":"close"}                close everything and exit
+//
+// Every loop is bounded: connections and messages by the command's counts, waits by timeouts, and
+// the process exits when stdin closes or after MAX_LIFETIME_MS. Only the URLs it is given (the
+// runner passes 127.0.0.1) are contacted.
+
+import readline from "node:readline";
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import { Socket } from "phoenix";
+import WebSocket from "ws";
+import { io } from "socket.io-client";
+
+const MAX_LIFETIME_MS = 3 * 3600 * 1000;
+const ACK_TIMEOUT_MS = 10_000;
+const JOIN_TIMEOUT_MS = 20_000;
+const NEVER = 1e9; // ms: no automatic reconnect or rejoin, so a drop is counted, not hidden
+
+const now = () => performance.timeOrigin + performance.now();
+const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Log-bucketed histogram (1 % resolution) of milliseconds; merged by the runner.
+const BASE = 0.01;
+const LOG_STEP = Math.log(1.01);
+class Hist {
+  constructor() { this.b = new Map(); this.n = 0; this.max = 0; this.sum = 0; }
+  add(ms) {
+    const v = ms < BASE ? BASE : ms;
+    const i = Math.ceil(Math.log(v / BASE) / LOG_STEP);
+    this.b.set(i, (this.b.get(i) || 0) + 1);
+    this.n++; this.sum += ms; if (ms > this.max) this.max = ms;
+  }
+  toJSON() { return { n: this.n, max: this.max, sum: this.sum, b: Object.fromEntries(this.b) }; }
+}
+
+// The `ws` client offers permessage-deflate by default; servers here run without it.
+class PlainWS extends WebSocket {
+  constructor(url, protocols) { super(url, protocols, { perMessageDeflate: false }); }
+}
+
+const state = {
+  conns: [],
+  drops: 0,
+  hb: new Hist(),
+  steps: new Map(), // step -> {recv, lat: Hist}
+  spread: null, // key -> [first, last, count]
+  loop: monitorEventLoopDelay({ resolution: 10 }),
+  closing: false,
+};
+state.loop.enable();
+
+function stepStats(step) {
+  let s = state.steps.get(step);
+  if (!s) { s = { recv: 0, echo: 0, lat: new Hist() }; state.steps.set(step, s); }
+  return s;
+}
+
+// Body: "<step>|<send time ms>|<message key>|<sender connection id>".
+function onNewMsg(conn, payload) {
+  const t = now();
+  const body = payload && payload.body;
+  if (typeof body !== "string") return;
+  const parts = body.split("|");
+  if (parts.length < 4) return;
+  const s = stepStats(parts[0]);
+  if (parts[3] === conn.id) s.echo++; // the sender's own copy: a delivery, not in the latency
+  else { s.recv++; s.lat.add(t - Number(parts[1])); }
+  if (state.spread) {
+    const e = state.spread.get(parts[2]);
+    if (e === undefined) state.spread.set(parts[2], [t, t, 1]);
+    else { if (t < e[0]) e[0] = t; if (t > e[1]) e[1] = t; e[2]++; }
+  }
+}
+
+let connSeq = 0;
+
+class PhoenixConn {
+  constructor(url, spec, heartbeatMs) {
+    this.id = `${process.pid}.${++connSeq}`;
+    this.spec = spec; this.open = false; this.channels = new Map();
+    const params = spec.token ? { token: spec.token } : {};
+    this.socket = new Socket(url, {
+      transport: PlainWS, params, heartbeatIntervalMs: heartbeatMs, timeout: ACK_TIMEOUT_MS,
+      reconnectAfterMs: () => NEVER, rejoinAfterMs: () => NEVER,
+    });
+    // Heartbeat RTT: phoenix.js 1.8 has no heartbeat callback, so time its own heartbeat pushes.
+    const sock = this.socket;
+    const send = sock.sendHeartbeat.bind(sock);
+    let hbRef = null, hbAt = 0;
+    sock.sendHeartbeat = () => {
+      send();
+      if (sock.pendingHeartbeatRef) { hbRef = sock.pendingHeartbeatRef; hbAt = now(); }
+    };
+    sock.onMessage((msg) => {
+      if (msg.topic === "phoenix" && msg.ref === hbRef) { state.hb.add(now() - hbAt); hbRef = null; }
+    });
+    sock.onClose(() => { if (this.open && !state.closing) state.drops++; this.open = false; });
+  }
+  connect() {
+    return new Promise((resolve) => {
+      const started = now();
+      let pending = this.spec.topics.length, failed = false, done = false;
+      const finish = (ok, why) => {
+        if (done) return; done = true; clearTimeout(timer);
+        if (ok) this.open = true;
+        resolve({ ok, ms: now() - started, why });
+      };
+      const timer = setTimeout(() => finish(false, "join timeout"), JOIN_TIMEOUT_MS);
+      this.socket.onError(() => finish(false, "socket error"));
+      this.socket.connect();
+      for (const topic of this.spec.topics) {
+        const ch = this.socket.channel(topic, {});
+        ch.on("new_msg", (p) => onNewMsg(this, p));
+        this.channels.set(topic, ch);
+        ch.join(JOIN_TIMEOUT_MS)
+          .receive("ok", () => { if (--pending === 0 && !failed) finish(true); })
+          .receive("error", (r) => { failed = true; finish(false, "join error " + JSON.stringify(r)); })
+          .receive("timeout", () => { failed = true; finish(false, "join timeout"); });
+      }
+    });
+  }
+  send(topic, body, clientId) {
+    return new Promise((resolve) => {
+      const t = now();
+      this.channels.get(topic).push("new_msg", { body, client_id: clientId }, ACK_TIMEOUT_MS)
+        .receive("ok", () => resolve({ ok: true, ms: now() - t }))
+        .receive("error", (r) => resolve({ ok: false, why: JSON.stringify(r) }))
+        .receive("timeout", () => resolve({ ok: false, why: "timeout" }));
+    });
+  }
+  close() { this.open = false; this.socket.disconnect(null, 1000); }
+}
+
+class SocketIoConn {
+  constructor(url, spec, heartbeatMs) {
+    this.id = `${process.pid}.${++connSeq}`;
+    this.spec = spec; this.open = false; this.heartbeatMs = heartbeatMs; this.timer = null;
+    this.sock = io(url, { transports: ["websocket"], reconnection: false, forceNew: true,
+      autoConnect: false, perMessageDeflate: false, timeout: JOIN_TIMEOUT_MS });
+    this.sock.on("new_msg", (p) => onNewMsg(this, p));
+    this.sock.on("disconnect", () => { if (this.open && !state.closing) state.drops++; this.open = false; });
+  }
+  heartbeat() {
+    // Like phoenix.js: the next heartbeat goes heartbeatMs after the previous reply.
+    this.timer = setTimeout(() => {
+      if (!this.open) return;
+      const t = now();
+      this.sock.timeout(this.heartbeatMs).emit("heartbeat", {}, (err) => {
+        if (err) { if (this.open && !state.closing) state.drops++; this.open = false; this.sock.disconnect(); return; }
+        state.hb.add(now() - t);
+        this.heartbeat();
+      });
+    }, this.heartbeatMs);
+  }
+  connect() {
+    return new Promise((resolve) => {
+      const started = now();
+      let done = false;
+      const finish = (ok, why) => {
+        if (done) return; done = true; clearTimeout(timer);
+        if (ok) { this.open = true; this.heartbeat(); }
+        resolve({ ok, ms: now() - started, why });
+      };
+      const timer = setTimeout(() => finish(false, "join timeout"), JOIN_TIMEOUT_MS);
+      this.sock.on("connect_error", (e) => finish(false, "connect error " + e.message));
+      this.sock.on("connect", async () => {
+        try {
+          for (const topic of this.spec.topics) {
+            await this.sock.timeout(JOIN_TIMEOUT_MS).emitWithAck("join", { topic });
+          }
+          finish(true);
+        } catch (e) { finish(false, "join " + e.message); }
+      });
+      this.sock.connect();
+    });
+  }
+  send(topic, body, clientId) {
+    return new Promise((resolve) => {
+      const t = now();
+      this.sock.timeout(ACK_TIMEOUT_MS).emit("new_msg", { topic, body, client_id: clientId }, (err) => {
+        if (err) resolve({ ok: false, why: "timeout" }); else resolve({ ok: true, ms: now() - t });
+      });
+    });
+  }
+  close() { this.open = false; clearTimeout(this.timer); this.sock.disconnect(); }
+}
+
+async function cmdOpen(c) {
+  const Driver = c.driver === "socketio" ? SocketIoConn : PhoenixConn;
+  const url = c.url;
+  const started = now();
+  const join = new Hist();
+  const reasons = {};
+  let ok = 0, failed = 0;
+  const waits = [];
+  const interval = c.rate > 0 ? 1000 / c.rate : 0;
+  for (let i = 0; i < c.conns.length; i++) {
+    const due = started + i * interval;
+    const lag = due - now();
+    if (lag > 1) await sleep(lag);
+    const conn = new Driver(url, c.conns[i], c.heartbeat_ms);
+    state.conns.push(conn);
+    waits.push(conn.connect().then((r) => {
+      if (r.ok) { ok++; join.add(r.ms); }
+      else { failed++; reasons[r.why] = (reasons[r.why] || 0) + 1; }
+    }));
+  }
+  await Promise.all(waits);
+  out({ ev: "opened", ok, failed, reasons, join: join.toJSON(), elapsed_ms: now() - started });
+}
+
+let clientSeq = 0;
+async function cmdStep(c) {
+  const senders = state.conns.filter((x) => x.spec.send_topic && x.open);
+  const step = String(c.step);
+  const total = Math.round(c.rate * c.duration_s);
+  const ack = new Hist();
+  const errors = {};
+  let sent = 0, acked = 0, failed = 0, rr = 0;
+  state.loop.reset();
+  const started = now();
+  const inflight = [];
+  if (senders.length > 0 && total > 0) {
+    await new Promise((resolve) => {
+      const tick = () => {
+        const elapsed = (now() - started) / 1000;
+        const due = Math.min(total, Math.floor(c.rate * elapsed)) - sent;
+        for (let i = 0; i < due; i++) {
+          const conn = senders[rr++ % senders.length];
+          const key = `${process.pid}-${++clientSeq}`;
+          const body = `${step}|${now().toFixed(3)}|${key}|${conn.id}`;
+          sent++;
+          inflight.push(conn.send(conn.spec.send_topic, body, key).then((r) => {
+            if (r.ok) { acked++; ack.add(r.ms); }
+            else { failed++; errors[r.why] = (errors[r.why] || 0) + 1; }
+          }));
+        }
+        if (sent >= total) resolve(); else setTimeout(tick, 2);
+      };
+      tick();
+    });
+  }
+  const sendElapsed = (now() - started) / 1000;
+  await Promise.all(inflight); // each settles within ACK_TIMEOUT_MS
+  await sleep(c.drain_ms || 0);
+  const s = stepStats(step);
+  state.steps.delete(step);
+  out({ ev: "step", step, sent, acked, failed, errors, ack: ack.toJSON(), send_elapsed_s: sendElapsed,
+    recv: s.recv, echo: s.echo, lat: s.lat.toJSON(),
+    loop: { p99: state.loop.percentile(99) / 1e6, max: state.loop.max / 1e6 } });
+}
+
+function cmdSpread(c) {
+  if (c.on) { state.spread = new Map(); out({ ev: "spread" }); return; }
+  const m = state.spread || new Map();
+  state.spread = null;
+  out({ ev: "spread", keys: Object.fromEntries(m) });
+}
+
+function cmdHb() {
+  const loop = { p99: state.loop.percentile(99) / 1e6, max: state.loop.max / 1e6 };
+  state.loop.reset();
+  const open = state.conns.filter((x) => x.open).length;
+  out({ ev: "hb", hb: state.hb.toJSON(), drops: state.drops, open, loop });
+  state.hb = new Hist();
+}
+
+async function cmdLogins(c) {
+  const lat = new Hist();
+  const status = {};
+  const started = now();
+  const interval = c.rate > 0 ? 1000 / c.rate : 0;
+  const waits = [];
+  for (let i = 0; i < c.count; i++) {
+    const due = started + i * interval;
+    const lag = due - now();
+    if (lag > 1) await sleep(lag);
+    const cred = c.creds[i % c.creds.length];
+    const t = now();
+    waits.push(fetch(c.url, { method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify(cred), signal: AbortSignal.timeout(60_000) })
+      .then(async (r) => { await r.arrayBuffer(); status[r.status] = (status[r.status] || 0) + 1; if (r.ok) lat.add(now() - t); })
+      .catch((e) => { status[e.name] = (status[e.name] || 0) + 1; }));
+  }
+  await Promise.all(waits);
+  out({ ev: "logins", status, lat: lat.toJSON(), elapsed_ms: now() - started });
+}
+
+async function cmdClose() {
+  state.closing = true;
+  for (const c of state.conns) { try { c.close(); } catch { /* already closed */ } }
+  await sleep(200);
+  out({ ev: "closed" });
+  process.exit(0);
+}
+
+const handlers = { open: cmdOpen, step: cmdStep, spread: cmdSpread, hb: cmdHb, logins: cmdLogins, close: cmdClose };
+let queue = Promise.resolve();
+const rl = readline.createInterface({ input: process.stdin });
+rl.on("line", (line) => {
+  if (!line.trim()) return;
+  const c = JSON.parse(line);
+  // Commands run one after another; the runner waits for each answer anyway.
+  queue = queue.then(() => handlers[c.cmd](c)).catch((e) => out({ ev: "error", cmd: c.cmd, error: String(e && e.stack || e) }));
+});
+rl.on("close", () => { state.closing = true; process.exit(0); });
+setTimeout(() => process.exit(3), MAX_LIFETIME_MS).unref();
+out({ ev: "ready", pid: process.pid });

@@ -1,0 +1,273 @@
+"""The public listener of `parley serve` (DESIGN §7): WebSocket upgrades to the socket path are
+served by the fast transport, every other connection by Hypercorn.
+
+`serve_public` is Hypercorn's trio `worker_serve` with one change: instead of handing each
+accepted connection straight to Hypercorn's `TCPServer`, it first reads the connection's first
+request head (bounded by Hypercorn's `h11_max_incomplete_size`, within `keep_alive_timeout`).
+
+* `GET <socket.path>` with `Upgrade: websocket` goes to `wsproto_transport.serve_upgrade`
+  (handshake, authorization, session, pump), with the bytes after the head passed along.
+* Anything else (REST, the 400 for a plain HTTP request on the socket path, HTTP/2 prior
+  knowledge, a malformed or oversized head) goes to Hypercorn's `TCPServer` for the
+  Quart-Trio app, through `ReplayStream`, which hands Hypercorn the bytes already read before
+  reading the socket again. Keep-alive, request bodies, pipelining: all Hypercorn's.
+
+Hypercorn's lifespan runs as in `worker_serve` (the app's startup before the first accept,
+its shutdown after the last connection). Drain, when `shutdown_trigger` returns: stop accepting,
+tell Hypercorn's connections (`WorkerContext.terminated`: idle keep-alive connections close,
+in-flight requests finish), then wait for the connections to end, at most `graceful_timeout`,
+and cancel what is left. Sockets are closed with 1012 before that by `service.serve`
+(`Runtime.close_all_sockets`), on either transport; a socket session ends its connection (close
+frame, bounded linger) as soon as its session is stopped.
+
+TLS is not handled here: with TLS configured `HttpServer` runs plain Hypercorn.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final
+
+import trio
+from hypercorn.trio.lifespan import Lifespan
+from hypercorn.trio.statsd import StatsdLogger
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import ConnectionState
+from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr, wrap_app
+
+from parley.api.socket.hub import SocketHub
+from parley.api.socket.wsproto_transport import serve_upgrade
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from hypercorn.config import Config as HypercornConfig
+    from quart_trio import QuartTrio
+
+    from parley.config import Settings
+
+log = logging.getLogger(__name__)
+
+RECEIVE_BYTES: Final = 65_536
+
+
+class ReplayStream:
+    """A socket stream that first returns `buffered`, for Hypercorn's `TCPServer`.
+
+    It exposes what `TCPServer` uses (`socket`, `receive_some`, `send_all`, `send_eof`,
+    `aclose`) and deliberately no `do_handshake`: `TCPServer` takes the missing attribute to
+    mean "not TLS".
+    """
+
+    __slots__ = ("_buffered", "_stream", "socket")
+
+    def __init__(self, stream: trio.SocketStream, buffered: bytes) -> None:
+        self._stream = stream
+        self._buffered = buffered
+        self.socket = stream.socket
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        buffered = self._buffered
+        if buffered:
+            await trio.lowlevel.checkpoint()
+            if max_bytes is None or len(buffered) <= max_bytes:
+                self._buffered = b""
+                return buffered
+            self._buffered = buffered[max_bytes:]
+            return buffered[:max_bytes]
+        return await self._stream.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
+        self._stream.setsockopt(level, option, value)
+
+    def getsockopt(self, level: int, option: int, buffersize: int = 0) -> int | bytes:
+        return self._stream.getsockopt(level, option, buffersize)
+
+
+class RequestHead:
+    """The parts of a request head the router looks at (wsproto re-parses it properly)."""
+
+    __slots__ = ("headers", "method", "path")
+
+    def __init__(self, method: bytes, path: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        self.method = method
+        self.path = path
+        self.headers = headers
+
+    @classmethod
+    def parse(cls, head: bytes) -> RequestHead | None:
+        lines = head.split(b"\r\n")
+        parts = lines[0].split(b" ")
+        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+            return None
+        headers: list[tuple[bytes, bytes]] = []
+        for line in lines[1:]:
+            if not line:
+                continue
+            name, colon, value = line.partition(b":")
+            if not colon or not name or name != name.strip():
+                return None  # obs-fold or junk: leave it to Hypercorn's h11
+            headers.append((name.lower(), value.strip()))
+        return cls(parts[0], parts[1].partition(b"?")[0], headers)
+
+    def is_websocket_upgrade(self) -> bool:
+        if self.method != b"GET":
+            return False
+        for name, value in self.headers:
+            if name == b"upgrade" and b"websocket" in value.lower():
+                return True
+        return False
+
+
+class Router:
+    """Per accepted connection: read the first head, then the fast transport or Hypercorn."""
+
+    def __init__(
+        self,
+        app: Any,
+        config: HypercornConfig,
+        context: WorkerContext,
+        lifespan_state: dict[str, Any],
+        hub: SocketHub | None,
+        socket_path: str,
+    ) -> None:
+        self.app = app
+        self.config = config
+        self.context = context
+        self.lifespan_state = lifespan_state
+        self.hub = hub
+        self.socket_path = socket_path.encode("latin-1")
+        self.head_limit = int(config.h11_max_incomplete_size)
+        self.head_timeout = float(config.keep_alive_timeout)
+        self.upgrades = 0
+        self.handed_over = 0
+
+    async def handle(self, stream: trio.SocketStream) -> None:
+        data = b""
+        head_end = -1
+        with trio.move_on_after(self.head_timeout):
+            while head_end < 0 and len(data) <= self.head_limit:
+                try:
+                    chunk = await stream.receive_some(RECEIVE_BYTES)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    chunk = b""
+                if not chunk:
+                    await stream.aclose()
+                    return
+                data += chunk
+                head_end = data.find(b"\r\n\r\n")
+        if not data or self.context.terminated.is_set():
+            await stream.aclose()
+            return
+        if head_end >= 0 and self.hub is not None:
+            head = data[: head_end + 4]
+            parsed = RequestHead.parse(head)
+            if (
+                parsed is not None
+                and parsed.path == self.socket_path
+                and parsed.is_websocket_upgrade()
+            ):
+                self.upgrades += 1
+                try:
+                    await serve_upgrade(
+                        stream, head, data[head_end + 4 :], parsed.headers, self.hub, _peer(stream)
+                    )
+                except Exception:  # one connection's failure must not reach the listener
+                    log.exception("socket upgrade failed")
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await stream.aclose()
+                return
+        self.handed_over += 1
+        server = TCPServer(
+            self.app,
+            self.config,
+            self.context,
+            ConnectionState(self.lifespan_state.copy()),
+            ReplayStream(stream, data),  # type: ignore[arg-type]
+        )
+        await server.run()
+
+
+def _peer(stream: trio.SocketStream) -> str | None:
+    try:
+        address = stream.socket.getpeername()
+    except OSError:
+        return None
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return str(address)
+
+
+async def serve_public(
+    app: QuartTrio,
+    config: HypercornConfig,
+    settings: Settings,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Hypercorn's `worker_serve` with the socket path routed to the fast transport."""
+    if config.ssl_enabled:
+        raise ValueError("the public listener does not do TLS; use plain Hypercorn for that")
+    config.set_statsd_logger_class(StatsdLogger)
+    wrapped = wrap_app(app, config.wsgi_max_body_size, None)
+    lifespan_state: dict[str, Any] = {}
+    lifespan = Lifespan(wrapped, config, lifespan_state)
+    context = WorkerContext(None)
+    found = app.extensions.get("parley.sockets")
+    hub = found if isinstance(found, SocketHub) else None
+    router = Router(wrapped, config, context, lifespan_state, hub, settings.socket.path)
+
+    async with trio.open_nursery() as lifespan_nursery:
+        await lifespan_nursery.start(lifespan.handle_lifespan)
+        await lifespan.wait_for_startup()
+
+        async with trio.open_nursery() as server_nursery:
+            sockets = config.create_sockets()
+            listeners: list[trio.SocketListener] = []
+            binds: list[str] = []
+            for sock in sockets.insecure_sockets:
+                sock.listen(config.backlog)
+                listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
+                bind = repr_socket_addr(sock.family, sock.getsockname())
+                binds.append(f"http://{bind}")
+                await config.log.info(f"Running on http://{bind} (CTRL + C to quit)")
+            task_status.started(binds)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(raise_shutdown, shutdown_trigger)
+                    nursery.start_soon(raise_shutdown, context.terminate.wait)
+                    nursery.start_soon(
+                        partial(
+                            trio.serve_listeners,
+                            router.handle,
+                            listeners,
+                            handler_nursery=server_nursery,
+                        )
+                    )
+                    await trio.sleep_forever()
+            except BaseExceptionGroup as error:
+                _, others = error.split((ShutdownError, KeyboardInterrupt))
+                if others is not None:
+                    raise others from None
+            finally:
+                await context.terminated.set()
+                server_nursery.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
+
+        await lifespan.wait_for_shutdown()
+        lifespan_nursery.cancel_scope.cancel()
