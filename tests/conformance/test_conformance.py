@@ -49,7 +49,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path, database_url: str) 
 async def _fixture(running: RunningServer, path: Path, settings: Settings) -> dict[str, Any]:
     context = running.context
     users: list[dict[str, Any]] = []
-    for index, role in enumerate(("registered",) * 4 + ("admin",)):
+    for index, role in enumerate(("registered",) * 4 + ("admin", "registered")):
         name = f"conf{index}"
         stored = await context.stores.users.create(
             email=f"{name}@example.com",
@@ -60,10 +60,10 @@ async def _fixture(running: RunningServer, path: Path, settings: Settings) -> di
         )
         token, _ = context.tokens.issue_access(stored.id, role, stored.token_version)
         users.append({"id": str(stored.id), "token": token, "_id": stored.id})
-    alice, bob, carol, _dave, admin = users
+    alice, bob, carol, _dave, admin, erin = users
     conversations = context.stores.conversations
     group = await conversations.create_group(
-        alice["_id"], "conformance", [bob["_id"], carol["_id"], admin["_id"]]
+        alice["_id"], "conformance", [bob["_id"], carol["_id"], admin["_id"], erin["_id"]]
     )
     direct, _ = await conversations.open_direct(alice["_id"], bob["_id"])
     host_port = running.base_url.split("://", 1)[1]
@@ -78,6 +78,7 @@ async def _fixture(running: RunningServer, path: Path, settings: Settings) -> di
         "direct_conversation_id": str(direct.id),
         "users": [{"id": u["id"], "token": u["token"]} for u in users[:4]],
         "admin": {"id": admin["id"], "token": admin["token"]},
+        "users_1815": [{"id": erin["id"], "token": erin["token"]}],
         "allowed_origin": f"http://localhost:{port}",
         "disallowed_origin": "http://evil.example",
     }
