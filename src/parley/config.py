@@ -102,6 +102,8 @@ class ActorSettings:
     conversation_idle_seconds: float = 300.0
     membership_cache_seconds: float = 30.0
     client_id_cache_size: int = 1024
+    presence_broadcast_ms: float = 100.0
+    """Presence changes of a topic are merged and broadcast once per this period (0: at once)."""
     session_mailbox: int = 64
     """Inbound frames a socket's session holds before the reader waits (backpressure on the
     client)."""

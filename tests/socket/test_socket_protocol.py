@@ -186,6 +186,16 @@ async def test_item_33_revocation_closes_every_socket_with_1001_and_presence_lea
             state = await client.receive("presence_state", topic)
             refs.add(state.payload[victim.key]["metas"][-1]["phx_ref"])
         assert len(realtime.hub.sessions_of(victim.id)) == 2
+        # Presence diffs are merged per broadcast period: a join and leave inside one period
+        # cancel out. So the observer first sees both joins, then the revocation's leaves.
+        joined: set[str] = set()
+        with trio.fail_after(5):
+            while joined != refs:
+                diff = await observer.receive("presence_diff", topic)
+                joined |= {
+                    m["phx_ref"]
+                    for m in diff.payload["joins"].get(victim.key, {}).get("metas", [])
+                }
         realtime.runtime.revoke_user_sockets(victim.id)
         for client in (first, second):
             code, _reason = await client.wait_closed()

@@ -53,10 +53,27 @@ class PresenceStats:
 
 
 class Presence:
-    """Per-topic presence of this node; diffs go out through `pubsub` as they happen."""
+    """Per-topic presence of this node; diffs go out through `pubsub`.
 
-    def __init__(self, pubsub: PubSub, *, ref_factory: RefFactory | None = None) -> None:
+    With a `broadcast_period` (seconds), the changes of each topic are merged and broadcast once
+    per period by `run`, as Phoenix.Tracker does (its broadcast_period): when 2,000 members join a
+    room, each existing subscriber gets a few merged diffs instead of one diff per join, which
+    would be O(members²) frames. phoenix.js applies joins and leaves by `phx_ref`, so a diff that
+    repeats what a late joiner's `presence_state` already holds changes nothing for it. Without a
+    period (0), every change is broadcast at once.
+    """
+
+    def __init__(
+        self,
+        pubsub: PubSub,
+        *,
+        broadcast_period: float = 0.0,
+        ref_factory: RefFactory | None = None,
+    ) -> None:
         self._pubsub = pubsub
+        self._broadcast_period = broadcast_period
+        self._pending: dict[str, PresenceDiff] = {}
+        self._pending_set = trio.Event()
         self._next_ref = ref_factory if ref_factory is not None else random_ref_factory()
         self._topics: dict[str, TopicPresence] = {}
         # owner -> the topics it tracks something on (for untrack_all on socket close).
@@ -134,15 +151,38 @@ class Presence:
     async def run(
         self, *, task_status: trio.TaskStatus[Presence] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Its life as a supervised child; the local tracker has nothing to listen to."""
+        """Its life as a supervised child: broadcast the merged diffs once per period."""
         task_status.started(self)
-        await trio.sleep_forever()
+        if self._broadcast_period <= 0:
+            await trio.sleep_forever()
+        try:
+            while True:
+                await self._pending_set.wait()
+                await trio.sleep(self._broadcast_period)
+                self._pending_set = trio.Event()
+                self.flush()
+        finally:
+            # Whatever was pending goes out now, so a restart or shutdown loses no leave.
+            self.flush()
+
+    def flush(self) -> None:
+        """Broadcast every pending merged diff now."""
+        pending, self._pending = self._pending, {}
+        for topic, diff in pending.items():
+            if not diff.is_empty:
+                self._diffs += 1
+                self._pubsub.publish(topic, PRESENCE_DIFF, diff.payload())
 
     def _publish(self, topic: str, diff: PresenceDiff) -> None:
         if diff.is_empty:
             return
-        self._diffs += 1
-        self._pubsub.publish(topic, PRESENCE_DIFF, diff.payload())
+        if self._broadcast_period <= 0:
+            self._diffs += 1
+            self._pubsub.publish(topic, PRESENCE_DIFF, diff.payload())
+            return
+        pending = self._pending.get(topic)
+        self._pending[topic] = diff if pending is None else pending.merge(diff)
+        self._pending_set.set()
 
 
 __all__ = ["PRESENCE_DIFF", "PRESENCE_STATE", "Presence", "PresenceStats"]

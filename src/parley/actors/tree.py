@@ -69,7 +69,9 @@ class Runtime:
         self.writer = MessageWriter(MessageStore(database), settings.writer)
         self.registry = Registry(self.system)
         self.pubsub: PubSub = LocalPubSub()
-        self.presence = Presence(self.pubsub)
+        self.presence = Presence(
+            self.pubsub, broadcast_period=settings.actors.presence_broadcast_ms / 1000
+        )
         self.conversations = DynamicSupervisor(
             "conversations",
             max_restarts=supervision.max_restarts * 10,
