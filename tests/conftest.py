@@ -82,7 +82,12 @@ def database_url(postgres_dsn: str, template_database: str) -> Iterator[str]:
 def make_settings(tmp_path: Path, database_url: str, **overrides: dict[str, Any]) -> Settings:
     """Test settings: port 0, a known JWT secret and operator token, the test's own data dir."""
     sections: dict[str, dict[str, Any]] = {
-        "server": {"env": "test", "port": 0, "data_dir": str(tmp_path / "data")},
+        "server": {
+            "env": "test",
+            "port": 0,
+            "data_dir": str(tmp_path / "data"),
+            "gc_freeze": False,
+        },
         "database": {"url": database_url, "pool_min_size": 1, "pool_max_size": 4},
         "auth": {"jwt_secret": TEST_JWT_SECRET, "argon2_memory_kib": 1024, "argon2_time_cost": 1},
         "debug": {"operator_token": TEST_OPERATOR_TOKEN},

@@ -52,6 +52,9 @@ class ServerSettings:
     trusted_proxies: tuple[str, ...] = ()
     """Peers whose X-Forwarded-For is believed; anybody else's is ignored."""
     max_request_body_bytes: int = 1_048_576
+    gc_freeze: bool = True
+    """Freeze the start-up objects out of the garbage collector (off in tests, which run many
+    servers in one process)."""
 
 
 @dataclass(frozen=True)

@@ -120,7 +120,8 @@ async def serve(
             # Everything built so far (modules, the app, the tree) lives as long as the process:
             # frozen, the garbage collector never scans it again. Measured here, full collections
             # over such long-lived objects stalled a busy server 100-130 ms each.
-            gc.freeze()
+            if settings.server.gc_freeze:
+                gc.freeze()
             task_status.started(RunningServer(base_url, context, runtime, app))
             if stop is not None:
                 await stop.wait()

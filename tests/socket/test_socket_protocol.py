@@ -193,8 +193,7 @@ async def test_item_33_revocation_closes_every_socket_with_1001_and_presence_lea
             while joined != refs:
                 diff = await observer.receive("presence_diff", topic)
                 joined |= {
-                    m["phx_ref"]
-                    for m in diff.payload["joins"].get(victim.key, {}).get("metas", [])
+                    m["phx_ref"] for m in diff.payload["joins"].get(victim.key, {}).get("metas", [])
                 }
         realtime.runtime.revoke_user_sockets(victim.id)
         for client in (first, second):
