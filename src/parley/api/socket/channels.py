@@ -114,9 +114,20 @@ class Channel:
     def __init__(self, socket: ChannelInstance, topic: str) -> None:
         self.socket = socket
         self.topic = topic
+        # The 1:1 conversation with each user this channel has written to: a pair's direct
+        # conversation never changes once it exists, so it is looked up (or created) once.
+        self._direct_conversations: dict[uuid.UUID, uuid.UUID] = {}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.topic}>"
+
+    async def direct_conversation(self, other: uuid.UUID) -> uuid.UUID:
+        """The id of this user's 1:1 conversation with `other` (raises `UnknownUsers`)."""
+        conversation_id = self._direct_conversations.get(other)
+        if conversation_id is None:
+            conversation = await self.hub.chat.open_direct(self.user_id, other)
+            conversation_id = self._direct_conversations[other] = conversation.id
+        return conversation_id
 
     @property
     def principal(self) -> SocketPrincipal:
@@ -252,8 +263,8 @@ class PrivateChatChannel(Channel):
             return client_id
         chat = self.hub.chat
         try:
-            conversation = await chat.open_direct(self.user_id, to)
-            written = await chat.send(conversation.id, self.user_id, body, client_id)
+            conversation_id = await self.direct_conversation(to)
+            written = await chat.send(conversation_id, self.user_id, body, client_id)
         except UnknownUsers:
             return refused("unknown user")
         except NotAMember:
@@ -273,7 +284,7 @@ class PrivateChatChannel(Channel):
                     "inserted_at": _iso(stored.inserted_at),
                 },
             )
-        return ok({"id": stored.id, "seq": stored.seq, "conversation_id": str(conversation.id)})
+        return ok({"id": stored.id, "seq": stored.seq, "conversation_id": str(conversation_id)})
 
 
 # -- room:chat (CompanyApi) --------------------------------------------------------------------
@@ -315,7 +326,7 @@ class RoomChatChannel(Channel):
                     return HandlerReply(
                         "error", {"reason": "invalid", "fields": {"user": ["not yourself"]}}
                     )
-                conversation_id = (await chat.open_direct(self.user_id, recipient)).id
+                conversation_id = await self.direct_conversation(recipient)
             else:
                 parsed = _uuid(data.get("conv"))
                 if parsed is None:
