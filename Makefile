@@ -6,7 +6,7 @@ UV := $(BIN)/uv
 STAMP := $(VENV)/.synced
 NODE_STAMP := tests/conformance/node_modules/.installed
 
-.PHONY: serve test test-slow lint migrate clean
+.PHONY: serve test lint migrate clean
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +28,6 @@ migrate: $(STAMP)
 
 test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/pytest -m "not slow" -q
-
-test-slow: $(STAMP) $(NODE_STAMP)
-	$(BIN)/pytest -m slow -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
