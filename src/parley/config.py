@@ -157,7 +157,6 @@ class SocketSettings:
     allowed_origins: tuple[str, ...] = ()
     """Allowed `Origin` values; empty allows any origin in dev/test and same-host only in prod."""
     compression: bool = False
-    join_timeout_seconds: float = 10.0
     fast_path: bool = True
     """`parley serve` answers upgrades to `path` on its own listener (wsproto, one pre-built
     frame per broadcast, docs/fast_path.md); false: everything through Hypercorn and ASGI."""

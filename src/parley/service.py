@@ -68,6 +68,7 @@ def open_database(settings: Settings, dsn: str) -> Database:
         min_size=settings.database.pool_min_size,
         max_size=settings.database.pool_max_size,
         command_timeout=settings.database.command_timeout_seconds,
+        connect_timeout=settings.database.connect_timeout_seconds,
     )
 
 

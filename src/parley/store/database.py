@@ -37,8 +37,17 @@ async def _init_connection(conn: asyncpg.Connection[Record]) -> None:
 class Database:
     """A stable handle: it survives pool restarts, so actors may keep it across a Store restart."""
 
-    def __init__(self, dsn: str, *, min_size: int, max_size: int, command_timeout: float) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_size: int,
+        max_size: int,
+        command_timeout: float,
+        connect_timeout: float = 10.0,
+    ) -> None:
         self._dsn = dsn
+        self._connect_timeout = connect_timeout
         self._min_size = min_size
         self._max_size = max_size
         self._command_timeout = command_timeout
@@ -60,6 +69,7 @@ class Database:
                 min_size=self._min_size,
                 max_size=self._max_size,
                 command_timeout=self._command_timeout,
+                timeout=self._connect_timeout,
                 init=_init_connection,
             )
         except BaseException:
