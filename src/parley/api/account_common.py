@@ -15,14 +15,17 @@ from parley.accounts.client_ip import parse_ip
 from parley.accounts.mail import MailLinks
 from parley.api.body import json_object
 from parley.api.context import parley_context
-from parley.api.errors import ApiError, forbidden, invalid, rate_limited
+from parley.api.errors import ApiError, conflict, forbidden, invalid, rate_limited
 from parley.api.schemas import NULLABLE_TIME, TIME, UUID, iso, obj
+from parley.store.users import DuplicateUser, NewOneTimeToken
 
 if TYPE_CHECKING:
     import uuid
+    from collections.abc import Callable, Mapping
 
     from parley.accounts import Decision
     from parley.api.endpoint import Principal
+    from parley.store.outbox import Mail
     from parley.store.users import User
 
 # --- schemas -------------------------------------------------------------------------------------
@@ -278,3 +281,42 @@ def revoke_sockets(user_id: uuid.UUID) -> None:
 
 def invalid_credentials() -> ApiError:
     return ApiError(401, "invalid_credentials", "invalid e-mail or password")
+
+
+async def create_account(
+    *,
+    email: str,
+    username: str,
+    password: str,
+    profile: Mapping[str, str | None],
+    confirmation_mail: Callable[[str], Mail],
+) -> User:
+    """Store a new user with its confirmation token and mail, in one transaction.
+
+    `confirmation_mail` builds the mail from the token's plaintext (a self-registration gets the
+    confirmation link, a user created by staff also gets the generated password). 409 when the
+    e-mail address or the username is taken.
+    """
+    context = parley_context()
+    users = context.stores.users
+    if await users.email_taken(email):
+        raise conflict("e-mail address already registered", {"email": ["has already been taken"]})
+    password_hash = await context.passwords.hash(password)
+    token = context.tokens.issue_opaque("confirm")
+    try:
+        user = await users.create(
+            email=email,
+            username=username,
+            password_hash=password_hash,
+            name=profile.get("name") or None,
+            subname=profile.get("subname") or None,
+            job=profile.get("job") or None,
+            one_time=NewOneTimeToken("confirm", token.digest, token.expires_at),
+            mail=confirmation_mail(token.plaintext),
+        )
+    except DuplicateUser as exc:
+        raise conflict(
+            f"{exc.field} already taken", {exc.field: ["has already been taken"]}
+        ) from None
+    wake_mailer()
+    return user

@@ -25,6 +25,7 @@ from parley.api.account_common import (
     PRIVATE_USER,
     SESSION,
     clear_refresh_cookie,
+    create_account,
     enforce,
     invalid_credentials,
     mail_links,
@@ -134,34 +135,19 @@ async def register() -> Response:
         raise invalid(parsed.errors)
     email = parsed.require("email")
     username = parsed.require("username")
-    users = context.stores.users
-    if await users.email_taken(email):
-        raise conflict("e-mail address already registered", {"email": ["has already been taken"]})
-    password_hash = await context.passwords.hash(parsed.require("password"))
-    token = context.tokens.issue_opaque("confirm")
-    mail = confirm_mail(
-        email,
-        username,
-        token.plaintext,
-        links=mail_links(),
-        ttl_seconds=context.settings.auth.confirm_ttl_seconds,
+    user = await create_account(
+        email=email,
+        username=username,
+        password=parsed.require("password"),
+        profile=parsed.values,
+        confirmation_mail=lambda token: confirm_mail(
+            email,
+            username,
+            token,
+            links=mail_links(),
+            ttl_seconds=context.settings.auth.confirm_ttl_seconds,
+        ),
     )
-    try:
-        user = await users.create(
-            email=email,
-            username=username,
-            password_hash=password_hash,
-            name=parsed.get("name") or None,
-            subname=parsed.get("subname") or None,
-            job=parsed.get("job") or None,
-            one_time=NewOneTimeToken("confirm", token.digest, token.expires_at),
-            mail=mail,
-        )
-    except DuplicateUser as exc:
-        raise conflict(
-            f"{exc.field} already taken", {exc.field: ["has already been taken"]}
-        ) from None
-    wake_mailer()
     return await new_session(user, status=201)
 
 

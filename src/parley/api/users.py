@@ -13,18 +13,17 @@ from parley.api.account_common import (
     ADMIN_USER,
     PUBLIC_USER,
     admin_user_json,
+    create_account,
     mail_links,
     public_user_json,
     read_strings,
-    wake_mailer,
 )
 from parley.api.body import json_object, query_int
 from parley.api.context import parley_context
 from parley.api.endpoint import ERROR_RESPONSE, Auth, current_principal, endpoint, ok
-from parley.api.errors import conflict, invalid, not_found
+from parley.api.errors import invalid, not_found
 from parley.api.pagination import decode_cursor, encode_cursor
 from parley.api.schemas import page_of, query_parameter
-from parley.store.users import DuplicateUser, NewOneTimeToken
 
 if TYPE_CHECKING:
     import uuid
@@ -119,34 +118,20 @@ async def create_user() -> tuple[Response, int]:
         raise invalid(errors)
     email = normalize_email(values["email"] or "")
     username = values["username"] or ""
-    users = context.stores.users
-    if await users.email_taken(email):
-        raise conflict("e-mail address already registered", {"email": ["has already been taken"]})
     password = generate_password()
-    token = context.tokens.issue_opaque("confirm")
-    mail = welcome_mail(
-        email,
-        username,
-        password,
-        token.plaintext,
-        links=mail_links(),
-        ttl_seconds=context.settings.auth.confirm_ttl_seconds,
-        created_by=principal.user.username,
+    user = await create_account(
+        email=email,
+        username=username,
+        password=password,
+        profile=values,
+        confirmation_mail=lambda token: welcome_mail(
+            email,
+            username,
+            password,
+            token,
+            links=mail_links(),
+            ttl_seconds=context.settings.auth.confirm_ttl_seconds,
+            created_by=principal.user.username,
+        ),
     )
-    try:
-        user = await users.create(
-            email=email,
-            username=username,
-            password_hash=await context.passwords.hash(password),
-            name=values.get("name") or None,
-            subname=values.get("subname") or None,
-            job=values.get("job") or None,
-            one_time=NewOneTimeToken("confirm", token.digest, token.expires_at),
-            mail=mail,
-        )
-    except DuplicateUser as exc:
-        raise conflict(
-            f"{exc.field} already taken", {exc.field: ["has already been taken"]}
-        ) from None
-    wake_mailer()
     return jsonify(admin_user_json(user)), 201
