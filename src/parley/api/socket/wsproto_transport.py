@@ -182,24 +182,12 @@ class WsprotoConnection:
             buffer = self._buffer
             if len(buffer) < 2:
                 return None
+            header = _frame_header(buffer)
+            if header is None:
+                return None
             first = buffer[0]
-            second = buffer[1]
-            length = second & 0x7F
-            start = 2
-            if length == 126:
-                if len(buffer) < 4:
-                    return None
-                length = int.from_bytes(buffer[2:4], "big")
-                start = 4
-            elif length == 127:
-                if len(buffer) < 10:
-                    return None
-                length = int.from_bytes(buffer[2:10], "big")
-                start = 10
-            masked = second & 0x80
-            if masked:
-                start += 4
-            opcode = first & 0x0F
+            masked = buffer[1] & 0x80
+            opcode, start, length = header
             if opcode in (_OP_CONTINUATION, _OP_TEXT, _OP_BINARY):
                 if opcode != _OP_CONTINUATION:
                     self._message_bytes = 0
@@ -410,8 +398,9 @@ def _send_nowait(sock: trio.socket.SocketType, data: bytes) -> int:
         return 0
 
 
-def _frame_extent(buffer: bytes) -> tuple[int, int] | None:
-    """(opcode, total length) of the frame at the start of `buffer`, if its header is there."""
+def _frame_header(buffer: bytes) -> tuple[int, int, int] | None:
+    """(opcode, payload start, payload length) of the frame at the start of `buffer`, or None
+    while its header is incomplete. The payload start is past the masking key, if any."""
     if len(buffer) < 2:
         return None
     length = buffer[1] & 0x7F
@@ -428,7 +417,16 @@ def _frame_extent(buffer: bytes) -> tuple[int, int] | None:
         start = 10
     if buffer[1] & 0x80:
         start += 4
-    return buffer[0] & 0x0F, start + length
+    return buffer[0] & 0x0F, start, length
+
+
+def _frame_extent(buffer: bytes) -> tuple[int, int] | None:
+    """(opcode, total length) of the frame at the start of `buffer`, if its header is there."""
+    header = _frame_header(buffer)
+    if header is None:
+        return None
+    opcode, start, length = header
+    return opcode, start + length
 
 
 # -- the upgrade ---------------------------------------------------------------------------
