@@ -82,10 +82,14 @@ async def serve(
 ) -> None:
     """Run Parley until SIGINT/SIGTERM (or until cancelled, as tests do).
 
+    The process's garbage-collector thresholds come from `server.gc_thresholds` (see there why).
+
     `http_server=False` runs everything but the HTTP server (the app is in `RunningServer.app`
     for an ASGI server to serve, `parley.api.asgi`); `stop`, when given, replaces the signals:
     setting it shuts down in order as a signal would.
     """
+    if settings.server.gc_thresholds:
+        gc.set_threshold(*settings.server.gc_thresholds)
     async with database_url(settings) as dsn:
         database = open_database(settings, dsn)
         context = AppContext(
