@@ -31,6 +31,19 @@ if TYPE_CHECKING:
 # --- schemas -------------------------------------------------------------------------------------
 
 NULLABLE_STRING: dict[str, Any] = {"type": ["string", "null"]}
+# The fields of a new account, shared by self-registration and staff-created users.
+ACCOUNT_FIELDS: dict[str, Any] = {
+    "email": {"type": "string", "maxLength": 254, "description": "unique, case-insensitively"},
+    "username": {
+        "type": "string",
+        "minLength": 3,
+        "maxLength": 32,
+        "pattern": "^[A-Za-z0-9][A-Za-z0-9_.\\-]*$",
+    },
+    "name": {"type": "string", "maxLength": 100},
+    "subname": {"type": "string", "maxLength": 100},
+    "job": {"type": "string", "maxLength": 100},
+}
 ROLE: dict[str, Any] = {"type": "string", "enum": ["registered", "moderator", "admin"]}
 THEME: dict[str, Any] = {"type": "string", "enum": ["light", "dark", "system"]}
 

@@ -22,6 +22,7 @@ from parley.accounts.validation import (
     validate_registration,
 )
 from parley.api.account_common import (
+    ACCOUNT_FIELDS,
     PRIVATE_USER,
     SESSION,
     clear_refresh_cookie,
@@ -61,17 +62,8 @@ REGISTER_BODY: dict[str, Any] = {
     "type": "object",
     "required": ["email", "password", "username"],
     "properties": {
-        "email": {"type": "string", "maxLength": 254, "description": "unique, case-insensitively"},
+        **ACCOUNT_FIELDS,
         "password": {"type": "string", "minLength": 10, "maxLength": 256},
-        "username": {
-            "type": "string",
-            "minLength": 3,
-            "maxLength": 32,
-            "pattern": "^[A-Za-z0-9][A-Za-z0-9_.\\-]*$",
-        },
-        "name": {"type": "string", "maxLength": 100},
-        "subname": {"type": "string", "maxLength": 100},
-        "job": {"type": "string", "maxLength": 100},
     },
 }
 LOGIN_BODY: dict[str, Any] = {

@@ -10,6 +10,7 @@ from parley.accounts import generate_password
 from parley.accounts.mail import welcome_mail
 from parley.accounts.validation import check_email, check_name, check_username, normalize_email
 from parley.api.account_common import (
+    ACCOUNT_FIELDS,
     ADMIN_USER,
     PUBLIC_USER,
     admin_user_json,
@@ -33,18 +34,7 @@ blueprint = Blueprint("users", __name__)
 CREATE_BODY: dict[str, Any] = {
     "type": "object",
     "required": ["email", "username"],
-    "properties": {
-        "email": {"type": "string", "maxLength": 254},
-        "username": {
-            "type": "string",
-            "minLength": 3,
-            "maxLength": 32,
-            "pattern": "^[A-Za-z0-9][A-Za-z0-9_.\\-]*$",
-        },
-        "name": {"type": "string", "maxLength": 100},
-        "subname": {"type": "string", "maxLength": 100},
-        "job": {"type": "string", "maxLength": 100},
-    },
+    "properties": ACCOUNT_FIELDS,
 }
 
 
