@@ -236,6 +236,15 @@ class UserChannel(Channel):
         return self.push_message(broadcast.event, payload)
 
 
+def chat_refusal(error: UnknownUsers | NotAMember | ChatUnavailable) -> HandlerReply:
+    """The error reply for a chat send that was not stored (nothing was written)."""
+    if isinstance(error, UnknownUsers):
+        return refused("unknown user")
+    if isinstance(error, NotAMember):
+        return refused(UNAUTHORIZED)
+    return refused("unavailable")
+
+
 # -- private_chat:{id} (Daveslist) ------------------------------------------------------------
 
 
@@ -265,12 +274,8 @@ class PrivateChatChannel(Channel):
         try:
             conversation_id = await self.direct_conversation(to)
             written = await chat.send(conversation_id, self.user_id, body, client_id)
-        except UnknownUsers:
-            return refused("unknown user")
-        except NotAMember:
-            return refused(UNAUTHORIZED)
-        except ChatUnavailable:
-            return refused("unavailable")
+        except (UnknownUsers, NotAMember, ChatUnavailable) as exc:
+            return chat_refusal(exc)
         stored = written.message
         if not written.duplicate:
             self.hub.pubsub.publish(
@@ -337,12 +342,8 @@ class RoomChatChannel(Channel):
                 if not await chat.is_member(conversation_id, recipient):
                     return refused(UNAUTHORIZED)
             written = await chat.send(conversation_id, self.user_id, body, None)
-        except UnknownUsers:
-            return refused("unknown user")
-        except NotAMember:
-            return refused(UNAUTHORIZED)
-        except ChatUnavailable:
-            return refused("unavailable")
+        except (UnknownUsers, NotAMember, ChatUnavailable) as exc:
+            return chat_refusal(exc)
         stored = written.message
         out = {
             "id": stored.id,
@@ -441,10 +442,8 @@ class ConversationChannel(Channel):
                 return client_id
             try:
                 written = await self.hub.chat.send(cid, self.user_id, body, client_id)
-            except NotAMember:
-                return refused(UNAUTHORIZED)
-            except ChatUnavailable:
-                return refused("unavailable")
+            except (NotAMember, ChatUnavailable) as exc:
+                return chat_refusal(exc)
             return ok({"id": written.message.id, "seq": written.message.seq})
         if event == "typing":
             typing = payload.get("typing", True) if isinstance(payload, dict) else True
