@@ -5,7 +5,7 @@ served by the fast transport, every other connection by Hypercorn.
 accepted connection straight to Hypercorn's `TCPServer`, it first reads the connection's first
 request head (bounded by Hypercorn's `h11_max_incomplete_size`, within `keep_alive_timeout`).
 
-* `GET <socket.path>` with `Upgrade: websocket` goes to `wsproto_transport.serve_upgrade`
+* `GET <socket.path>` with `Upgrade: websocket` goes to `wsproto_transport.accept_upgrade`
   (handshake, authorization, session, pump), with the bytes after the head passed along.
 * Anything else (REST, the 400 for a plain HTTP request on the socket path, HTTP/2 prior
   knowledge, a malformed or oversized head) goes to Hypercorn's `TCPServer` for the
@@ -38,7 +38,7 @@ from hypercorn.typing import ConnectionState
 from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr, wrap_app
 
 from parley.api.socket.hub import SocketHub
-from parley.api.socket.wsproto_transport import serve_upgrade
+from parley.api.socket.wsproto_transport import accept_upgrade
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -157,40 +157,17 @@ class Router:
         self.handed_over = 0
 
     async def handle(self, stream: trio.SocketStream) -> None:
-        data = b""
-        head_end = -1
-        with trio.move_on_after(self.head_timeout):
-            while head_end < 0 and len(data) <= self.head_limit:
-                try:
-                    chunk = await stream.receive_some(RECEIVE_BYTES)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    chunk = b""
-                if not chunk:
-                    await stream.aclose()
-                    return
-                data += chunk
-                head_end = data.find(b"\r\n\r\n")
+        data = await self._read_head(stream)
         if not data or self.context.terminated.is_set():
             await stream.aclose()
             return
+        head_end = data.find(b"\r\n\r\n")
         if head_end >= 0 and self.hub is not None:
-            head = data[: head_end + 4]
-            parsed = RequestHead.parse(head)
-            if (
-                parsed is not None
-                and parsed.path == self.socket_path
-                and parsed.is_websocket_upgrade()
-            ):
+            upgrade = self._socket_upgrade(data, head_end)
+            if upgrade is not None:
+                del data  # held by `upgrade` until the handshake is done, then dropped
                 self.upgrades += 1
-                try:
-                    await serve_upgrade(
-                        stream, head, data[head_end + 4 :], parsed.headers, self.hub, _peer(stream)
-                    )
-                except Exception:  # one connection's failure must not reach the listener
-                    log.exception("socket upgrade failed")
-                finally:
-                    with trio.CancelScope(shield=True):
-                        await stream.aclose()
+                await self._serve_socket(stream, upgrade)
                 return
         self.handed_over += 1
         server = TCPServer(
@@ -201,6 +178,58 @@ class Router:
             ReplayStream(stream, data),  # type: ignore[arg-type]
         )
         await server.run()
+
+    async def _read_head(self, stream: trio.SocketStream) -> bytes:
+        """What the client sent until the end of its first request head (or the head limit, the
+        head timeout, or its close: then possibly incomplete or empty)."""
+        data = b""
+        with trio.move_on_after(self.head_timeout):
+            while len(data) <= self.head_limit:
+                try:
+                    chunk = await stream.receive_some(RECEIVE_BYTES)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return b""
+                if not chunk:
+                    return b""
+                data += chunk
+                if data.find(b"\r\n\r\n") >= 0:
+                    break
+        return data
+
+    def _socket_upgrade(self, data: bytes, head_end: int) -> _Upgrade | None:
+        """The upgrade when `data` starts with a WebSocket upgrade to the socket path."""
+        head = data[: head_end + 4]
+        parsed = RequestHead.parse(head)
+        if parsed is None or parsed.path != self.socket_path or not parsed.is_websocket_upgrade():
+            return None
+        return _Upgrade(head, parsed.headers, data[head_end + 4 :])
+
+    async def _serve_socket(self, stream: trio.SocketStream, upgrade: _Upgrade) -> None:
+        assert self.hub is not None
+        try:
+            upgraded = await accept_upgrade(
+                stream, upgrade.head, upgrade.headers, upgrade.rest, self.hub, _peer(stream)
+            )
+            # The request is only needed for the handshake: an idle connection must not keep it.
+            upgrade.head, upgrade.headers, upgrade.rest = b"", [], b""
+            if upgraded is not None:
+                await upgraded.serve()
+        except Exception:  # one connection's failure must not reach the listener
+            log.exception("socket upgrade failed")
+        finally:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+
+
+class _Upgrade:
+    """A WebSocket upgrade's request head, its headers, and the bytes read after it."""
+
+    __slots__ = ("head", "headers", "rest")
+
+    def __init__(self, head: bytes, headers: list[tuple[bytes, bytes]], rest: bytes) -> None:
+        self.head = head
+        self.headers = headers
+        self.rest = rest
 
 
 def _peer(stream: trio.SocketStream) -> str | None:

@@ -13,10 +13,12 @@ Shape (read with `transport.py` and `channels.py`):
 * The heartbeat timeout is the actor's idle timeout: no frame for
   `socket.heartbeat_timeout_seconds` and the actor ends with `ExitKind.IDLE`; the socket closes
   with 1001 and phoenix.js reconnects.
-* Each joined channel instance runs its handler in its own task (in a nursery that wraps the
-  actor's run, see `session_child_spec`), fed through its own small mailbox: events of one
-  channel are handled in order, a slow handler (a commit) does not hold up heartbeats or other
-  channels, and an exception in a handler ends that instance only, with `phx_error` (§4.6).
+* Each joined channel instance handles its events in order in a task of its own (in a nursery
+  that wraps the actor's run, see `session_child_spec`): a slow handler (a commit) does not hold
+  up heartbeats or other channels, and an exception in a handler ends that instance only, with
+  `phx_error` (§4.6). The task exists only while the instance has work (its `after_join`, then
+  queued events): it is started by the first event and ends when the queue is empty, so an idle
+  socket holds no task and no queue per channel (DESIGN §7's memory budget per connection).
   These tasks belong to this actor (they run only between awaits, on trio's one thread), so
   they update its state directly, like a GenServer's linked helpers.
 * A `ChannelInstance` is also the pubsub subscriber for its topic. `deliver` is the fan-out hot
@@ -31,7 +33,6 @@ Close codes are listed in `transport.py` and explained in docs/realtime.md.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -63,9 +64,6 @@ if TYPE_CHECKING:
     from parley.api.socket.serializer import V1JsonSerializer, V2JsonSerializer
 
 log = logging.getLogger(__name__)
-
-"""Events waiting for one channel instance's handler; a full one makes the session's reader
-wait (backpressure to the client), never drops."""
 
 REASON_RATE_LIMITED: Final = "rate_limited"
 
@@ -114,9 +112,10 @@ class ChannelInstance:
 
     __slots__ = (
         "_pending",
-        "_receive",
+        "_queue",
+        "_room",
         "_scope",
-        "_send",
+        "_working",
         "channel",
         "join_ref",
         "serializer",
@@ -135,10 +134,15 @@ class ChannelInstance:
         self.channel: Channel | None = None
         self.topics: list[str] = []
         self._pending: list[Broadcast] = []
-        self._send, self._receive = trio.open_memory_channel[Message | _Leave](
-            session.hub.settings.actors.channel_mailbox
-        )
-        self._scope = trio.CancelScope()
+        self._queue: list[Message | _Leave] = []
+        """Events waiting for the handler, at most `actors.channel_mailbox` (a short list: an
+        empty deque would cost a 0.5 KB block per idle channel); a full queue makes the
+        session's reader wait (backpressure to the client), never drops."""
+        self._room: trio.Event | None = None
+        """Set when the queue has room again, for a reader waiting on a full queue."""
+        self._working = False
+        self._scope: trio.CancelScope | None = None
+        """The running handler task's scope (None when there is no task)."""
 
     def __repr__(self) -> str:
         return f"<ChannelInstance {self.topic} join_ref={self.join_ref!r}>"
@@ -225,45 +229,76 @@ class ChannelInstance:
 
     # -- lifecycle (driven by the session) ------------------------------------------------
 
-    def mark_joined(self) -> None:
+    def mark_joined(self, nursery: trio.Nursery) -> None:
+        """The join reply is queued: deliver what waited behind it and run `after_join`."""
         self.state = _JOINED
         pending, self._pending = self._pending, []
         for broadcast in pending:
             if self.state != _JOINED:
                 break
             self.deliver(broadcast)
+        self._start(nursery, after_join=True)
 
     def mark_closed(self) -> list[str]:
         """Stop taking anything; returns the topics to unsubscribe from."""
         self.state = _CLOSED
         self._pending = []
-        self._scope.cancel()
-        self._send.close()
+        self._queue.clear()
+        if self._scope is not None:
+            self._scope.cancel()
+        self._wake_reader()
         return self.topics
 
-    async def enqueue(self, item: Message | _Leave) -> None:
-        # Closed meanwhile: the instance is gone, nothing to do.
-        with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
-            await self._send.send(item)
+    async def enqueue(self, item: Message | _Leave, nursery: trio.Nursery) -> None:
+        """Queue an event for the handler, waiting while the queue is full."""
+        queue, limit = self._queue, self.session.hub.settings.actors.channel_mailbox
+        while len(queue) >= limit and self.state != _CLOSED:
+            room = self._room = self._room or trio.Event()
+            await room.wait()
+        if self.state == _CLOSED:
+            return  # closed meanwhile: the instance is gone, nothing to do
+        queue.append(item)
+        if not self._working:
+            self._start(nursery, after_join=False)
 
-    async def run(self) -> None:
-        """The handler task: after_join, then one event at a time until left, stopped or crashed."""
+    def _start(self, nursery: trio.Nursery, *, after_join: bool) -> None:
+        self._working = True
+        self._scope = trio.CancelScope()
+        nursery.start_soon(self._work, self._scope, after_join)
+
+    def _wake_reader(self) -> None:
+        if self._room is not None:
+            self._room.set()
+            self._room = None
+
+    async def _work(self, scope: trio.CancelScope, after_join: bool) -> None:
+        """The handler task: `after_join` first if asked, then events until the queue is empty
+        (no checkpoint between the last look at the queue and the end, so an event queued after
+        it starts a new task); or until left, stopped or crashed."""
         channel = self.channel
         assert channel is not None
-        session = self.session
-        with self._scope:
-            try:
-                await channel.after_join()
-                async for item in self._receive:
-                    if isinstance(item, _Leave):
-                        session.send(m.reply_ok(item.message))
-                        session.finish(self, "left", m.close_message(self.topic, self.join_ref))
-                        return
-                    result = await channel.handle_in(item.event, item.payload, item)
-                    if session.apply_result(self, item, result):
-                        return
-            except Exception as exc:
-                session.channel_crashed(self, exc)
+        session, queue = self.session, self._queue
+        try:
+            with scope:
+                try:
+                    if after_join:
+                        await channel.after_join()
+                    while queue:
+                        item = queue.pop(0)
+                        self._wake_reader()
+                        if isinstance(item, _Leave):
+                            session.send(m.reply_ok(item.message))
+                            session.finish(self, "left", m.close_message(self.topic, self.join_ref))
+                            return
+                        result = await channel.handle_in(item.event, item.payload, item)
+                        if session.apply_result(self, item, result):
+                            return
+                except Exception as exc:
+                    session.channel_crashed(self, exc)
+        finally:
+            if self._scope is scope:
+                self._working = False
+                self._scope = None
 
 
 # -- the session ----------------------------------------------------------------------------
@@ -498,7 +533,12 @@ class SessionActor(Actor[Never, Never, Inbound]):
         if message.join_ref is not None and message.join_ref != instance.join_ref:
             self.count("stale_join_ref")
             return  # §4.3: stale join_ref, dropped silently
-        await instance.enqueue(message)
+        await instance.enqueue(message, self._channel_nursery())
+
+    def _channel_nursery(self) -> trio.Nursery:
+        nursery = self._nursery.nursery
+        assert nursery is not None
+        return nursery
 
     async def _join(self, message: Message) -> None:
         topic = message.topic
@@ -546,10 +586,7 @@ class SessionActor(Actor[Never, Never, Inbound]):
         self._channels[topic] = instance
         self.count("joins")
         self.send(m.reply_ok(message, result.response))
-        instance.mark_joined()
-        nursery = self._nursery.nursery
-        assert nursery is not None
-        nursery.start_soon(instance.run)
+        instance.mark_joined(self._channel_nursery())
 
     async def _leave(self, message: Message, instance: ChannelInstance | None) -> None:
         if instance is None:
@@ -559,7 +596,7 @@ class SessionActor(Actor[Never, Never, Inbound]):
             return  # stale: the client races a close we already sent
         # Not routable any more; the instance answers after the events queued before the leave.
         del self._channels[instance.topic]
-        await instance.enqueue(_Leave(message))
+        await instance.enqueue(_Leave(message), self._channel_nursery())
 
 
 # -- running a session ------------------------------------------------------------------------
@@ -594,17 +631,14 @@ def session_child_spec(
     run_actor = child.spec.start
 
     async def start(*, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        # The actor runs in this task, the channel handlers in the nursery around it: when the
+        # actor ends, so do they.
         async with trio.open_nursery() as nursery:
             holder.nursery = nursery
-
-            async def actor(*, task_status: trio.TaskStatus[Any]) -> None:
-                try:
-                    await run_actor(task_status=task_status)
-                finally:
-                    nursery.cancel_scope.cancel()
-
-            ref = await nursery.start(actor)
-            task_status.started(ref)
+            try:
+                await run_actor(task_status=task_status)
+            finally:
+                nursery.cancel_scope.cancel()
 
     spec = ChildSpec(
         name=child.spec.name,

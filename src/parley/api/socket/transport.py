@@ -155,6 +155,7 @@ async def pump(connection: Connection, sink: FrameSink, outbound: OutboundQueue)
                 nursery.cancel_scope.cancel()
                 return
             outbound.record_sent(frames)
+            del frames  # while waiting for the next batch, an idle connection holds no frames
         request = outbound.close_request
         if request is not None:
             await connection.close(request.code, request.reason)

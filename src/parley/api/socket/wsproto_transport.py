@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import trio
 from wsproto import ConnectionType, WSConnection
+from wsproto.connection import Connection as FrameConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import (
     AcceptConnection,
@@ -122,7 +123,7 @@ class WsprotoConnection:
     def __init__(
         self,
         stream: trio.SocketStream,
-        ws: WSConnection,
+        protocol: FrameConnection | None,
         *,
         buffered: bytes,
         max_frame_bytes: int,
@@ -132,7 +133,9 @@ class WsprotoConnection:
     ) -> None:
         self._stream = stream
         self._socket = stream.socket
-        self._ws = ws
+        self._protocol = protocol
+        """wsproto's frame protocol, built on first use: most connections only ever carry the
+        frames parsed here, and an idle connection should not hold its buffers."""
         self._buffer = buffered
         self._max = max_frame_bytes
         self._compressed = compressed
@@ -218,7 +221,7 @@ class WsprotoConnection:
     def _wsproto_frame(self, raw: bytes) -> InboundFrame | bool | None:
         """Hand one complete frame to wsproto; a finished data message, False on close, or
         None (a control frame or a fragment was handled)."""
-        ws = self._ws
+        ws = self._wsproto()
         ws.receive_data(raw)
         result: InboundFrame | bool | None = None
         for event in ws.events():
@@ -256,7 +259,7 @@ class WsprotoConnection:
 
     async def send_frames(self, frames: list[Frame]) -> None:
         if self._compressed:
-            ws = self._ws
+            ws = self._wsproto()
             chunks = [
                 ws.send(BytesMessage(frame.data) if frame.binary else TextMessage(frame.text()))
                 for frame in frames
@@ -278,7 +281,7 @@ class WsprotoConnection:
         if self.close_sent or self.broken:
             return
         self.close_sent = True
-        ws = self._ws
+        ws = self._wsproto()
         if ws.state is ConnectionState.OPEN:
             data = ws.send(CloseConnection(code, reason))
         else:  # wsproto refused the frame (ParseFailed left it OPEN, but be safe)
@@ -288,6 +291,11 @@ class WsprotoConnection:
             await self._write([data])
         except Exception as exc:
             log.debug("close(%d) not written: %r", code, exc)
+
+    def _wsproto(self) -> FrameConnection:
+        if self._protocol is None:
+            self._protocol = FrameConnection(ConnectionType.SERVER)
+        return self._protocol
 
     def _write_soon(self, data: bytes) -> None:
         """A control frame from the reader (pong, close reply): written now if the socket takes
@@ -458,16 +466,52 @@ async def _send_all(stream: trio.SocketStream, data: bytes) -> None:
         log.debug("client left during the handshake")
 
 
-async def serve_upgrade(
+class UpgradedSocket:
+    """An accepted WebSocket with its session, ready to run: what outlives the handshake.
+
+    Nothing of the request (its head, headers, query, the handshake's parser) is kept here, so an
+    idle connection holds only its transport state and its session.
+    """
+
+    __slots__ = ("_response", "connection", "handle")
+
+    def __init__(
+        self, connection: WsprotoConnection, handle: SessionHandle, response: bytes
+    ) -> None:
+        self.connection = connection
+        self.handle = handle
+        self._response = response
+        """The 101 response, written first by `serve`."""
+
+    async def serve(self) -> None:
+        """Run the connection until it is over; returns when the caller can close the stream."""
+        handle = self.handle
+        try:
+            await self.connection.write_raw(self._response)
+            self._response = b""
+            await pump(self.connection, handle, handle.outbound)
+            await self.connection.linger()
+        except Exception as exc:  # includes groups from pump's nursery; never the listener's
+            if _only_disconnects(exc):
+                log.debug("socket connection dropped: %r", exc)
+            else:
+                log.exception("socket connection failed")
+        finally:
+            with trio.CancelScope(shield=True):
+                await handle.hub.end_session(handle)
+
+
+async def accept_upgrade(
     stream: trio.SocketStream,
     head: bytes,
-    rest: bytes,
     headers: list[tuple[bytes, bytes]],
+    rest: bytes,
     hub: SocketHub,
     peer: str | None,
-) -> None:
-    """Handle one WebSocket upgrade whose request head (`head`) has been read; `rest` is what
-    followed it. Returns when the connection is over; the caller closes the stream."""
+) -> UpgradedSocket | None:
+    """The handshake of one WebSocket upgrade whose request head (`head`) has been read; `rest`
+    is what followed it. Returns the accepted socket, or None once a refusal was answered (the
+    caller closes the stream)."""
     ws = WSConnection(ConnectionType.SERVER)
     try:
         ws.receive_data(head)
@@ -475,10 +519,10 @@ async def serve_upgrade(
     except RemoteProtocolError as exc:
         log.debug("bad upgrade request: %s", exc)
         await _send_all(stream, _plain_response(400, b"bad WebSocket upgrade\n"))
-        return
+        return None
     if not isinstance(event, Request):
         await _send_all(stream, _plain_response(400, b"bad WebSocket upgrade\n"))
-        return
+        return None
     request = connect_request(event, headers, peer)
     try:
         decision = await authorize_connect(request, hub.context)
@@ -486,45 +530,36 @@ async def serve_upgrade(
         log.exception("socket connect check failed")
         hub.count("refused_unavailable")
         await _send_all(stream, _reject(ws, 503))
-        return
+        return None
     if not isinstance(decision, Accepted):
         hub.count(f"refused_{decision.reason}")
         await _send_all(stream, _reject(ws, decision.status))
-        return
+        return None
     try:
         handle = await hub.open_session(decision.principal, decision.serializer)
     except Exception:
         log.exception("could not start a session")
         hub.count("refused_unavailable")
         await _send_all(stream, _reject(ws, 503))
-        return
-    try:
-        settings = hub.settings.socket
-        deflate = PerMessageDeflate()
-        extensions: list[Extension] = [deflate] if settings.compression else []
-        accept = ws.send(AcceptConnection(subprotocol=decision.subprotocol, extensions=extensions))
-        compressed = settings.compression and deflate.enabled()
-        connection = WsprotoConnection(
-            stream,
-            ws,
-            buffered=rest,
-            max_frame_bytes=settings.max_frame_bytes,
-            compressed=compressed,
-            write_stall_seconds=settings.heartbeat_timeout_seconds,
-            on_fail=_failer(handle),
-        )
-        await connection.write_raw(accept)
-        hub.count("wsproto_connections")
-        await pump(connection, handle, handle.outbound)
-        await connection.linger()
-    except Exception as exc:  # includes groups from pump's nursery; never the listener's
-        if _only_disconnects(exc):
-            log.debug("socket connection dropped: %r", exc)
-        else:
-            log.exception("socket connection failed")
-    finally:
-        with trio.CancelScope(shield=True):
-            await hub.end_session(handle)
+        return None
+    settings = hub.settings.socket
+    deflate = PerMessageDeflate()
+    extensions: list[Extension] = [deflate] if settings.compression else []
+    accept = ws.send(AcceptConnection(subprotocol=decision.subprotocol, extensions=extensions))
+    compressed = settings.compression and deflate.enabled()
+    connection = WsprotoConnection(
+        stream,
+        # The negotiated compressor lives in wsproto's frame protocol; without one, the protocol
+        # is only built if a frame needs it.
+        ws.connection if compressed else None,
+        buffered=rest,
+        max_frame_bytes=settings.max_frame_bytes,
+        compressed=compressed,
+        write_stall_seconds=settings.heartbeat_timeout_seconds,
+        on_fail=_failer(handle),
+    )
+    hub.count("wsproto_connections")
+    return UpgradedSocket(connection, handle, accept)
 
 
 _DISCONNECTS = (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, OSError)
