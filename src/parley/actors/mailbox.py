@@ -1,7 +1,7 @@
-"""The actor's mailbox: a bounded trio memory channel owned by the actor's slot, and its envelopes.
+"""The actor's mailbox: a bounded queue owned by the actor's slot, and its envelopes.
 
 The mailbox belongs to the *slot*, not to one incarnation: when the actor crashes and its
-supervisor restarts it, the new incarnation reads the same channel, so refs held by others stay
+supervisor restarts it, the new incarnation reads the same mailbox, so refs held by others stay
 valid and messages queued at the time of the crash are still there (only the one being handled is
 lost). It is closed when the slot ends for good, and reopened if a supervisor starts the slot again
 (a restarted parent supervisor re-creating its static children).
@@ -13,6 +13,7 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeAlias, TypeVar
 
+import outcome
 import trio
 
 if TYPE_CHECKING:
@@ -86,54 +87,102 @@ Envelope: TypeAlias = Call[CallT, ReplyT] | Cast[CastT] | Info
 
 
 class Mailbox(Generic[ItemT]):
-    """A bounded channel that can be closed (failing every queued call) and opened again.
+    """A bounded FIFO with one reader (the actor) that can be closed (failing every queued call)
+    and opened again.
 
-    Its methods raise trio's own channel errors; `ActorRef` turns them into actor errors.
+    Built on trio's low-level parking rather than a memory channel: every session is an actor, so
+    the mailbox is paid once per connection, and a memory channel with its two ends, its state
+    and its deque costs ~3 KB per idle actor where this costs a list. Semantics follow trio's
+    channels: `put` and `get` are checkpoints, `get` is cancellation-atomic, and a full mailbox
+    makes `put` wait until the actor takes a message. Its methods raise trio's own channel
+    errors; `ActorRef` turns them into actor errors.
     """
+
+    __slots__ = ("_items", "_reader", "_senders", "capacity", "closed")
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError("a mailbox needs a capacity of at least 1")
         self.capacity = capacity
-        self._send, self._receive = trio.open_memory_channel[ItemT](capacity)
         self.closed = False
+        self._items: list[ItemT] = []
+        """Queued messages, oldest first (short in practice, so a list beats a deque's 0.5 KB
+        first block)."""
+        self._reader: trio.lowlevel.Task | None = None
+        """The actor while it waits in `get` on an empty mailbox."""
+        self._senders: trio.lowlevel.ParkingLot | None = None
+        """Senders waiting for room; made on the first overflow."""
 
     @property
     def depth(self) -> int:
         """How many messages are waiting."""
-        return self._send.statistics().current_buffer_used
+        return len(self._items)
 
     def put_nowait(self, item: ItemT) -> None:
         """Queue `item` or raise `trio.WouldBlock` (full) / `trio.ClosedResourceError` (closed)."""
-        self._send.send_nowait(item)
+        if self.closed:
+            raise trio.ClosedResourceError("the mailbox is closed")
+        reader = self._reader
+        if reader is not None:
+            # The reader is parked on an empty mailbox: hand the item over directly.
+            self._reader = None
+            trio.lowlevel.reschedule(reader, outcome.Value(item))
+            return
+        if len(self._items) >= self.capacity:
+            raise trio.WouldBlock
+        self._items.append(item)
 
     async def put(self, item: ItemT) -> None:
-        """Queue `item`, waiting for space; `trio.ClosedResourceError` if closed meanwhile."""
-        await self._send.send(item)
+        """Queue `item`, waiting for room; `trio.ClosedResourceError` if closed meanwhile."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            try:
+                self.put_nowait(item)
+            except trio.WouldBlock:
+                if self._senders is None:
+                    self._senders = trio.lowlevel.ParkingLot()
+                await self._senders.park()
+                continue
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
 
     async def get(self) -> ItemT:
         """The next message; cancellation-atomic, so a timeout around it never loses one."""
-        return await self._receive.receive()
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._items:
+            item = self._items.pop(0)
+            if self._senders:
+                self._senders.unpark()
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return item
+        if self.closed:
+            raise trio.ClosedResourceError("the mailbox is closed")
+        if self._reader is not None:
+            raise trio.BusyResourceError("another task is already reading this mailbox")
+        self._reader = trio.lowlevel.current_task()
+        handed: ItemT = await trio.lowlevel.wait_task_rescheduled(self._abort_get)
+        return handed
+
+    def _abort_get(self, _: object) -> trio.lowlevel.Abort:
+        self._reader = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
     def close(self) -> list[ItemT]:
         """Refuse new messages, wake blocked senders with an error, and return what was queued."""
         if self.closed:
             return []
         self.closed = True
-        # Closing our only send end wakes every sender blocked in `put` with ClosedResourceError
-        # and lets the drain below end on EndOfChannel once the buffer is empty.
-        self._send.close()
-        leftovers: list[ItemT] = []
-        while True:
-            try:
-                leftovers.append(self._receive.receive_nowait())
-            except (trio.EndOfChannel, trio.WouldBlock):
-                break
-        self._receive.close()
+        leftovers, self._items = self._items, []
+        if self._senders is not None:
+            self._senders.unpark_all()  # they find the mailbox closed and raise
+        reader = self._reader
+        if reader is not None:
+            self._reader = None
+            trio.lowlevel.reschedule(
+                reader, outcome.Error(trio.ClosedResourceError("the mailbox is closed"))
+            )
         return leftovers
 
     def reopen(self) -> None:
-        """Open a fresh, empty channel after `close()`; a no-op while open."""
-        if self.closed:
-            self._send, self._receive = trio.open_memory_channel[ItemT](self.capacity)
-            self.closed = False
+        """Take messages again after `close()` (it is empty); a no-op while open."""
+        self.closed = False

@@ -151,7 +151,7 @@ class ActorRef(Generic[CallT, ReplyT, CastT]):
         with replies, trio.move_on_after(limit) as deadline:
             try:
                 await self._mailbox.put(Call(message, reply_to))
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
+            except trio.ClosedResourceError:
                 raise ActorUnavailable(self.id, "not running") from None
             try:
                 reply = await replies.receive()
@@ -189,7 +189,7 @@ class ActorRef(Generic[CallT, ReplyT, CastT]):
         """
         try:
             await self._mailbox.put(Cast(message))
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
+        except trio.ClosedResourceError:
             raise ActorUnavailable(self.id, "not running") from None
 
     def kill(self, reason: str) -> None:
@@ -256,7 +256,7 @@ class ActorRef(Generic[CallT, ReplyT, CastT]):
             self._mailbox.put_nowait(envelope)
         except trio.WouldBlock:
             return self._overflowed(envelope)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
+        except trio.ClosedResourceError:
             raise ActorUnavailable(self.id, "not running") from None
         return True
 
