@@ -37,8 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-"""Inbound frames waiting for the session actor (the reader waits when full: TCP backpressure)."""
-
 
 @dataclass(eq=False)
 class SessionHandle:
