@@ -57,6 +57,8 @@ class SocketControl(Protocol):
 
     def close_all(self) -> int: ...
 
+    async def watch_liveness(self, *, task_status: trio.TaskStatus[None]) -> None: ...
+
 
 class Runtime:
     """The running system below the HTTP layer: what handlers and sockets talk to."""
@@ -112,8 +114,16 @@ class Runtime:
             ChildSpec("presence", self.presence.run, shutdown_timeout=grace),
             self.conversations.child_spec(shutdown_timeout=math.inf),
             self.sessions.child_spec(shutdown_timeout=math.inf),
+            ChildSpec("socket-liveness", self._watch_sockets, shutdown_timeout=grace),
             ChildSpec("mailer", self.mailer.run, shutdown_timeout=grace),
         ]
+
+    async def _watch_sockets(self, *, task_status: trio.TaskStatus[None]) -> None:
+        """Heartbeat timeouts of the socket layer (`SocketControl.watch_liveness`), if any."""
+        if self.sockets is None:
+            task_status.started()
+            await trio.sleep_forever()
+        await self.sockets.watch_liveness(task_status=task_status)
 
     def build_root(self, extra: Sequence[ChildSpec]) -> Supervisor:
         supervision = self.settings.supervision

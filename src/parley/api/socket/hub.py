@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class SessionHandle:
     """What the transport holds for one connection: the actor's ref, its queue, its name."""
 
@@ -47,9 +47,12 @@ class SessionHandle:
     outbound: OutboundQueue
     principal: SocketPrincipal
     hub: SocketHub
+    last_frame_at: float = field(default_factory=trio.current_time)
+    """When the client last sent a frame (trio's clock), for `SocketHub.watch_liveness`."""
 
     async def inbound(self, frame: InboundFrame) -> bool:
         """Hand a frame to the session, waiting for mailbox space; False once it is gone."""
+        self.last_frame_at = trio.current_time()
         if self.outbound.closing:
             return True  # keep reading (and discarding) until the close goes out
         try:
@@ -171,6 +174,28 @@ class SocketHub:
         403 because their token is dead, which is the signal apps act on (§3.4).
         """
         self.close_user(user_id, CLOSE_GOING_AWAY, "revoked")
+
+    async def watch_liveness(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Close every socket that sent nothing for `socket.heartbeat_timeout_seconds`, with 1001.
+
+        One task checks all sockets, every second (every quarter of the timeout when that is
+        shorter), so a silent socket is closed between the timeout and the timeout plus that
+        period. A timer per socket (a cancel scope around each session's wait) cost ~1 KB per
+        idle connection and a scope per inbound frame.
+        """
+        timeout = self.settings.socket.heartbeat_timeout_seconds
+        task_status.started()
+        if not 0 < timeout < math.inf:
+            await trio.sleep_forever()
+        period = min(1.0, timeout / 4)
+        while True:
+            await trio.sleep(period)
+            silent_since = trio.current_time() - timeout
+            for handle in [h for h in self._handles.values() if h.last_frame_at < silent_since]:
+                self.count("idle_timeouts")
+                handle.close(CLOSE_GOING_AWAY, "idle timeout")
 
     def close_all(self, code: int = CLOSE_SERVICE_RESTART, reason: str = "server restart") -> int:
         """Close every socket (server draining): 1012, so every client version reconnects."""

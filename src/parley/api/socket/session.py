@@ -10,9 +10,9 @@ Shape (read with `transport.py` and `channels.py`):
   bounded mailbox, so a client that floods us is slowed by TCP backpressure). `handle_cast`
   decodes and routes frames **one at a time**, so joins are synchronous as in Phoenix: frames
   after a `phx_join` are only routed once the join has been answered.
-* The heartbeat timeout is the actor's idle timeout: no frame for
-  `socket.heartbeat_timeout_seconds` and the actor ends with `ExitKind.IDLE`; the socket closes
-  with 1001 and phoenix.js reconnects.
+* The heartbeat timeout is watched for all sockets at once by `SocketHub.watch_liveness`: no
+  frame for `socket.heartbeat_timeout_seconds` and the socket closes with 1001 (phoenix.js
+  reconnects); the session then stops like any closed one.
 * Each joined channel instance handles its events in order in a task of its own (in a nursery
   that wraps the actor's run, see `session_child_spec`): a slow handler (a commit) does not hold
   up heartbeats or other channels, and an exception in a handler ends that instance only, with
@@ -351,10 +351,7 @@ class SessionActor(Actor[Never, Never, Inbound]):
     async def terminate(self, reason: ExitReason) -> None:
         for instance in list(self._instances):
             self.finish(instance, "closed", None)
-        if reason.kind is ExitKind.IDLE:
-            self.hub.count("idle_timeouts")
-            self.outbound.close(CLOSE_GOING_AWAY, "idle timeout")
-        elif reason.kind in (ExitKind.CRASHED, ExitKind.KILLED):
+        if reason.kind in (ExitKind.CRASHED, ExitKind.KILLED):
             self.outbound.close(CLOSE_INTERNAL_ERROR, "session crashed")
         elif reason.kind is ExitKind.SHUTDOWN:
             self.outbound.close(CLOSE_SERVICE_RESTART, "server restart")
@@ -625,7 +622,6 @@ def session_child_spec(
         capacity=mailbox,
         key=str(principal.user_id),
         restart=Restart.TEMPORARY,
-        idle_timeout=settings.socket.heartbeat_timeout_seconds,
         shutdown_timeout=settings.supervision.child_shutdown_seconds,
     )
     run_actor = child.spec.start
