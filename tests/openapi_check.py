@@ -1,8 +1,7 @@
 """Every response the REST tests receive is checked against the served OpenAPI document.
 
 The HTTP client used by the API tests carries `OpenApiChecker.check` as a response hook, so a test
-that
-gets an undocumented status, or a body that does not match the documented schema, fails there.
+that gets an undocumented status, or a body that does not match the documented schema, fails there.
 """
 
 from __future__ import annotations

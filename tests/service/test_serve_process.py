@@ -1,9 +1,8 @@
 """`parley serve` as an operator runs it: a real process, its own embedded PostgreSQL, SIGTERM.
 
 This is the "two commands" promise under test: on an empty data dir the server initialises and
-starts
-PostgreSQL, migrates, answers /health, and on SIGTERM shuts down in order within a bounded time,
-leaving no postgres process behind.
+starts PostgreSQL, migrates, answers /health, and on SIGTERM shuts down in order within a bounded
+time, leaving no postgres process behind.
 """
 
 from __future__ import annotations

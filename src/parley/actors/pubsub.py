@@ -5,16 +5,14 @@ format: the socket layer encodes a broadcast at most once per serializer and cac
 object, so every recipient writes the same bytes (Phoenix's fastlane).
 
 Delivery never blocks the publisher. `Subscriber.deliver` must return at once; a subscriber that
-cannot
-keep up (a slow socket) applies its own overflow policy, so one slow consumer never slows a
+cannot keep up (a slow socket) applies its own overflow policy, so one slow consumer never slows a
 conversation.
 
 The subscription table is owned by the adapter and touched only from trio's single thread, which
-makes
-reads and writes atomic with respect to each other (the same reasoning as the registry's look-ups,
-and
-as Phoenix's ETS-backed Registry). A cluster adapter (PostgreSQL LISTEN/NOTIFY, Redis, NATS) will
-implement the same interface and forward broadcasts to other nodes; `run` is where it would listen.
+makes reads and writes atomic with respect to each other (the same reasoning as the registry's
+look-ups, and as Phoenix's ETS-backed Registry). A cluster adapter (PostgreSQL LISTEN/NOTIFY, Redis,
+NATS) will implement the same interface and forward broadcasts to other nodes; `run` is where it
+would listen.
 """
 
 from __future__ import annotations

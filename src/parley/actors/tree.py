@@ -3,8 +3,7 @@
 Root (rest_for_one): Store -> MessageWriter -> Registry -> PubSub -> Presence ->
 ConversationSupervisor -> SessionSupervisor -> Mailer -> HTTP server (added by the service).
 rest_for_one because each child depends on the ones before it: if the store restarts, everything
-that
-holds its connections restarts too; if the HTTP server crashes, nothing below it is touched.
+that holds its connections restarts too; if the HTTP server crashes, nothing below it is touched.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """What request handlers reach: the running system's parts, handed to the app by the service.
 
 Handlers get it with `parley_context()`; nothing in the API layer builds these parts itself, so the
-same
-app can be served by `parley serve` or by another ASGI server through `parley.api.asgi`.
+same app can be served by `parley serve` or by another ASGI server through `parley.api.asgi`.
 """
 
 from __future__ import annotations

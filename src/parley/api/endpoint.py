@@ -2,8 +2,7 @@
 
 Every REST handler is declared with `endpoint(...)`. The declaration is the authorization layer (the
 `auth` level is checked before the handler runs, never with ad-hoc ifs inside it) and the source of
-the
-OpenAPI document, so the document cannot drift from the routes that exist.
+the OpenAPI document, so the document cannot drift from the routes that exist.
 """
 
 from __future__ import annotations

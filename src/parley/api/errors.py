@@ -2,8 +2,7 @@
 
 `{"error": {"code": "...", "message": "...", "fields": {"email": ["..."]}}}` with the statuses of
 DESIGN.md §4. Handlers raise `ApiError` (or a subclass); anything unexpected becomes a logged 500
-with no
-stack trace in the body.
+with no stack trace in the body.
 """
 
 from __future__ import annotations
