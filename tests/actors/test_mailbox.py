@@ -1,4 +1,4 @@
-"""The mailbox on its own: order, bounds, waiting senders, cancellation, close and reopen."""
+"""The mailbox and the reply slot on their own: order, bounds, waiting, cancellation, close."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import trio
 import trio.testing
 
-from parley.actors.mailbox import Mailbox
+from parley.actors.mailbox import Mailbox, Ok, ReplySlot
 
 MockClock = trio.testing.MockClock
 
@@ -148,3 +148,52 @@ async def test_a_reopened_mailbox_takes_messages_again(autojump_clock: MockClock
 def test_a_mailbox_needs_room_for_one_message() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Mailbox[int](0)
+
+
+async def test_a_reply_slot_wakes_its_caller_with_the_reply(autojump_clock: MockClock) -> None:
+    slot = ReplySlot[int]()
+    got: list[object] = []
+
+    async def caller() -> None:
+        got.append(await slot.wait())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(caller)
+        await trio.testing.wait_all_tasks_blocked()
+        slot.send(Ok(42))
+        slot.send(Ok(43))  # only the first answer counts
+
+    assert got == [Ok(42)]
+    assert await slot.wait() == Ok(42)  # answered already: no waiting
+
+
+async def test_a_reply_slot_closed_unanswered_raises_end_of_channel(
+    autojump_clock: MockClock,
+) -> None:
+    slot = ReplySlot[int]()
+
+    async with trio.open_nursery() as nursery:
+
+        async def caller() -> None:
+            with pytest.raises(trio.EndOfChannel):
+                await slot.wait()
+
+        nursery.start_soon(caller)
+        await trio.testing.wait_all_tasks_blocked()
+        slot.close()
+
+    with pytest.raises(trio.EndOfChannel):
+        await slot.wait()
+
+
+async def test_a_reply_after_the_caller_gave_up_is_dropped(autojump_clock: MockClock) -> None:
+    slot = ReplySlot[int]()
+
+    with trio.move_on_after(1) as timed_out:
+        await slot.wait()
+
+    slot.send(Ok(1))  # the actor answers late: nobody is woken, nothing is kept
+    assert timed_out.cancelled_caught
+    assert slot.closed
+    with pytest.raises(trio.EndOfChannel):
+        await slot.wait()

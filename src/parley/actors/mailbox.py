@@ -57,16 +57,70 @@ class Failed:
 Reply: TypeAlias = Ok[ReplyT] | Failed
 
 
+class ReplySlot(Generic[ReplyT]):
+    """A call's one-shot answer: the actor fills it (or closes it unanswered), the caller waits.
+
+    Lighter than a one-message memory channel (a call is on every chat send's path): no channel
+    ends, no task sets, one wake-up. A caller that stops waiting (a timeout, a cancellation)
+    closes it, and a reply that comes later is dropped.
+    """
+
+    __slots__ = ("_reply", "_waiter", "closed")
+
+    def __init__(self) -> None:
+        self._reply: Reply[ReplyT] | None = None
+        self._waiter: trio.lowlevel.Task | None = None
+        self.closed = False
+
+    def send(self, reply: Reply[ReplyT]) -> None:
+        """Answer the call; a no-op once answered, closed, or given up by the caller."""
+        if self.closed:
+            return
+        self.closed = True
+        self._reply = reply
+        self._wake(outcome.Value(reply))
+
+    def close(self) -> None:
+        """No answer will come: a waiting caller gets `trio.EndOfChannel`."""
+        if self.closed:
+            return
+        self.closed = True
+        self._wake(outcome.Error(trio.EndOfChannel()))
+
+    async def wait(self) -> Reply[ReplyT]:
+        """The reply; `trio.EndOfChannel` if the slot was closed without one."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self.closed:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            if self._reply is None:
+                raise trio.EndOfChannel
+            return self._reply
+        self._waiter = trio.lowlevel.current_task()
+        reply: Reply[ReplyT] = await trio.lowlevel.wait_task_rescheduled(self._give_up)
+        return reply
+
+    def _wake(self, result: outcome.Outcome[Reply[ReplyT]]) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            trio.lowlevel.reschedule(waiter, result)
+
+    def _give_up(self, _: object) -> trio.lowlevel.Abort:
+        self._waiter = None
+        self.closed = True
+        return trio.lowlevel.Abort.SUCCEEDED
+
+
 @dataclass(frozen=True, slots=True)
 class Call(Generic[CallT, ReplyT]):
-    """A request that waits for an answer on its own one-shot reply channel (pykka's `reply_to`).
+    """A request that waits for an answer in its own `ReplySlot` (pykka's `reply_to`).
 
     The actor closes `reply_to` once it is done with the call, whatever happens, so a caller whose
     actor went down sees `EndOfChannel` instead of waiting forever.
     """
 
     message: CallT
-    reply_to: trio.MemorySendChannel[Reply[ReplyT]]
+    reply_to: ReplySlot[ReplyT]
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,16 @@ from parley.actors.errors import (
     CallTimeout,
     MailboxFull,
 )
-from parley.actors.mailbox import Call, Cast, Envelope, Failed, Info, Mailbox, Overflow, Reply
+from parley.actors.mailbox import (
+    Call,
+    Cast,
+    Envelope,
+    Failed,
+    Info,
+    Mailbox,
+    Overflow,
+    ReplySlot,
+)
 
 if TYPE_CHECKING:
     from parley.actors.actor import Actor
@@ -147,14 +156,14 @@ class ActorRef(Generic[CallT, ReplyT, CastT]):
             ActorUnavailable: the actor is gone, or went down (killed, stopped) before replying.
         """
         limit = self._call_timeout if timeout is None else timeout
-        reply_to, replies = trio.open_memory_channel[Reply[ReplyT]](1)
-        with replies, trio.move_on_after(limit) as deadline:
+        reply_to = ReplySlot[ReplyT]()
+        with trio.move_on_after(limit) as deadline:
             try:
                 await self._mailbox.put(Call(message, reply_to))
             except trio.ClosedResourceError:
                 raise ActorUnavailable(self.id, "not running") from None
             try:
-                reply = await replies.receive()
+                reply = await reply_to.wait()
             except trio.EndOfChannel:
                 raise ActorUnavailable(
                     self.id, f"went down before replying to {type(message).__name__}"
@@ -297,7 +306,7 @@ class ActorRef(Generic[CallT, ReplyT, CastT]):
         leftovers = self._mailbox.close()
         for envelope in leftovers:
             if isinstance(envelope, Call):
-                # Closing the reply channel wakes the caller with ActorUnavailable.
+                # Closing the reply slot wakes the caller with ActorUnavailable.
                 envelope.reply_to.close()
         if leftovers:
             logger.info("%s: ended with %d message(s) unhandled", self.id, len(leftovers))

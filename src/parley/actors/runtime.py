@@ -8,7 +8,6 @@ business (its restart type and strategy); the ref and mailbox stay the same thro
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import logging
@@ -20,7 +19,7 @@ import trio
 
 from parley.actors.actor import Actor, ExitKind, ExitReason
 from parley.actors.errors import ActorCrashed, ActorKilled
-from parley.actors.mailbox import Call, Cast, Envelope, Failed, Ok, Reply
+from parley.actors.mailbox import Call, Cast, Envelope, Failed, Ok
 from parley.actors.ref import ActorRef, ActorStats
 from parley.config import ActorSettings, SupervisionSettings
 from parley.supervision import ChildSpec, Restart
@@ -242,28 +241,24 @@ async def _dispatch(
     envelope: Envelope[CallT, ReplyT, CastT],
 ) -> None:
     if isinstance(envelope, Call):
-        # Closed on every way out, so a caller never waits on an actor that is gone.
-        with envelope.reply_to:
-            try:
-                result = await actor.handle_call(envelope.message)
-            except Exception as exc:
-                crashed = ActorCrashed(
-                    ref.id, f"crashed handling {type(envelope.message).__name__}"
-                )
-                crashed.__cause__ = exc
-                _reply(envelope.reply_to, Failed(crashed))
-                raise
-            _reply(envelope.reply_to, Ok(result))
+        reply_to = envelope.reply_to
+        try:
+            result = await actor.handle_call(envelope.message)
+        except Exception as exc:
+            crashed = ActorCrashed(ref.id, f"crashed handling {type(envelope.message).__name__}")
+            crashed.__cause__ = exc
+            reply_to.send(Failed(crashed))
+            raise
+        else:
+            reply_to.send(Ok(result))
+        finally:
+            # Closed on every way out (a no-op once answered), so a caller never waits on an
+            # actor that was killed or stopped mid-call.
+            reply_to.close()
     elif isinstance(envelope, Cast):
         await actor.handle_cast(envelope.message)
     else:
         await actor.handle_info(envelope.message)
-
-
-def _reply(reply_to: trio.MemorySendChannel[Reply[ReplyT]], reply: Reply[ReplyT]) -> None:
-    # BrokenResourceError: the caller gave up (timed out or was cancelled); nobody is waiting.
-    with contextlib.suppress(trio.BrokenResourceError):
-        reply_to.send_nowait(reply)
 
 
 def _exit_reason(exc: BaseException) -> ExitReason:
