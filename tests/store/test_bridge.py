@@ -33,6 +33,32 @@ async def test_bridge_returns_results_and_propagates_errors() -> None:
         await bridge.run(asyncio.sleep, 0)
 
 
+async def test_many_concurrent_calls_each_get_their_own_result() -> None:
+    # Wake-ups are coalesced in both directions (a deque drained per wake-up): a lost wake-up
+    # would hang here, a mixed-up result would fail the comparison.
+    bridge = AsyncioBridge()
+    bridge.start()
+    results: dict[int, int] = {}
+    try:
+
+        async def square_later(n: int) -> int:
+            await asyncio.sleep((n % 7) / 1000)
+            return n * n
+
+        async def caller(n: int) -> None:
+            results[n] = await bridge.run(square_later, n)
+
+        with trio.fail_after(10):
+            for _ in range(5):
+                async with trio.open_nursery() as nursery:
+                    for n in range(300):
+                        nursery.start_soon(caller, n)
+                assert results == {n: n * n for n in range(300)}
+                results.clear()
+    finally:
+        await bridge.stop()
+
+
 async def test_cancelling_the_trio_caller_cancels_the_asyncio_task() -> None:
     bridge = AsyncioBridge()
     bridge.start()
