@@ -97,6 +97,31 @@ async def test_a_resent_client_id_returns_the_original_message(client: httpx.Asy
     assert other.status_code == 201 and other.json()["seq"] == 2
 
 
+async def test_concurrent_resends_of_one_client_id_store_it_once(
+    client: httpx.AsyncClient,
+) -> None:
+    # Some resends arrive while the original is being written (they wait on its batch), others
+    # after its commit (the writer finds the stored original): one row, one answer for all.
+    alice, bob = await register(client), await register(client)
+    conversation_id = await open_group(client, alice, bob)
+    answers: list[httpx.Response] = []
+
+    async def resend(n: int) -> None:
+        await trio.sleep(n * 0.002)
+        answers.append(await send(client, alice, conversation_id, f"try {n}", client_id="once"))
+
+    async with trio.open_nursery() as nursery:
+        for n in range(20):
+            nursery.start_soon(resend, n)
+
+    assert sorted(a.status_code for a in answers) == [200] * 19 + [201]
+    assert len({a.json()["id"] for a in answers}) == 1
+    history = await client.get(
+        f"/api/conversations/{conversation_id}/messages", headers=bob.headers
+    )
+    assert [m["client_id"] for m in history.json()["data"]] == ["once"]
+
+
 async def test_history_pages_are_stable_while_new_messages_arrive(
     client: httpx.AsyncClient,
 ) -> None:
