@@ -10,6 +10,7 @@ and bodies on the same port. The second group exercises wire details of the wspr
 from __future__ import annotations
 
 import os
+import socket
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -370,6 +371,23 @@ async def test_many_frames_in_one_write_and_one_frame_in_many(wired: Wire) -> No
     for index in range(len(frame)):
         await wired.send_raw(frame[index : index + 1])
     assert (await wired.message())[1] == "x" * 300
+
+
+@WSPROTO_ONLY
+async def test_frames_written_while_the_client_reads_nothing_arrive_whole_and_in_order(
+    realtime: Realtime,
+) -> None:
+    # Replies are written straight from the session while the writer is idle; once the socket
+    # buffers are full a write is partial, the rest goes to the writer, and later frames queue
+    # behind it. A client with a tiny receive window that reads nothing for a while forces that.
+    user = await realtime.user()
+    wire = await open_wire(realtime, user.token)
+    async with wire.stream:
+        wire.stream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        refs = [f"{n:03d}" + "r" * 4000 for n in range(20)]
+        await wire.send_raw(b"".join(client_frame(0x1, heartbeat(ref)) for ref in refs))
+        await trio.sleep(0.5)  # the server writes into full buffers meanwhile
+        assert [(await wire.message())[1] for _ in refs] == refs
 
 
 @WSPROTO_ONLY

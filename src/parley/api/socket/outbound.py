@@ -7,7 +7,11 @@ A put that would cross either bound queues nothing and returns False; the sessio
 connection as a slow consumer (close code 1013, docs/realtime.md).
 
 The transport's writer takes *everything* pending with one `take_all` and writes it in one go,
-so a burst of broadcasts costs one wake-up of the writer, not one per frame.
+so a burst of broadcasts costs one wake-up of the writer, not one per frame. A transport that can
+write without waiting may also set `write_now`: while its writer is idle (parked, nothing queued),
+`put` hands the frame straight to it, so a delivery costs one non-blocking write and no task
+switch at all (the fast path's fan-out, DESIGN §7); whatever it cannot write at once it keeps and
+asks for with `request_flush`, and the writer takes over.
 
 `close(code, reason)` is how the session (or the hub, for revocations) ends the connection: the
 writer finishes what is queued (unless `discard` is set, as for a slow consumer whose queue is
@@ -16,6 +20,7 @@ the problem), then sends a close frame with that code. Frames put after `close` 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
@@ -35,6 +40,7 @@ class OutboundQueue:
     """A non-blocking, doubly bounded frame queue with a single consumer (the writer)."""
 
     __slots__ = (
+        "_flush_requested",
         "_frames",
         "_writer",
         "bytes",
@@ -45,6 +51,7 @@ class OutboundQueue:
         "max_frames",
         "sent_bytes",
         "sent_frames",
+        "write_now",
     )
 
     def __init__(self, max_frames: int, max_bytes: int) -> None:
@@ -56,6 +63,9 @@ class OutboundQueue:
         self._writer: trio.lowlevel.Task | None = None
         """The writer while it waits for frames. A bare task handle rather than a trio.Event:
         one wake-up per batch, and nothing allocated per idle connection."""
+        self._flush_requested = False
+        self.write_now: Callable[[Frame], bool] | None = None
+        """The transport's immediate write, if it has one: True when it took the frame."""
         self.bytes = 0
         self.close_request: CloseRequest | None = None
         self.high_water_frames = 0
@@ -81,6 +91,12 @@ class OutboundQueue:
         size = len(frame.data)
         if len(self._frames) >= self.max_frames or self.bytes + size > self.max_bytes:
             return False
+        write_now = self.write_now
+        if write_now is not None and self._writer is not None and write_now(frame):
+            # The writer is parked with nothing queued, so nothing can be overtaken.
+            self.sent_frames += 1
+            self.sent_bytes += size
+            return True
         self._frames.append(frame)
         self.bytes += size
         if len(self._frames) > self.high_water_frames:
@@ -107,17 +123,24 @@ class OutboundQueue:
     async def take_all(self) -> list[Frame]:
         """Wait until something is queued (or the queue closes) and take all of it.
 
-        Returns an empty list only once the queue is closing and drained: the writer then sends
-        the close frame from `close_request`.
+        Returns an empty list when the transport asked for a flush (`request_flush`: it holds
+        bytes it could not write at once), or once the queue is closing and drained: the writer
+        then sends the close frame from `close_request`.
         """
-        while not self._frames:
+        while not self._frames and not self._flush_requested:
             if self.close_request is not None:
                 return []
             self._writer = trio.lowlevel.current_task()
             await trio.lowlevel.wait_task_rescheduled(self._abort_wait)
+        self._flush_requested = False
         frames, self._frames = self._frames, []
         self.bytes = 0
         return frames
+
+    def request_flush(self) -> None:
+        """The transport holds unwritten bytes: wake the writer even with no frame queued."""
+        self._flush_requested = True
+        self._wake_writer()
 
     def _wake_writer(self) -> None:
         writer = self._writer

@@ -145,9 +145,9 @@ async def pump(connection: Connection, sink: FrameSink, outbound: OutboundQueue)
         nursery.start_soon(read)
         while True:
             frames = await outbound.take_all()
-            if not frames:
+            if not frames and outbound.closing:
                 break
-            try:
+            try:  # an empty batch flushes what the transport could not write at once
                 await connection.send_frames(frames)
             except Exception as exc:  # the server tore the connection down under us
                 log.debug("write failed (%r); the connection is gone", exc)

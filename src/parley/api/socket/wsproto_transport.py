@@ -65,6 +65,7 @@ from parley.api.socket.transport import (
 if TYPE_CHECKING:
     from parley.api.socket.hub import SessionHandle, SocketHub
     from parley.api.socket.message import Frame
+    from parley.api.socket.outbound import OutboundQueue
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,7 @@ class WsprotoConnection:
         self._compressed = compressed
         self._stall = write_stall_seconds if write_stall_seconds > 0 else math.inf
         self._on_fail = on_fail
+        self._request_flush: Callable[[], None] | None = None
         self._parts: list[Any] = []
         """Parts of a fragmented (or compressed) message wsproto is assembling."""
         self._message_bytes = 0
@@ -289,6 +291,37 @@ class WsprotoConnection:
                 append(data)
         await self._write(chunks)
 
+    def write_through(self, outbound: OutboundQueue) -> None:
+        """Let `outbound` hand frames straight to `write_now` while its writer is idle."""
+        if not self._compressed:  # compressed frames go through wsproto, in the writer
+            outbound.write_now = self.write_now
+        self._request_flush = outbound.request_flush
+
+    def write_now(self, frame: Frame) -> bool:
+        """Write one frame at once without waiting, if nothing else is being written; False
+        leaves it to the writer. A partial write keeps the rest and asks the writer to flush."""
+        if self._writing or self._backlog or self.broken:
+            return False
+        data = frame.data
+        length = len(data)
+        if length < 126:
+            header = (_BINARY_HEADERS if frame.binary else _TEXT_HEADERS)[length]
+        else:
+            header = frame_header(length, frame.binary)
+        chunk = header + data
+        try:
+            sent = _send_nowait(self._socket, chunk)
+        except OSError:
+            return False  # the writer meets the same error and ends the connection
+        if sent < len(chunk):
+            self._keep_for_writer(chunk[sent:])
+        return True
+
+    def _keep_for_writer(self, rest: bytes) -> None:
+        self._backlog.append(rest)
+        if self._request_flush is not None:
+            self._request_flush()
+
     async def close(self, code: int, reason: str) -> None:
         if self.close_sent or self.broken:
             return
@@ -314,8 +347,11 @@ class WsprotoConnection:
         it, else queued behind the writer's batch; dropped if the connection is gone."""
         if self.broken:
             return
-        if self._writing or self._backlog:
-            self._backlog.append(data)
+        if self._writing:
+            self._backlog.append(data)  # the writer drains the backlog before it returns
+            return
+        if self._backlog:
+            self._keep_for_writer(data)
             return
         try:
             sent = _send_nowait(self._socket, data)
@@ -323,7 +359,7 @@ class WsprotoConnection:
             self.broken = True
             return
         if sent < len(data):
-            self._backlog.append(data[sent:])
+            self._keep_for_writer(data[sent:])
 
     async def write_raw(self, data: bytes) -> None:
         """Bytes that are not a data frame (the 101 response)."""
@@ -570,6 +606,7 @@ async def accept_upgrade(
         write_stall_seconds=settings.heartbeat_timeout_seconds,
         on_fail=_failer(handle),
     )
+    connection.write_through(handle.outbound)
     hub.count("wsproto_connections")
     return UpgradedSocket(connection, handle, accept)
 
