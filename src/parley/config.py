@@ -55,12 +55,14 @@ class ServerSettings:
     gc_freeze: bool = True
     """Freeze the start-up objects out of the garbage collector (off in tests, which run many
     servers in one process)."""
-    gc_thresholds: tuple[int, ...] = (50_000, 20, 100)
-    """`gc.set_threshold` for the server process (CPython's default is 700, 10, 10). Measured
-    here (W2, 1,000 sockets): with the defaults, full collections ran every few seconds, took
-    500-600 ms each and freed almost nothing, and set the p99; with these, W2 sustained 5,000
-    deliveries/s instead of 1,000-2,000 and the 2,000-member room's spread p99 fell from 832 ms
-    to 88 ms."""
+    gc_thresholds: tuple[int, ...] = (10_000, 5, 100)
+    """`gc.set_threshold` for the server process (CPython's default is 700, 10, 10). A pause is
+    as long as the generation it scans: gen0 holds up to the first number of surviving objects,
+    gen1 up to first x second, and a connection storm makes every object survive. Measured here:
+    with the defaults, full collections ran every few seconds under W2, took 500-600 ms each and
+    freed almost nothing; with (50000, 20, 100) those went away but W4's 5,000 reconnects hit
+    gen1 collections of 540-665 ms (1M objects); with these, gen1 pauses stay at 30-150 ms (on a
+    loaded machine) and the third number still keeps full collections rare."""
 
 
 @dataclass(frozen=True)
