@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import pytest
 import trio
 
@@ -116,3 +117,53 @@ async def test_transaction_rolls_back_when_the_function_raises(database_url: str
         await database.close()
     with pytest.raises(StoreUnavailable):
         await database.fetchval("SELECT 1")
+
+
+async def test_releasing_a_pooled_connection_sends_nothing_to_the_server(
+    database_url: str,
+) -> None:
+    # asyncpg's default reset would send `... UNLISTEN *; RESET ALL` on every release: one more
+    # round trip for every pooled query. Parley's pool only rolls back an open transaction.
+    database = Database(database_url, min_size=1, max_size=1, command_timeout=30)
+    await database.connect()
+    queries: list[str] = []
+    try:
+
+        async def log_queries(pool: asyncpg.Pool) -> None:
+            async with pool.acquire() as conn:
+                conn.add_query_logger(lambda record: queries.append(record.query))
+
+        await database.run(log_queries)
+        assert await database.fetchval("SELECT 41 + 1") == 42
+        await database.execute("SELECT 1")
+        # Query loggers run as loop callbacks: one more trip through the loop to collect them.
+        await database.run(lambda pool: asyncio.sleep(0))
+        assert queries == ["SELECT 41 + 1", "SELECT 1"]
+    finally:
+        await database.close()
+
+
+async def test_a_connection_released_inside_a_transaction_is_rolled_back(
+    database_url: str,
+) -> None:
+    database = Database(database_url, min_size=1, max_size=1, command_timeout=30)
+    await database.connect()
+    try:
+        await database.execute("CREATE TABLE t (v int)")
+
+        async def leave_a_transaction_open(pool: asyncpg.Pool) -> None:
+            async with pool.acquire() as conn:
+                await conn.execute("BEGIN")
+                await conn.execute("INSERT INTO t VALUES (1)")
+
+        async def in_transaction(pool: asyncpg.Pool) -> bool:
+            async with pool.acquire() as conn:
+                return conn.is_in_transaction()
+
+        await database.run(leave_a_transaction_open)
+        # The pool's only connection: its next user is outside any transaction (as the server
+        # reports it) and sees no row, where its own uncommitted insert would show.
+        assert await database.run(in_transaction) is False
+        assert await database.fetchval("SELECT count(*) FROM t") == 0
+    finally:
+        await database.close()

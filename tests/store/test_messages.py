@@ -10,7 +10,8 @@ import trio
 
 from parley.store import Database
 from parley.store.conversations import ConversationStore
-from parley.store.messages import MessageStore, NewMessage
+from parley.store.database import Connection
+from parley.store.messages import MessageStore, NewMessage, RejectedMessages
 from parley.store.users import UserStore
 
 
@@ -81,3 +82,87 @@ async def test_direct_pair_is_unique_under_concurrent_creates(database: Database
     assert sum(created for _, created in results) == 1
     members = await conversations.members(results[0][0])
     assert sorted(m.user_id for m in members) == sorted([alice, bob])
+
+
+async def test_a_batch_of_resends_only_returns_the_originals_and_moves_nothing(
+    database: Database,
+) -> None:
+    users, conversations, messages = (
+        UserStore(database),
+        ConversationStore(database),
+        MessageStore(database),
+    )
+    alice, bob = await make_user(users, "alice"), await make_user(users, "bob")
+    one, _ = await conversations.open_direct(alice, bob)
+    first = await messages.insert_batch(
+        [NewMessage(one.id, alice, "a1", "c1"), NewMessage(one.id, bob, "b1", "c1")]
+    )
+    again = await messages.insert_batch(
+        [
+            NewMessage(one.id, bob, "b1 resent", "c1"),
+            NewMessage(one.id, alice, "a1 resent", "c1"),
+            NewMessage(one.id, bob, "b1 resent twice", "c1"),
+        ]
+    )
+    assert [(w.message.id, w.duplicate) for w in again] == [
+        (first[1].message.id, True),
+        (first[0].message.id, True),
+        (first[1].message.id, True),
+    ]
+    refreshed = await conversations.get(one.id)
+    assert refreshed is not None and refreshed.last_seq == 2
+
+
+async def test_a_refused_value_fails_the_whole_batch_and_writes_nothing(
+    database: Database,
+) -> None:
+    users, conversations, messages = (
+        UserStore(database),
+        ConversationStore(database),
+        MessageStore(database),
+    )
+    alice, bob = await make_user(users, "alice"), await make_user(users, "bob")
+    one, _ = await conversations.open_direct(alice, bob)
+    with pytest.raises(RejectedMessages):
+        await messages.insert_batch(
+            [NewMessage(one.id, alice, "fine", "c1"), NewMessage(one.id, alice, "nul \x00", None)]
+        )
+    assert await messages.after(one.id, after_seq=0, limit=10) == []
+    written = await messages.insert_batch([NewMessage(one.id, alice, "fine", "c1")])
+    assert (written[0].message.seq, written[0].duplicate) == (1, False)
+
+
+async def test_a_cancelled_batch_writes_nothing_and_leaves_its_connection_usable(
+    database_url: str,
+) -> None:
+    # One pooled connection, so the insert after the cancellation reuses the cancelled one.
+    database = Database(database_url, min_size=1, max_size=1, command_timeout=30)
+    other = Database(database_url, min_size=1, max_size=1, command_timeout=30)
+    await database.connect()
+    await other.connect()
+    try:
+        users, conversations, messages = (
+            UserStore(database),
+            ConversationStore(database),
+            MessageStore(database),
+        )
+        alice, bob = await make_user(users, "alice"), await make_user(users, "bob")
+        one, _ = await conversations.open_direct(alice, bob)
+
+        async def hold_the_conversation(conn: Connection) -> None:
+            await conn.execute("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", one.id)
+            await conn.execute("SELECT pg_sleep(1)")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(other.transaction, hold_the_conversation)
+            await trio.sleep(0.2)
+            # The batch waits on the row lock until the caller gives up.
+            with trio.move_on_after(0.3) as waited:
+                await messages.insert_batch([NewMessage(one.id, alice, "cancelled", "c1")])
+            assert waited.cancelled_caught
+        written = await messages.insert_batch([NewMessage(one.id, alice, "next", "c1")])
+        assert (written[0].message.seq, written[0].message.body) == (1, "next")
+        assert not written[0].duplicate
+    finally:
+        await other.close()
+        await database.close()

@@ -5,6 +5,10 @@ Trio code never touches asyncpg objects directly. Simple statements go through `
 asyncio coroutine function taking a connection and run whole on the loop thread with `transaction`,
 so a
 transaction is one bridge round trip rather than one per statement.
+
+Pooled connections keep no session state: a released connection is only rolled back if it is still
+in a transaction (see `_reset_connection`), so code that borrows one must not change its session
+(use `SET LOCAL` and transaction-level advisory locks, which end with the transaction).
 """
 
 from __future__ import annotations
@@ -32,6 +36,20 @@ class StoreUnavailable(RuntimeError):
 async def _init_connection(conn: asyncpg.Connection[Record]) -> None:
     # jsonb columns come back as Python values rather than strings.
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def _reset_connection(conn: asyncpg.Connection[Record]) -> None:
+    """The pool's reset of a released connection: nothing beyond asyncpg's own rollback.
+
+    Before calling this, asyncpg rolls back a transaction left open and drops the connection's
+    Python-side listeners (`Connection._reset`), which is all Parley needs: store code never changes
+    a pooled connection's session (no SET, LISTEN, session advisory locks, WITH HOLD cursors or
+    temporary tables; migrations, the one user of an advisory lock, have a connection of their
+    own). asyncpg's default reset would send `SELECT pg_advisory_unlock_all(); CLOSE ALL;
+    UNLISTEN *; RESET ALL` on every release: one more round trip on every pooled query, which
+    the caller waits for (a query returns once its connection is back in the pool), and one more
+    wake-up of the asyncio thread, which then has to win the GIL from the trio thread.
+    """
 
 
 class Database:
@@ -71,6 +89,7 @@ class Database:
                 command_timeout=self._command_timeout,
                 timeout=self._connect_timeout,
                 init=_init_connection,
+                reset=_reset_connection,
             )
         except BaseException:
             await bridge.stop()
