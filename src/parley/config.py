@@ -134,8 +134,13 @@ class SupervisionSettings:
 class WriterSettings:
     mailbox: int = 8192
     batch_max_rows: int = 500
-    batch_max_wait_ms: float = 2.0
-    """A batch closes once no message has arrived for this long..."""
+    batch_max_wait_ms: float = 0.0
+    """A batch takes every message queued while the previous commit was in flight, then waits for
+    more until none has arrived for this long (0: it does not wait)... Measured with W3 (1:1 chats
+    over sockets, 2 cores): waiting 2 ms, with the 20 ms linger, put ack p50 at 19-22 ms at 1,000
+    msg/s and 24-33 ms at 2,000 (at those rates messages are never 2 ms apart, so every batch
+    lingered); not waiting: 2-3 ms and 4-8 ms. The price is more, smaller commits, ~0.3 ms of
+    this process's CPU each: at 1,000 msg/s the server used 51-59 % of a core instead of 34-41 %."""
     batch_max_linger_ms: float = 20.0
     """...or this long after its first message, whichever comes first (bounds the added latency)."""
 

@@ -1,12 +1,12 @@
 """MessageWriter: one actor persisting messages from every conversation by group commit.
 
 Conversations hand it `WriteBatch` requests; it takes whatever has queued up (up to
-`writer.batch_max_rows` messages, waiting at most `writer.batch_max_wait_ms` for more once it has
-some) and writes them all in one transaction with one statement (`store.messages.insert_batch`),
-then
-answers each request with its rows. Under load, batches grow by themselves: while one commit is in
-flight, the next batch queues. Measured here: single-row commits ~1k/s per connection, `unnest`
-batches of 100 ~77k rows/s.
+`writer.batch_max_rows` messages, and only if `writer.batch_max_wait_ms` is set does it wait for
+more), writes them all with one statement that is its own transaction
+(`store.messages.insert_batch`: one round trip to PostgreSQL), then answers each request with its
+rows. Under load, batches grow by themselves: while one commit is in flight, the next batch
+queues. Measured on the embedded PostgreSQL (asyncpg alone, fsync on): a batch of 1 message 0.4
+ms, of 10 0.8 ms, of 100 5 ms.
 
 A failed batch fails only the messages in it: a data error (a constraint, a value) is isolated by
 retrying that batch's requests one at a time, so only the offending request gets the error; any
@@ -142,17 +142,21 @@ class MessageWriter:
                 pending.finish(WriteFailed("the message writer stopped"))
 
     async def _next_group(self) -> list[WriteBatch]:
-        """Block for the first request, then gather more while they keep coming.
+        """Block for the first request, take whatever else is queued, then wait for more.
 
-        The batch closes when it holds `batch_max_rows` messages, when no request has arrived for
-        `batch_max_wait_ms`, or `batch_max_linger_ms` after its first request, whichever is first.
-        Closing on a quiet gap rather than a fixed deadline matters under load: after a commit,
-        many senders resubmit over a few milliseconds, and a fixed deadline would cut that wave
-        into one tiny batch followed by one large one.
+        Everything that queued up while the previous commit was in flight joins at once, without
+        waiting: that is what makes batches grow with the load by themselves. After that the batch
+        closes when it holds `batch_max_rows` messages, when no request has arrived for
+        `batch_max_wait_ms` (0, the default: it does not wait at all), or `batch_max_linger_ms`
+        after its first request, whichever is first. (Closing on a quiet gap rather than a fixed
+        deadline: after a commit, many senders may resubmit over a few milliseconds, and a
+        deadline would cut that wave into one tiny batch and one large one.)
         """
         requests = [await self._receive.receive()]
-        rows = len(requests[0].messages)
+        rows = self._take_queued(requests, len(requests[0].messages))
         gap = self._settings.batch_max_wait_ms / 1000
+        if gap <= 0:
+            return requests
         with trio.move_on_after(self._settings.batch_max_linger_ms / 1000):
             while rows < self._settings.batch_max_rows:
                 with trio.move_on_after(gap) as quiet:
@@ -160,8 +164,20 @@ class MessageWriter:
                 if quiet.cancelled_caught:
                     break
                 requests.append(request)
-                rows += len(request.messages)
+                rows = self._take_queued(requests, rows + len(request.messages))
         return requests
+
+    def _take_queued(self, requests: list[WriteBatch], rows: int) -> int:
+        """Move queued requests into `requests` (no checkpoint) up to `batch_max_rows` messages;
+        returns the new row count."""
+        while rows < self._settings.batch_max_rows:
+            try:
+                request = self._receive.receive_nowait()
+            except trio.WouldBlock:
+                break
+            requests.append(request)
+            rows += len(request.messages)
+        return rows
 
     async def _write_group(self, requests: list[WriteBatch]) -> None:
         messages = [m for request in requests for m in request.messages]

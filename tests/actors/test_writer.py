@@ -1,0 +1,165 @@
+"""The MessageWriter's group commit against a scripted store: how batches form, and how a failed
+batch fails only its own messages (a refused value only the offending one)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+import trio
+
+from parley.actors.writer import MessageWriter, WriteBatch, WriteFailed
+from parley.config import WriterSettings
+from parley.store.messages import Message, MessageStore, NewMessage, RejectedMessages, Written
+
+CONVERSATION = uuid.uuid4()
+SENDER = uuid.uuid4()
+
+
+class ScriptedStore(MessageStore):
+    """Numbers messages like the database would; can hold a commit open, or refuse a batch."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.release = trio.Event()
+        self.hold_first = False
+        self.refused_body = "refused"
+        self.failures: list[Exception] = []
+        self._seq = 0
+
+    async def insert_batch(self, batch: list[NewMessage]) -> list[Written]:
+        self.batches.append([m.body for m in batch])
+        if self.hold_first and len(self.batches) == 1:
+            await self.release.wait()
+        if self.failures:
+            raise self.failures.pop(0)
+        if any(m.body == self.refused_body for m in batch):
+            raise RejectedMessages("a value was refused")
+        written = []
+        for new in batch:
+            self._seq += 1
+            message = Message(
+                self._seq, new.conversation_id, self._seq, new.sender_id, new.body,
+                new.client_id, datetime.now(UTC), None, None,
+            )  # fmt: skip
+            written.append(Written(message, duplicate=False))
+        return written
+
+
+def batch_of(body: str, committed: list[str] | None = None) -> WriteBatch:
+    batch = WriteBatch([NewMessage(CONVERSATION, SENDER, body, None)])
+    if committed is not None:
+        batch.on_commit = lambda rows: committed.extend(w.message.body for w in rows)
+    return batch
+
+
+async def start_writer(
+    nursery: trio.Nursery, store: ScriptedStore, settings: WriterSettings
+) -> MessageWriter:
+    started: MessageWriter = await nursery.start(MessageWriter(store, settings).run)
+    return started
+
+
+async def submit_all(writer: MessageWriter, batches: list[WriteBatch]) -> None:
+    for batch in batches:
+        await writer.submit(batch)
+
+
+async def test_requests_queued_during_a_commit_form_the_next_batch_without_waiting(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    store = ScriptedStore()
+    store.hold_first = True
+    writer = await start_writer(
+        nursery, store, WriterSettings(batch_max_wait_ms=0, batch_max_linger_ms=0)
+    )
+    first = batch_of("m1")
+    await writer.submit(first)
+    await trio.testing.wait_all_tasks_blocked()
+    later = [batch_of(f"m{n}") for n in range(2, 5)]
+    await submit_all(writer, later)
+    store.release.set()
+    started = trio.current_time()
+    for batch in [first, *later]:
+        await batch.wait()
+    assert store.batches == [["m1"], ["m2", "m3", "m4"]]
+    assert trio.current_time() == started  # nobody waited on a timer
+
+
+async def test_a_batch_taken_from_the_queue_holds_at_most_batch_max_rows(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    store = ScriptedStore()
+    store.hold_first = True
+    writer = await start_writer(
+        nursery, store, WriterSettings(batch_max_rows=2, batch_max_wait_ms=0, batch_max_linger_ms=0)
+    )
+    batches = [batch_of(f"m{n}") for n in range(1, 7)]
+    await writer.submit(batches[0])
+    await trio.testing.wait_all_tasks_blocked()
+    await submit_all(writer, batches[1:])
+    store.release.set()
+    for batch in batches:
+        await batch.wait()
+    assert store.batches == [["m1"], ["m2", "m3"], ["m4", "m5"], ["m6"]]
+
+
+async def test_a_batch_closes_after_a_quiet_gap_or_its_linger(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    store = ScriptedStore()
+    writer = await start_writer(
+        nursery, store, WriterSettings(batch_max_wait_ms=2, batch_max_linger_ms=5)
+    )
+    batches = [batch_of(f"m{n}") for n in range(1, 8)]
+    # 1 ms apart: m1-m5 (the linger closes it after 5 ms); m6 and m7 are 3 ms apart (the gap).
+    for batch, pause in zip(batches, [1, 1, 1, 1, 1.5, 3, 0], strict=True):
+        await writer.submit(batch)
+        await trio.sleep(pause / 1000)
+    for batch in batches:
+        await batch.wait()
+    assert store.batches == [["m1", "m2", "m3", "m4", "m5"], ["m6"], ["m7"]]
+
+
+async def test_a_refused_message_fails_alone_and_the_others_commit_in_order(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    store = ScriptedStore()
+    store.hold_first = True
+    writer = await start_writer(
+        nursery, store, WriterSettings(batch_max_wait_ms=0, batch_max_linger_ms=0)
+    )
+    committed: list[str] = []
+    blocker = batch_of("m0", committed)
+    await writer.submit(blocker)
+    await trio.testing.wait_all_tasks_blocked()
+    batches = [batch_of(body, committed) for body in ("m1", "refused", "m2")]
+    await submit_all(writer, batches)
+    store.release.set()
+    assert [w.message.body for w in await batches[0].wait()] == ["m1"]
+    with pytest.raises(WriteFailed, match="refused"):
+        await batches[1].wait()
+    assert [w.message.body for w in await batches[2].wait()] == ["m2"]
+    assert committed == ["m0", "m1", "m2"]
+    assert writer.statistics().failed_messages == 1
+
+
+async def test_a_batch_that_fails_otherwise_fails_only_its_own_messages(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    store = ScriptedStore()
+    store.hold_first = True
+    store.failures = [ConnectionError("database down")]
+    writer = await start_writer(
+        nursery, store, WriterSettings(batch_max_wait_ms=0, batch_max_linger_ms=0)
+    )
+    failing = batch_of("m1")
+    await writer.submit(failing)
+    await trio.testing.wait_all_tasks_blocked()
+    after = batch_of("m2")
+    await writer.submit(after)
+    store.release.set()
+    with pytest.raises(WriteFailed, match="nothing was written"):
+        await failing.wait()
+    assert [w.message.body for w in await after.wait()] == ["m2"]
