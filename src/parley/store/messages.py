@@ -186,13 +186,6 @@ class MessageStore:
         except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as exc:
             raise RejectedMessages(str(exc)) from exc
 
-    async def insert_one_by_one(self, batch: list[NewMessage]) -> list[Written]:
-        """The unbatched baseline (one transaction per message), kept for the writer benchmark."""
-        results: list[Written] = []
-        for message in batch:
-            results.extend(await self.insert_batch([message]))
-        return results
-
     async def before(
         self, conversation_id: uuid.UUID, *, limit: int, before_seq: int | None
     ) -> list[Message]:
