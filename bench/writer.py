@@ -17,11 +17,13 @@ message (both threads: trio and asyncpg's), the figures the group commit trades 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import resource
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 import trio
 
@@ -49,15 +51,24 @@ async def seed(runtime: Runtime, conversations: int) -> list[tuple[uuid.UUID, uu
     return pairs
 
 
-async def measure(
-    settings: Settings, dsn: str, messages: int, conversations: int, senders: int
-) -> tuple[float, dict[str, int], int]:
-    database = open_database(settings, dsn)
-    runtime = Runtime(settings, database)
+@contextlib.asynccontextmanager
+async def seeded_runtime(
+    settings: Settings, dsn: str, conversations: int
+) -> AsyncIterator[tuple[Runtime, list[tuple[uuid.UUID, uuid.UUID]]]]:
+    """The running tree with `conversations` seeded pairs; shut down in order on the way out."""
+    runtime = Runtime(settings, open_database(settings, dsn))
     root = runtime.build_root([])
     async with trio.open_nursery() as nursery:
         await nursery.start(root.run)
-        pairs = await seed(runtime, conversations)
+        yield runtime, await seed(runtime, conversations)
+        await root.shutdown()
+        nursery.cancel_scope.cancel()
+
+
+async def measure(
+    settings: Settings, dsn: str, messages: int, conversations: int, senders: int
+) -> tuple[float, dict[str, int], int]:
+    async with seeded_runtime(settings, dsn, conversations) as (runtime, pairs):
         per_sender = messages // senders
         started = time.perf_counter()
 
@@ -71,9 +82,7 @@ async def measure(
                 senders_nursery.start_soon(sender, index)
         elapsed = time.perf_counter() - started
         stats = runtime.writer.statistics()
-        stored = await database.fetchval("SELECT count(*) FROM messages")
-        await root.shutdown()
-        nursery.cancel_scope.cancel()
+        stored = await runtime.database.fetchval("SELECT count(*) FROM messages")
     print(
         f"  {stats.batches} batches,"
         f" {stats.commit_seconds_total:.2f}s committing of {elapsed:.2f}s,"
@@ -92,12 +101,7 @@ async def open_loop(
 ) -> None:
     """Send `rate` messages per second for `seconds`, each in its own task, and print the ack
     latency percentiles and the CPU this process spent per message."""
-    database = open_database(settings, dsn)
-    runtime = Runtime(settings, database)
-    root = runtime.build_root([])
-    async with trio.open_nursery() as nursery:
-        await nursery.start(root.run)
-        pairs = await seed(runtime, conversations)
+    async with seeded_runtime(settings, dsn, conversations) as (runtime, pairs):
         # Start every conversation actor first, as a warm-up would.
         for conversation_id, user_id in pairs:
             await runtime.chat.send(conversation_id, user_id, "warm-up", None)
@@ -118,8 +122,6 @@ async def open_loop(
                 senders.start_soon(send_one, n)
         cpu = process_cpu_seconds() - cpu_started
         stats = runtime.writer.statistics()
-        await root.shutdown()
-        nursery.cancel_scope.cancel()
     latencies.sort()
 
     def ms(q: float) -> float:
