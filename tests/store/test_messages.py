@@ -30,22 +30,26 @@ async def make_user(users: UserStore, name: str) -> uuid.UUID:
     return user.id
 
 
+async def alice_and_bob(
+    database: Database,
+) -> tuple[ConversationStore, MessageStore, uuid.UUID, uuid.UUID, uuid.UUID]:
+    """The stores, two users, and the id of their direct conversation."""
+    users, conversations = UserStore(database), ConversationStore(database)
+    alice, bob = await make_user(users, "alice"), await make_user(users, "bob")
+    direct, _ = await conversations.open_direct(alice, bob)
+    return conversations, MessageStore(database), alice, bob, direct.id
+
+
 async def test_batch_numbers_each_conversation_without_gaps_and_skips_resends(
     database: Database,
 ) -> None:
-    users, conversations, messages = (
-        UserStore(database),
-        ConversationStore(database),
-        MessageStore(database),
-    )
-    alice, bob = await make_user(users, "alice"), await make_user(users, "bob")
-    one, _ = await conversations.open_direct(alice, bob)
+    conversations, messages, alice, bob, one = await alice_and_bob(database)
     two = await conversations.create_group(alice, "group", [bob])
     batch = [
-        NewMessage(one.id, alice, "a1", "c1"),
+        NewMessage(one, alice, "a1", "c1"),
         NewMessage(two.id, bob, "b1", None),
-        NewMessage(one.id, bob, "a2", None),
-        NewMessage(one.id, alice, "a1 again", "c1"),  # repeated within the batch
+        NewMessage(one, bob, "a2", None),
+        NewMessage(one, alice, "a1 again", "c1"),  # repeated within the batch
         NewMessage(two.id, alice, "b2", "c1"),  # same client_id, other conversation: new
     ]
     written = await messages.insert_batch(batch)
@@ -57,11 +61,11 @@ async def test_batch_numbers_each_conversation_without_gaps_and_skips_resends(
         (2, False),
     ]
     assert written[3].message.body == "a1"
-    again = await messages.insert_batch([NewMessage(one.id, alice, "resend", "c1")])
+    again = await messages.insert_batch([NewMessage(one, alice, "resend", "c1")])
     assert again[0].duplicate and again[0].message.id == written[0].message.id
-    more = await messages.insert_batch([NewMessage(one.id, alice, "a3", None)])
+    more = await messages.insert_batch([NewMessage(one, alice, "a3", None)])
     assert more[0].message.seq == 3
-    refreshed = await conversations.get(one.id)
+    refreshed = await conversations.get(one)
     assert refreshed is not None and refreshed.last_seq == 3
 
 
@@ -87,21 +91,15 @@ async def test_direct_pair_is_unique_under_concurrent_creates(database: Database
 async def test_a_batch_of_resends_only_returns_the_originals_and_moves_nothing(
     database: Database,
 ) -> None:
-    users, conversations, messages = (
-        UserStore(database),
-        ConversationStore(database),
-        MessageStore(database),
-    )
-    alice, bob = await make_user(users, "alice"), await make_user(users, "bob")
-    one, _ = await conversations.open_direct(alice, bob)
+    conversations, messages, alice, bob, one = await alice_and_bob(database)
     first = await messages.insert_batch(
-        [NewMessage(one.id, alice, "a1", "c1"), NewMessage(one.id, bob, "b1", "c1")]
+        [NewMessage(one, alice, "a1", "c1"), NewMessage(one, bob, "b1", "c1")]
     )
     again = await messages.insert_batch(
         [
-            NewMessage(one.id, bob, "b1 resent", "c1"),
-            NewMessage(one.id, alice, "a1 resent", "c1"),
-            NewMessage(one.id, bob, "b1 resent twice", "c1"),
+            NewMessage(one, bob, "b1 resent", "c1"),
+            NewMessage(one, alice, "a1 resent", "c1"),
+            NewMessage(one, bob, "b1 resent twice", "c1"),
         ]
     )
     assert [(w.message.id, w.duplicate) for w in again] == [
@@ -109,26 +107,20 @@ async def test_a_batch_of_resends_only_returns_the_originals_and_moves_nothing(
         (first[0].message.id, True),
         (first[1].message.id, True),
     ]
-    refreshed = await conversations.get(one.id)
+    refreshed = await conversations.get(one)
     assert refreshed is not None and refreshed.last_seq == 2
 
 
 async def test_a_refused_value_fails_the_whole_batch_and_writes_nothing(
     database: Database,
 ) -> None:
-    users, conversations, messages = (
-        UserStore(database),
-        ConversationStore(database),
-        MessageStore(database),
-    )
-    alice, bob = await make_user(users, "alice"), await make_user(users, "bob")
-    one, _ = await conversations.open_direct(alice, bob)
+    _, messages, alice, _, one = await alice_and_bob(database)
     with pytest.raises(RejectedMessages):
         await messages.insert_batch(
-            [NewMessage(one.id, alice, "fine", "c1"), NewMessage(one.id, alice, "nul \x00", None)]
+            [NewMessage(one, alice, "fine", "c1"), NewMessage(one, alice, "nul \x00", None)]
         )
-    assert await messages.after(one.id, after_seq=0, limit=10) == []
-    written = await messages.insert_batch([NewMessage(one.id, alice, "fine", "c1")])
+    assert await messages.after(one, after_seq=0, limit=10) == []
+    written = await messages.insert_batch([NewMessage(one, alice, "fine", "c1")])
     assert (written[0].message.seq, written[0].duplicate) == (1, False)
 
 
@@ -141,16 +133,10 @@ async def test_a_cancelled_batch_writes_nothing_and_leaves_its_connection_usable
     await database.connect()
     await other.connect()
     try:
-        users, conversations, messages = (
-            UserStore(database),
-            ConversationStore(database),
-            MessageStore(database),
-        )
-        alice, bob = await make_user(users, "alice"), await make_user(users, "bob")
-        one, _ = await conversations.open_direct(alice, bob)
+        _, messages, alice, _, one = await alice_and_bob(database)
 
         async def hold_the_conversation(conn: Connection) -> None:
-            await conn.execute("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", one.id)
+            await conn.execute("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", one)
             await conn.execute("SELECT pg_sleep(1)")
 
         async with trio.open_nursery() as nursery:
@@ -158,9 +144,9 @@ async def test_a_cancelled_batch_writes_nothing_and_leaves_its_connection_usable
             await trio.sleep(0.2)
             # The batch waits on the row lock until the caller gives up.
             with trio.move_on_after(0.3) as waited:
-                await messages.insert_batch([NewMessage(one.id, alice, "cancelled", "c1")])
+                await messages.insert_batch([NewMessage(one, alice, "cancelled", "c1")])
             assert waited.cancelled_caught
-        written = await messages.insert_batch([NewMessage(one.id, alice, "next", "c1")])
+        written = await messages.insert_batch([NewMessage(one, alice, "next", "c1")])
         assert (written[0].message.seq, written[0].message.body) == (1, "next")
         assert not written[0].duplicate
     finally:
