@@ -4,6 +4,7 @@ batch fails only its own messages (a refused value only the offending one)."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
@@ -18,7 +19,9 @@ SENDER = uuid.uuid4()
 
 
 class ScriptedStore(MessageStore):
-    """Numbers messages like the database would; can hold a commit open, or refuse a batch."""
+    """Numbers messages like the database would; can hold a commit open, or refuse a batch.
+
+    `batches` records each batch when its insert starts, as PostgreSQL would receive it."""
 
     def __init__(self) -> None:
         self.batches: list[list[str]] = []
@@ -28,9 +31,12 @@ class ScriptedStore(MessageStore):
         self.failures: list[Exception] = []
         self._seq = 0
 
-    async def insert_batch(self, batch: list[NewMessage]) -> list[Written]:
+    def start_insert_batch(self, batch: list[NewMessage]) -> ScriptedInsert:
         self.batches.append([m.body for m in batch])
-        if self.hold_first and len(self.batches) == 1:
+        return ScriptedInsert(self, batch, first=len(self.batches) == 1)
+
+    async def commit(self, batch: list[NewMessage], *, first: bool) -> list[Written]:
+        if self.hold_first and first:
             await self.release.wait()
         if self.failures:
             raise self.failures.pop(0)
@@ -45,6 +51,16 @@ class ScriptedStore(MessageStore):
             )  # fmt: skip
             written.append(Written(message, duplicate=False))
         return written
+
+
+@dataclass
+class ScriptedInsert:
+    store: ScriptedStore
+    batch: list[NewMessage]
+    first: bool
+
+    async def result(self) -> list[Written]:
+        return await self.store.commit(self.batch, first=self.first)
 
 
 def batch_of(body: str, committed: list[str] | None = None) -> WriteBatch:
@@ -85,6 +101,27 @@ async def test_requests_queued_during_a_commit_form_the_next_batch_without_waiti
         await batch.wait()
     assert store.batches == [["m1"], ["m2", "m3", "m4"]]
     assert trio.current_time() == started  # nobody waited on a timer
+
+
+async def test_the_next_batch_is_sent_before_the_last_one_is_answered(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    store = ScriptedStore()
+    store.hold_first = True
+    writer = await start_writer(
+        nursery, store, WriterSettings(batch_max_wait_ms=0, batch_max_linger_ms=0)
+    )
+    batches_sent_when_answered: list[list[list[str]]] = []
+    first = batch_of("m1")
+    first.on_commit = lambda rows: batches_sent_when_answered.append(list(store.batches))
+    await writer.submit(first)
+    await trio.testing.wait_all_tasks_blocked()
+    second = batch_of("m2")
+    await writer.submit(second)
+    store.release.set()
+    await second.wait()
+    # m1's commit returned with m2 queued: m2 went to the database before m1 was published.
+    assert batches_sent_when_answered == [[["m1"], ["m2"]]]
 
 
 async def test_a_batch_taken_from_the_queue_holds_at_most_batch_max_rows(

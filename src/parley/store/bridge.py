@@ -24,7 +24,7 @@ import asyncio
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 import outcome
 import trio
@@ -43,7 +43,7 @@ class AsyncioBridge:
 
     def __init__(self, *, name: str = "parley-asyncio", cancel_grace_seconds: float = 5.0) -> None:
         self._name = name
-        self._cancel_grace_seconds = cancel_grace_seconds
+        self.cancel_grace_seconds = cancel_grace_seconds
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._token: trio.lowlevel.TrioToken | None = None
@@ -93,40 +93,21 @@ class AsyncioBridge:
         Exceptions raised on the asyncio side propagate unchanged. A cancelled trio caller cancels
         the asyncio task and waits for it to finish before re-raising `trio.Cancelled`.
         """
+        return await self.submit(fn, *args, **kwargs).result()
+
+    def submit(
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> PendingCall[T]:
+        """Start `fn(*args, **kwargs)` on the asyncio loop now, without waiting for it.
+
+        For a caller with other work to do meanwhile (the message writer publishes one batch
+        while the next is being committed). The call must be awaited with `result()`: that is
+        where cancellation and errors reach the caller.
+        """
         loop = self._loop
         if loop is None:
             raise BridgeClosed("the database bridge is not running")
-        done = trio.Event()
-        result: list[outcome.Outcome[T]] = []
-        tasks: list[asyncio.Task[T]] = []
-
-        async def call() -> T:
-            return await fn(*args, **kwargs)
-
-        def finished(task: asyncio.Task[T]) -> None:
-            result.append(outcome.capture(task.result))
-            self._to_trio_soon(done.set)
-
-        def create_task() -> None:
-            task = loop.create_task(call())
-            task.add_done_callback(finished)
-            tasks.append(task)
-
-        def cancel_task() -> None:
-            tasks[0].cancel()
-
-        # Jobs run in order, so a later cancel always finds the task created; waiting on the
-        # task's own completion (not on a concurrent.futures wrapper, which reports "cancelled"
-        # at once) is what guarantees the connection is back in its pool.
-        self._to_loop_soon(loop, create_task)
-        try:
-            await done.wait()
-        except trio.Cancelled:
-            self._to_loop_soon(loop, cancel_task)
-            with trio.CancelScope(shield=True), trio.move_on_after(self._cancel_grace_seconds):
-                await done.wait()
-            raise
-        return result[0].unwrap()
+        return PendingCall(self, loop, fn, args, kwargs)
 
     # -- coalesced wake-ups ---------------------------------------------------------------------
 
@@ -161,3 +142,59 @@ class AsyncioBridge:
         jobs = self._to_trio
         while jobs:
             jobs.popleft()()
+
+
+class PendingCall(Generic[T]):
+    """A coroutine function running on the bridge's loop; `result()` waits for its outcome."""
+
+    def __init__(
+        self,
+        bridge: AsyncioBridge,
+        loop: asyncio.AbstractEventLoop,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        self._bridge = bridge
+        self._loop = loop
+        self._done = trio.Event()
+        self._outcome: outcome.Outcome[T] | None = None
+        self._task: asyncio.Task[T] | None = None
+
+        async def call() -> T:
+            return await fn(*args, **kwargs)
+
+        def create_task() -> None:
+            self._task = loop.create_task(call())
+            self._task.add_done_callback(self._finished)
+
+        bridge._to_loop_soon(loop, create_task)
+
+    def _finished(self, task: asyncio.Task[T]) -> None:
+        self._outcome = outcome.capture(task.result)
+        self._bridge._to_trio_soon(self._done.set)
+
+    def _cancel_task(self) -> None:
+        assert self._task is not None  # jobs run in order: the task was created before this
+        self._task.cancel()
+
+    async def result(self) -> T:
+        """The call's return value (or its exception), once it has finished on the loop.
+
+        A cancelled caller cancels the asyncio task and waits (shielded, bounded by the bridge's
+        `cancel_grace_seconds`) for it to finish: waiting on the task itself, not on a
+        concurrent.futures wrapper that reports "cancelled" at once, is what guarantees an asyncpg
+        connection is back in its pool before trio moves on.
+        """
+        try:
+            await self._done.wait()
+        except trio.Cancelled:
+            self._bridge._to_loop_soon(self._loop, self._cancel_task)
+            with (
+                trio.CancelScope(shield=True),
+                trio.move_on_after(self._bridge.cancel_grace_seconds),
+            ):
+                await self._done.wait()
+            raise
+        assert self._outcome is not None
+        return self._outcome.unwrap()

@@ -20,7 +20,7 @@ from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
 
-from parley.store.bridge import AsyncioBridge
+from parley.store.bridge import AsyncioBridge, PendingCall
 from parley.store.migrate import apply_migrations
 
 T = TypeVar("T")
@@ -123,10 +123,14 @@ class Database:
 
     async def run(self, fn: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
         """Run an asyncio coroutine function with the pool on the loop thread."""
+        return await self.submit(fn).result()
+
+    def submit(self, fn: Callable[[asyncpg.Pool], Awaitable[T]]) -> PendingCall[T]:
+        """Start `fn(pool)` on the loop thread now; await `result()` on what it returns."""
         bridge, pool = self._bridge, self._pool
         if bridge is None or pool is None:
             raise StoreUnavailable("database is not connected")
-        return await bridge.run(fn, pool)
+        return bridge.submit(fn, pool)
 
     async def transaction(self, fn: Callable[[Connection], Awaitable[T]]) -> T:
         """Run `fn(conn)` inside one transaction on the loop thread; it commits when `fn`

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -40,6 +40,14 @@ class RejectedMessages(Exception):
     Retrying the messages one by one isolates the offending one; a connection error, by contrast,
     would fail every retry too.
     """
+
+
+class PendingInsert(Protocol):
+    """A batch insert under way (`MessageStore.start_insert_batch`)."""
+
+    async def result(self) -> list[Written]:
+        """The rows, in the order given; raises what the insert raised."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -176,15 +184,19 @@ class MessageStore:
     async def insert_batch(self, batch: list[NewMessage]) -> list[Written]:
         """Insert a batch with one statement, its own transaction; raises `RejectedMessages` if its
         data is refused."""
+        return await self.start_insert_batch(batch).result()
+
+    def start_insert_batch(self, batch: list[NewMessage]) -> PendingInsert:
+        """`insert_batch`, started now: the caller may work while it runs, then await `result()`."""
 
         async def run(pool: asyncpg.Pool) -> list[Written]:
-            async with pool.acquire() as conn:
-                return await insert_batch(conn, batch)
+            try:
+                async with pool.acquire() as conn:
+                    return await insert_batch(conn, batch)
+            except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as exc:
+                raise RejectedMessages(str(exc)) from exc
 
-        try:
-            return await self._db.run(run)
-        except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as exc:
-            raise RejectedMessages(str(exc)) from exc
+        return self._db.submit(run)
 
     async def before(
         self, conversation_id: uuid.UUID, *, limit: int, before_seq: int | None
