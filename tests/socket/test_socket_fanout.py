@@ -92,7 +92,13 @@ async def test_slow_consumer_is_cut_off_without_stalling_the_conversation(
     settings = socket_settings(
         tmp_path,
         database_url,
-        socket={"outbound_max_messages": 64, "outbound_max_bytes": 1_048_576},
+        # The sender pushes 150 messages back to back: more than the default push limit allows
+        # in a second, and this test is about the slow reader, not about that limit.
+        socket={
+            "outbound_max_messages": 64,
+            "outbound_max_bytes": 1_048_576,
+            "push_burst": 1000,
+        },
     )
     running: RunningServer = await nursery.start(partial(serve, settings, handle_signals=False))
     realtime = Realtime(running)

@@ -147,9 +147,14 @@ class Mailbox(Generic[ItemT]):
     Built on trio's low-level parking rather than a memory channel: every session is an actor, so
     the mailbox is paid once per connection, and a memory channel with its two ends, its state
     and its deque costs ~3 KB per idle actor where this costs a list. Semantics follow trio's
-    channels: `put` and `get` are checkpoints, `get` is cancellation-atomic, and a full mailbox
-    makes `put` wait until the actor takes a message. Its methods raise trio's own channel
-    errors; `ActorRef` turns them into actor errors.
+    channels but one: `put` and `get` are cancellation points, `get` is cancellation-atomic, and
+    a full mailbox makes `put` wait until the actor takes a message; but neither yields to the
+    scheduler unless it has to wait. So an actor takes every message already queued in one turn
+    (at most `capacity`), and its throughput does not depend on how long a scheduler round takes:
+    when each message cost the actor a round, a conversation receiving 40 messages a second
+    fell behind as soon as rounds grew past 25 ms under load, and its queue grew without bound
+    (W2 at 40,000 deliveries/s: 7 messages waiting per conversation, p50 latency 1-2 s). Its
+    methods raise trio's own channel errors; `ActorRef` turns them into actor errors.
     """
 
     __slots__ = ("_items", "_reader", "_senders", "capacity", "closed")
@@ -187,7 +192,8 @@ class Mailbox(Generic[ItemT]):
         self._items.append(item)
 
     async def put(self, item: ItemT) -> None:
-        """Queue `item`, waiting for room; `trio.ClosedResourceError` if closed meanwhile."""
+        """Queue `item`, waiting only if there is no room; `trio.ClosedResourceError` if closed
+        meanwhile."""
         await trio.lowlevel.checkpoint_if_cancelled()
         while True:
             try:
@@ -197,17 +203,16 @@ class Mailbox(Generic[ItemT]):
                     self._senders = trio.lowlevel.ParkingLot()
                 await self._senders.park()
                 continue
-            await trio.lowlevel.cancel_shielded_checkpoint()
             return
 
     async def get(self) -> ItemT:
-        """The next message; cancellation-atomic, so a timeout around it never loses one."""
+        """The next message, waiting only if there is none; cancellation-atomic, so a timeout
+        around it never loses one."""
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._items:
             item = self._items.pop(0)
             if self._senders:
                 self._senders.unpark()
-            await trio.lowlevel.cancel_shielded_checkpoint()
             return item
         if self.closed:
             raise trio.ClosedResourceError("the mailbox is closed")

@@ -136,7 +136,12 @@ class MessageWriter:
         if not self._running:
             batch.finish(WriteFailed("the message writer is not running"))
             return
-        await self._send.send(batch)
+        try:
+            # Without a checkpoint when there is room: a conversation hands over every message
+            # waiting in its mailbox in one scheduler turn (see `Mailbox`).
+            self._send.send_nowait(batch)
+        except trio.WouldBlock:
+            await self._send.send(batch)
         batch.submitted = True
 
     async def write(self, messages: list[NewMessage]) -> list[Written]:
@@ -218,9 +223,7 @@ class MessageWriter:
         """Send the requests' messages to PostgreSQL as one statement, without waiting for it."""
         messages = [m for request in requests for m in request.messages]
         try:
-            pending: PendingInsert | Exception = self._store.start_insert_batch(
-                messages
-            )
+            pending: PendingInsert | Exception = self._store.start_insert_batch(messages)
         except Exception as exc:  # the store is not connected
             pending = exc
         return _Commit(requests, messages, pending, time.perf_counter())
