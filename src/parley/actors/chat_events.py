@@ -43,19 +43,19 @@ def message_payload(message: Message) -> dict[str, Any]:
 
 def publish_new_messages(
     pubsub: PubSub,
-    conversation_id: uuid.UUID,
-    members: Iterable[uuid.UUID],
+    topic: str,
+    member_topics: Iterable[str],
     written: list[Written],
 ) -> None:
-    """After a commit: `new_msg` on the conversation's topic and `message` on each member's topic.
+    """After a commit: `new_msg` on the conversation's `topic` and `message` on each member's
+    topic (`member_topics`: their `user_topic`s, made once per member set, not per message).
 
     Resends are not published again: their original already was.
     """
-    topic = conversation_topic(conversation_id)
     for row in written:
         if row.duplicate:
             continue
         payload = message_payload(row.message)
         pubsub.publish(topic, NEW_MSG, payload)
-        for member in members:
-            pubsub.publish(user_topic(member), USER_MESSAGE, payload)
+        for member_topic in member_topics:
+            pubsub.publish(member_topic, USER_MESSAGE, payload)

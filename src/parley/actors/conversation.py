@@ -38,7 +38,7 @@ from functools import partial
 import trio
 
 from parley.actors.actor import Actor
-from parley.actors.chat_events import publish_new_messages
+from parley.actors.chat_events import conversation_topic, publish_new_messages, user_topic
 from parley.actors.pubsub import PubSub
 from parley.actors.writer import MessageWriter, WriteBatch
 from parley.config import ActorSettings
@@ -105,7 +105,9 @@ class ConversationActor(Actor[ConversationCall, ConversationReply, MembersChange
         self._writer = writer
         self._pubsub = pubsub
         self._settings = settings
+        self._topic = conversation_topic(conversation_id)
         self._members: frozenset[uuid.UUID] = frozenset()
+        self._member_topics: tuple[str, ...] = ()
         self._members_loaded_at = -float("inf")
         # (sender, client_id) -> the batch carrying it while it is written, oldest first.
         self._in_flight: OrderedDict[tuple[uuid.UUID, str], WriteBatch] = OrderedDict()
@@ -133,7 +135,7 @@ class ConversationActor(Actor[ConversationCall, ConversationReply, MembersChange
             while len(self._in_flight) > self._settings.client_id_cache_size:
                 self._in_flight.popitem(last=False)
         send.batch.on_commit = partial(
-            publish_new_messages, self._pubsub, self.conversation_id, self._members
+            publish_new_messages, self._pubsub, self._topic, self._member_topics
         )
         await self._writer.submit(send.batch)
         return Accepted()
@@ -151,6 +153,7 @@ class ConversationActor(Actor[ConversationCall, ConversationReply, MembersChange
     async def _load_members(self) -> None:
         members = await self._store.members(self.conversation_id)
         self._members = frozenset(member.user_id for member in members)
+        self._member_topics = tuple(user_topic(member) for member in self._members)
         self._members_loaded_at = trio.current_time()
 
     def describe(self) -> dict[str, object]:

@@ -124,6 +124,14 @@ class LocalPubSub(PubSub):
         if not subscribers:
             del self._topics[topic]
 
+    def publish(self, topic: str, event: str, payload: Any) -> int:
+        # Most topics a message is published on have nobody on them (a member's `user:` topic
+        # while they are offline): no Broadcast is made for those.
+        if topic not in self._topics:
+            self._broadcasts += 1
+            return 0
+        return self.broadcast(Broadcast(topic, event, payload))
+
     def broadcast(self, broadcast: Broadcast, *, exclude: Subscriber | None = None) -> int:
         subscribers = self._topics.get(broadcast.topic)
         self._broadcasts += 1

@@ -58,6 +58,8 @@ class SocketControl(Protocol):
 
     async def watch_liveness(self, *, task_status: trio.TaskStatus[None]) -> None: ...
 
+    async def flush_writes(self, *, task_status: trio.TaskStatus[None]) -> None: ...
+
 
 class Runtime:
     """The running system below the HTTP layer: what handlers and sockets talk to."""
@@ -114,6 +116,7 @@ class Runtime:
             self.conversations.child_spec(shutdown_timeout=math.inf),
             self.sessions.child_spec(shutdown_timeout=math.inf),
             ChildSpec("socket-liveness", self._watch_sockets, shutdown_timeout=grace),
+            ChildSpec("socket-writes", self._flush_socket_writes, shutdown_timeout=grace),
             ChildSpec("mailer", self.mailer.run, shutdown_timeout=grace),
         ]
 
@@ -123,6 +126,13 @@ class Runtime:
             task_status.started()
             await trio.sleep_forever()
         await self.sockets.watch_liveness(task_status=task_status)
+
+    async def _flush_socket_writes(self, *, task_status: trio.TaskStatus[None]) -> None:
+        """The socket layer's per-turn write flusher (`SocketControl.flush_writes`), if any."""
+        if self.sockets is None:
+            task_status.started()
+            await trio.sleep_forever()
+        await self.sockets.flush_writes(task_status=task_status)
 
     def build_root(self, extra: Sequence[ChildSpec]) -> Supervisor:
         supervision = self.settings.supervision

@@ -83,6 +83,11 @@ class SocketHub:
         self._handles: dict[str, SessionHandle] = {}
         self._handles_by_user: dict[uuid.UUID, dict[str, SessionHandle]] = {}
         self.counters: dict[str, int] = {}
+        # Outbound queues with frames for the flusher (`flush_writes`), and the flusher while it
+        # waits for some; sessions defer their writes only while it runs.
+        self._deferred_writes: list[OutboundQueue] = []
+        self._flusher: trio.lowlevel.Task | None = None
+        self._flushing = False
 
     # -- the running system's parts ---------------------------------------------------------
 
@@ -121,6 +126,8 @@ class SocketHub:
         """Start a session actor under the sessions supervisor (temporary)."""
         socket = self.settings.socket
         outbound = OutboundQueue(socket.outbound_max_messages, socket.outbound_max_bytes)
+        if self._flushing:
+            outbound.defer = self._defer_write
         ref, spec = session_child_spec(
             self, principal, serializer, outbound, mailbox=self.settings.actors.session_mailbox
         )
@@ -196,6 +203,47 @@ class SocketHub:
             for handle in [h for h in self._handles.values() if h.last_frame_at < silent_since]:
                 self.count("idle_timeouts")
                 handle.close(CLOSE_GOING_AWAY, "idle timeout")
+
+    async def flush_writes(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Write the frames each connection got during a scheduler turn with one system call.
+
+        Woken by the first deferred frame of a turn, this task runs in the next one, after every
+        task of the turn had its go, so what a commit published to a socket, plus the replies
+        sent meanwhile, leaves in one write (see `OutboundQueue.defer`).
+        """
+        self._flushing = True
+        task_status.started()
+        try:
+            while True:
+                while not self._deferred_writes:
+                    self._flusher = trio.lowlevel.current_task()
+                    await trio.lowlevel.wait_task_rescheduled(self._abort_flusher_wait)
+                queues, self._deferred_writes = self._deferred_writes, []
+                done = 0
+                try:
+                    for queue in queues:
+                        queue.write_deferred()
+                        done += 1
+                except BaseException:
+                    # The rest wait for the restarted flusher rather than being forgotten.
+                    self._deferred_writes[:0] = queues[done + 1 :]
+                    raise
+        finally:
+            self._flushing = False
+            self._flusher = None
+
+    def _defer_write(self, queue: OutboundQueue) -> None:
+        self._deferred_writes.append(queue)
+        flusher = self._flusher
+        if flusher is not None:
+            self._flusher = None
+            trio.lowlevel.reschedule(flusher)
+
+    def _abort_flusher_wait(self, _: object) -> trio.lowlevel.Abort:
+        self._flusher = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
     def close_all(self, code: int = CLOSE_SERVICE_RESTART, reason: str = "server restart") -> int:
         """Close every socket (server draining): 1012, so every client version reconnects."""

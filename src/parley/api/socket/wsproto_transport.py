@@ -279,16 +279,7 @@ class WsprotoConnection:
                 for frame in frames
             ]
         else:
-            chunks = []
-            append = chunks.append
-            for frame in frames:
-                data = frame.data
-                length = len(data)
-                if length < 126:
-                    append((_BINARY_HEADERS if frame.binary else _TEXT_HEADERS)[length])
-                else:
-                    append(frame_header(length, frame.binary))
-                append(data)
+            chunks = _framed(frames)
         await self._write(chunks)
 
     def write_through(self, outbound: OutboundQueue) -> None:
@@ -297,24 +288,20 @@ class WsprotoConnection:
             outbound.write_now = self.write_now
         self._request_flush = outbound.request_flush
 
-    def write_now(self, frame: Frame) -> bool:
-        """Write one frame at once without waiting, if nothing else is being written; False
-        leaves it to the writer. A partial write keeps the rest and asks the writer to flush."""
+    def write_now(self, frames: list[Frame]) -> bool:
+        """Write `frames` at once with one non-blocking write, if nothing else is being written;
+        False leaves them to the writer. A partial write keeps the rest and asks the writer to
+        flush."""
         if self._writing or self._backlog or self.broken:
             return False
-        data = frame.data
-        length = len(data)
-        if length < 126:
-            header = (_BINARY_HEADERS if frame.binary else _TEXT_HEADERS)[length]
-        else:
-            header = frame_header(length, frame.binary)
-        chunk = header + data
+        chunks = _framed(frames)
+        data = chunks[0] + chunks[1] if len(chunks) == 2 else b"".join(chunks)
         try:
-            sent = _send_nowait(self._socket, chunk)
+            sent = _send_nowait(self._socket, data)
         except OSError:
             return False  # the writer meets the same error and ends the connection
-        if sent < len(chunk):
-            self._keep_for_writer(chunk[sent:])
+        if sent < len(data):
+            self._keep_for_writer(data[sent:])
         return True
 
     def _keep_for_writer(self, rest: bytes) -> None:
@@ -441,6 +428,21 @@ class WsprotoConnection:
                 if not data:
                     return
                 buffer += data
+
+
+def _framed(frames: list[Frame]) -> list[bytes]:
+    """Server frames (unmasked, uncompressed) for `frames`: header, payload, header, ..."""
+    chunks: list[bytes] = []
+    append = chunks.append
+    for frame in frames:
+        data = frame.data
+        length = len(data)
+        if length < 126:
+            append((_BINARY_HEADERS if frame.binary else _TEXT_HEADERS)[length])
+        else:
+            append(frame_header(length, frame.binary))
+        append(data)
+    return chunks
 
 
 def _send_nowait(sock: trio.socket.SocketType, data: bytes) -> int:
