@@ -80,7 +80,7 @@ OTHER_LOAD_PCT = 10.0
 GOALS: dict[str, tuple[str, Callable[[float], bool]]] = {
     "W1.kb_per_conn": ("<= 25 KB/conn at 19k", lambda v: v <= 25),
     "W1.hb_p99": ("< 50 ms", lambda v: v < 50),
-    "W2.sustained": (">= 30,000/s", lambda v: v >= 30_000),
+    "W2.within_goal": (">= 30,000/s", lambda v: v >= 30_000),
     "W2.p99_10k": ("< 100 ms", lambda v: v < 100),
     "W2.loss_10k": ("0 %", lambda v: v == 0),
     "W3.ack_p99_3000": ("< 50 ms at 3,000/s", lambda v: v < 50),
@@ -802,6 +802,7 @@ async def w2(run: Run, kind: str) -> dict[str, Any]:
             # Warm-up (not counted): starts every conversation actor, JITs the clients.
             await run_step(pool, target, "warm", 100, run["warm_s"], members, 500)
             sustained = 0.0
+            within_goal = 0.0  # the bar: p99 < 100 ms and no loss at all
             # The ramp stops at the first failing step; the 2k/s and 10k/s points asked for are
             # then measured on their own (after a pause) if the ramp did not reach them.
             ramp = list(steps)
@@ -846,7 +847,10 @@ async def w2(run: Run, kind: str) -> dict[str, Any]:
                     failed = True
                     continue
                 sustained = max(sustained, s["deliveries_per_s"])
+                if s["latency"]["p99_ms"] < 100 and s["loss_pct"] == 0:
+                    within_goal = max(within_goal, s["deliveries_per_s"])
             result["sustained_deliveries_per_s"] = sustained
+            result["within_goal_deliveries_per_s"] = within_goal
             for s in result["steps"]:
                 if s["target_deliveries_per_s"] in (2_000, 10_000):
                     key = f"at_{s['target_deliveries_per_s'] // 1000}k"
@@ -1215,6 +1219,13 @@ def table(results: dict[str, Any]) -> str:
         "W2 fan-out 100x10: highest sustained",
         "W2.sustained",
         lambda r: r.get("sustained_deliveries_per_s"),
+        "/s",
+        lambda r: r["steps"][-1] if r["steps"] else {},
+    )
+    add(
+        "W2 fan-out: highest with p99 < 100 ms, 0 loss",
+        "W2.within_goal",
+        lambda r: r.get("within_goal_deliveries_per_s"),
         "/s",
         lambda r: r["steps"][-1] if r["steps"] else {},
     )
