@@ -143,11 +143,6 @@ class WriterSettings:
     this process's CPU each: at 1,000 msg/s the server used 51-59 % of a core instead of 34-41 %."""
     batch_max_linger_ms: float = 20.0
     """...or this long after its first message, whichever comes first (bounds the added latency)."""
-    lanes: int = 2
-    """Conversations are split over this many lanes (by id); each lane commits one batch at a time,
-    in order, and lanes commit in parallel on connections of their own. Lanes never touch the same
-    conversation rows, so they never wait on each other's locks. Each needs a pooled connection
-    while it commits: at most `database.pool_max_size` - 1, leaving one for everything else."""
 
 
 @dataclass(frozen=True)
@@ -376,10 +371,6 @@ def _validate(settings: Settings) -> None:
         (settings.auth.argon2_memory_kib >= 8, "auth.argon2_memory_kib: must be >= 8"),
         (settings.auth.argon2_time_cost >= 1, "auth.argon2_time_cost: must be >= 1"),
         (settings.writer.batch_max_rows >= 1, "writer.batch_max_rows: must be >= 1"),
-        (
-            1 <= settings.writer.lanes < settings.database.pool_max_size,
-            "writer.lanes: must be >= 1 and < database.pool_max_size",
-        ),
         (settings.writer.batch_max_wait_ms >= 0, "writer.batch_max_wait_ms: must be >= 0"),
         (
             settings.writer.batch_max_linger_ms >= settings.writer.batch_max_wait_ms,

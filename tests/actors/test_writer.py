@@ -124,30 +124,6 @@ async def test_the_next_batch_is_sent_before_the_last_one_is_answered(
     assert batches_sent_when_answered == [[["m1"], ["m2"]]]
 
 
-async def test_lanes_commit_in_parallel_and_keep_each_conversation_in_order(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
-) -> None:
-    store = ScriptedStore()
-    store.hold_first = True
-    writer = await start_writer(
-        nursery, store, WriterSettings(lanes=2, batch_max_wait_ms=0, batch_max_linger_ms=0)
-    )
-    even, odd = uuid.UUID(int=2), uuid.UUID(int=3)  # lanes 0 and 1
-    held = WriteBatch([NewMessage(even, SENDER, "e1", None)])
-    await writer.submit(held)
-    await trio.testing.wait_all_tasks_blocked()
-    behind = WriteBatch([NewMessage(even, SENDER, "e2", None)])
-    other = WriteBatch([NewMessage(odd, SENDER, "o1", None)])
-    await writer.submit(behind)
-    await writer.submit(other)
-    # The other lane commits while the first one's commit is held; e2 waits behind e1.
-    assert [w.message.body for w in await other.wait()] == ["o1"]
-    assert not behind.done.is_set()
-    store.release.set()
-    assert [w.message.body for w in await behind.wait()] == ["e2"]
-    assert store.batches == [["e1"], ["o1"], ["e2"]]
-
-
 async def test_a_batch_taken_from_the_queue_holds_at_most_batch_max_rows(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:

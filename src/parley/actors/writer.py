@@ -122,10 +122,7 @@ class MessageWriter:
     def __init__(self, store: MessageStore, settings: WriterSettings) -> None:
         self._store = store
         self._settings = settings
-        # One queue per lane; a conversation always uses the same lane (`_lane_of`).
-        self._lanes = [
-            trio.open_memory_channel[WriteBatch](settings.mailbox) for _ in range(settings.lanes)
-        ]
+        self._send, self._receive = trio.open_memory_channel[WriteBatch](settings.mailbox)
         self._batches = 0
         self._messages = 0
         self._failed_messages = 0
@@ -139,20 +136,13 @@ class MessageWriter:
         if not self._running:
             batch.finish(WriteFailed("the message writer is not running"))
             return
-        send = self._lanes[self._lane_of(batch)][0]
         try:
             # Without a checkpoint when there is room: a conversation hands over every message
             # waiting in its mailbox in one scheduler turn (see `Mailbox`).
-            send.send_nowait(batch)
+            self._send.send_nowait(batch)
         except trio.WouldBlock:
-            await send.send(batch)
+            await self._send.send(batch)
         batch.submitted = True
-
-    def _lane_of(self, batch: WriteBatch) -> int:
-        """The lane of the batch's conversation (its first message's, for a batch of several)."""
-        if not batch.messages:
-            return 0
-        return batch.messages[0].conversation_id.int % len(self._lanes)
 
     async def write(self, messages: list[NewMessage]) -> list[Written]:
         """Submit and wait: the rows the messages became (raises `WriteFailed`)."""
@@ -164,40 +154,33 @@ class MessageWriter:
         self, *, task_status: trio.TaskStatus[MessageWriter] = trio.TASK_STATUS_IGNORED
     ) -> None:
         self._running = True
+        task_status.started(self)
         try:
-            async with trio.open_nursery() as nursery:
-                for _, receive in self._lanes:
-                    nursery.start_soon(self._run_lane, receive)
-                task_status.started(self)
+            while True:
+                requests = await self._next_group()
+                commit: _Commit | None = self._start_commit(requests)
+                while commit is not None:
+                    outcomes = await self._commit_outcomes(commit)
+                    # The next batch goes to PostgreSQL before this one's senders are answered
+                    # and its messages published: the commit and the fan-out overlap instead of
+                    # taking turns (W2: publishing was a third of this thread's time, all of it
+                    # spent while no commit was in flight).
+                    following: list[WriteBatch] = []
+                    self._take_queued(following, 0)
+                    commit = self._start_commit(following) if following else None
+                    for request, result in outcomes:
+                        request.finish(result)
         finally:
             self._running = False
             # Whoever is still waiting learns at once that their messages were not stored.
-            for _, receive in self._lanes:
-                while True:
-                    try:
-                        pending = receive.receive_nowait()
-                    except trio.WouldBlock:
-                        break
-                    pending.finish(WriteFailed("the message writer stopped"))
+            while True:
+                try:
+                    pending = self._receive.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                pending.finish(WriteFailed("the message writer stopped"))
 
-    async def _run_lane(self, receive: trio.MemoryReceiveChannel[WriteBatch]) -> None:
-        """One lane: batches of its conversations, one commit in flight, answered in order."""
-        while True:
-            requests = await self._next_group(receive)
-            commit: _Commit | None = self._start_commit(requests)
-            while commit is not None:
-                outcomes = await self._commit_outcomes(commit)
-                # The next batch goes to PostgreSQL before this one's senders are answered and
-                # its messages published: the commit and the fan-out overlap instead of taking
-                # turns (W2: publishing was a third of this thread's time, all of it spent while
-                # no commit was in flight).
-                following: list[WriteBatch] = []
-                self._take_queued(receive, following, 0)
-                commit = self._start_commit(following) if following else None
-                for request, result in outcomes:
-                    request.finish(result)
-
-    async def _next_group(self, receive: trio.MemoryReceiveChannel[WriteBatch]) -> list[WriteBatch]:
+    async def _next_group(self) -> list[WriteBatch]:
         """Block for the first request, take whatever else is queued, then wait for more.
 
         Everything that queued up meanwhile joins at once, without waiting: that is what makes
@@ -209,29 +192,27 @@ class MessageWriter:
         many senders may resubmit over a few milliseconds, and a deadline would cut that wave
         into one tiny batch and one large one.)
         """
-        requests = [await receive.receive()]
-        rows = self._take_queued(receive, requests, len(requests[0].messages))
+        requests = [await self._receive.receive()]
+        rows = self._take_queued(requests, len(requests[0].messages))
         gap = self._settings.batch_max_wait_ms / 1000
         if gap <= 0:
             return requests
         with trio.move_on_after(self._settings.batch_max_linger_ms / 1000):
             while rows < self._settings.batch_max_rows:
                 with trio.move_on_after(gap) as quiet:
-                    request = await receive.receive()
+                    request = await self._receive.receive()
                 if quiet.cancelled_caught:
                     break
                 requests.append(request)
-                rows = self._take_queued(receive, requests, rows + len(request.messages))
+                rows = self._take_queued(requests, rows + len(request.messages))
         return requests
 
-    def _take_queued(
-        self, receive: trio.MemoryReceiveChannel[WriteBatch], requests: list[WriteBatch], rows: int
-    ) -> int:
+    def _take_queued(self, requests: list[WriteBatch], rows: int) -> int:
         """Move queued requests into `requests` (no checkpoint) up to `batch_max_rows` messages;
         returns the new row count."""
         while rows < self._settings.batch_max_rows:
             try:
-                request = receive.receive_nowait()
+                request = self._receive.receive_nowait()
             except trio.WouldBlock:
                 break
             requests.append(request)
@@ -292,7 +273,7 @@ class MessageWriter:
             failed_messages=self._failed_messages,
             batch_sizes=dict(sorted(self._sizes.items(), key=lambda kv: int(kv[0].split("-")[0]))),
             commit_seconds_total=self._commit_seconds,
-            queued=sum(receive.statistics().current_buffer_used for _, receive in self._lanes),
+            queued=self._receive.statistics().current_buffer_used,
         )
 
     def describe(self) -> dict[str, Any]:
