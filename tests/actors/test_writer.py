@@ -77,6 +77,15 @@ async def start_writer(
     return started
 
 
+async def held_writer(nursery: trio.Nursery, **limits: int) -> tuple[ScriptedStore, MessageWriter]:
+    """A writer that never waits to fill a batch (other `limits` as given), over a store holding
+    its first commit open until `store.release` is set (so what is submitted meanwhile queues)."""
+    store = ScriptedStore()
+    store.hold_first = True
+    settings = WriterSettings(batch_max_wait_ms=0, batch_max_linger_ms=0, **limits)
+    return store, await start_writer(nursery, store, settings)
+
+
 async def submit_all(writer: MessageWriter, batches: list[WriteBatch]) -> None:
     for batch in batches:
         await writer.submit(batch)
@@ -85,11 +94,7 @@ async def submit_all(writer: MessageWriter, batches: list[WriteBatch]) -> None:
 async def test_requests_queued_during_a_commit_form_the_next_batch_without_waiting(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
-    store = ScriptedStore()
-    store.hold_first = True
-    writer = await start_writer(
-        nursery, store, WriterSettings(batch_max_wait_ms=0, batch_max_linger_ms=0)
-    )
+    store, writer = await held_writer(nursery)
     first = batch_of("m1")
     await writer.submit(first)
     await trio.testing.wait_all_tasks_blocked()
@@ -106,11 +111,7 @@ async def test_requests_queued_during_a_commit_form_the_next_batch_without_waiti
 async def test_the_next_batch_is_sent_before_the_last_one_is_answered(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
-    store = ScriptedStore()
-    store.hold_first = True
-    writer = await start_writer(
-        nursery, store, WriterSettings(batch_max_wait_ms=0, batch_max_linger_ms=0)
-    )
+    store, writer = await held_writer(nursery)
     batches_sent_when_answered: list[list[list[str]]] = []
     first = batch_of("m1")
     first.on_commit = lambda rows: batches_sent_when_answered.append(list(store.batches))
@@ -127,11 +128,7 @@ async def test_the_next_batch_is_sent_before_the_last_one_is_answered(
 async def test_a_batch_taken_from_the_queue_holds_at_most_batch_max_rows(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
-    store = ScriptedStore()
-    store.hold_first = True
-    writer = await start_writer(
-        nursery, store, WriterSettings(batch_max_rows=2, batch_max_wait_ms=0, batch_max_linger_ms=0)
-    )
+    store, writer = await held_writer(nursery, batch_max_rows=2)
     batches = [batch_of(f"m{n}") for n in range(1, 7)]
     await writer.submit(batches[0])
     await trio.testing.wait_all_tasks_blocked()
@@ -162,11 +159,7 @@ async def test_a_batch_closes_after_a_quiet_gap_or_its_linger(
 async def test_a_refused_message_fails_alone_and_the_others_commit_in_order(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
-    store = ScriptedStore()
-    store.hold_first = True
-    writer = await start_writer(
-        nursery, store, WriterSettings(batch_max_wait_ms=0, batch_max_linger_ms=0)
-    )
+    store, writer = await held_writer(nursery)
     committed: list[str] = []
     blocker = batch_of("m0", committed)
     await writer.submit(blocker)
@@ -185,12 +178,8 @@ async def test_a_refused_message_fails_alone_and_the_others_commit_in_order(
 async def test_a_batch_that_fails_otherwise_fails_only_its_own_messages(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
-    store = ScriptedStore()
-    store.hold_first = True
+    store, writer = await held_writer(nursery)
     store.failures = [ConnectionError("database down")]
-    writer = await start_writer(
-        nursery, store, WriterSettings(batch_max_wait_ms=0, batch_max_linger_ms=0)
-    )
     failing = batch_of("m1")
     await writer.submit(failing)
     await trio.testing.wait_all_tasks_blocked()
