@@ -233,8 +233,15 @@ class SocketHub:
         finally:
             self._flushing = False
             self._flusher = None
+            # Nothing waits for a flusher that is gone (stopped, or crashed and restarting).
+            queues, self._deferred_writes = self._deferred_writes, []
+            for queue in queues:
+                queue.write_deferred()
 
     def _defer_write(self, queue: OutboundQueue) -> None:
+        if not self._flushing:
+            queue.write_deferred()  # no flusher running: written at once, as without one
+            return
         self._deferred_writes.append(queue)
         flusher = self._flusher
         if flusher is not None:
