@@ -84,7 +84,7 @@ class SocketHub:
         self._handles_by_user: dict[uuid.UUID, dict[str, SessionHandle]] = {}
         self.counters: dict[str, int] = {}
         # Outbound queues with frames for the flusher (`flush_writes`), and the flusher while it
-        # waits for some; sessions defer their writes only while it runs.
+        # waits for some; while it is not running, deferred writes happen at once.
         self._deferred_writes: list[OutboundQueue] = []
         self._flusher: trio.lowlevel.Task | None = None
         self._flushing = False
@@ -126,8 +126,7 @@ class SocketHub:
         """Start a session actor under the sessions supervisor (temporary)."""
         socket = self.settings.socket
         outbound = OutboundQueue(socket.outbound_max_messages, socket.outbound_max_bytes)
-        if self._flushing:
-            outbound.defer = self._defer_write
+        outbound.defer = self._defer_write
         ref, spec = session_child_spec(
             self, principal, serializer, outbound, mailbox=self.settings.actors.session_mailbox
         )
@@ -227,7 +226,7 @@ class SocketHub:
                         queue.write_deferred()
                         done += 1
                 except BaseException:
-                    # The rest wait for the restarted flusher rather than being forgotten.
+                    # The rest are written on the way out (below) rather than forgotten.
                     self._deferred_writes[:0] = queues[done + 1 :]
                     raise
         finally:

@@ -74,7 +74,8 @@ class OutboundQueue:
         self.write_now: Callable[[list[Frame]], bool] | None = None
         """The transport's immediate write, if it has one: True when it took the frames."""
         self.defer: Callable[[OutboundQueue], None] | None = None
-        """Schedules `write_deferred` for the end of the scheduler turn (the hub's flusher)."""
+        """Schedules `write_deferred` for the end of the scheduler turn (the hub's flusher);
+        without it, frames for the idle writer are written by `put` itself."""
         self._deferred = False
         self.bytes = 0
         self.close_request: CloseRequest | None = None
@@ -101,30 +102,24 @@ class OutboundQueue:
         size = len(frame.data)
         if len(self._frames) >= self.max_frames or self.bytes + size > self.max_bytes:
             return False
-        write_now = self.write_now
-        writer_idle = write_now is not None and self._writer is not None
-        if writer_idle and self.defer is None and write_now is not None and write_now([frame]):
-            # The writer is parked with nothing queued, so nothing can be overtaken.
-            self.sent_frames += 1
-            self.sent_bytes += size
-            return True
         self._frames.append(frame)
         self.bytes += size
         if len(self._frames) > self.high_water_frames:
             self.high_water_frames = len(self._frames)
         if self.bytes > self.high_water_bytes:
             self.high_water_bytes = self.bytes
-        if writer_idle and self.defer is not None:
-            if not self._deferred:
-                self._deferred = True
-                self.defer(self)
-        else:
-            self._wake_writer()
+        if self.write_now is None or self._writer is None:
+            self._wake_writer()  # no direct writes, or the writer is busy: it takes the frame
+        elif self.defer is None:
+            self.write_deferred()  # the writer is parked with nothing queued: nothing overtaken
+        elif not self._deferred:
+            self._deferred = True
+            self.defer(self)
         return True
 
     def write_deferred(self) -> None:
-        """The flusher's turn: write what `put` queued since, in one go, if the writer is still
-        idle; otherwise (it was woken meanwhile: a close, a flush) the writer takes it."""
+        """Write what `put` queued for the idle writer, in one go (the flusher's turn, or at once
+        without `defer`); if the writer was woken meanwhile (a close, a flush), it takes it."""
         self._deferred = False
         frames = self._frames
         if not frames or self._writer is None or self.write_now is None:
