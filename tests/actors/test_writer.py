@@ -11,8 +11,15 @@ import pytest
 import trio
 
 from parley.actors.writer import MessageWriter, WriteBatch, WriteFailed
-from parley.config import WriterSettings
-from parley.store.messages import Message, MessageStore, NewMessage, RejectedMessages, Written
+from parley.config import WriterDriver, WriterSettings
+from parley.store.messages import (
+    BatchInserter,
+    Message,
+    MessageStore,
+    NewMessage,
+    RejectedMessages,
+    Written,
+)
 
 CONVERSATION = uuid.uuid4()
 SENDER = uuid.uuid4()
@@ -31,9 +38,8 @@ class ScriptedStore(MessageStore):
         self.failures: list[Exception] = []
         self._seq = 0
 
-    def start_insert_batch(self, batch: list[NewMessage]) -> ScriptedInsert:
-        self.batches.append([m.body for m in batch])
-        return ScriptedInsert(self, batch, first=len(self.batches) == 1)
+    def batch_inserter(self, *, driver: WriterDriver = "trio") -> BatchInserter:
+        return ScriptedInserter(self)
 
     async def commit(self, batch: list[NewMessage], *, first: bool) -> list[Written]:
         if self.hold_first and first:
@@ -51,6 +57,18 @@ class ScriptedStore(MessageStore):
             )  # fmt: skip
             written.append(Written(message, duplicate=False))
         return written
+
+
+class ScriptedInserter(BatchInserter):
+    def __init__(self, store: ScriptedStore) -> None:
+        self.store = store
+
+    async def aclose(self) -> None:
+        pass
+
+    async def start(self, batch: list[NewMessage]) -> ScriptedInsert:
+        self.store.batches.append([m.body for m in batch])
+        return ScriptedInsert(self.store, batch, first=len(self.store.batches) == 1)
 
 
 @dataclass
@@ -77,12 +95,16 @@ async def start_writer(
     return started
 
 
-async def held_writer(nursery: trio.Nursery, **limits: int) -> tuple[ScriptedStore, MessageWriter]:
-    """A writer that never waits to fill a batch (other `limits` as given), over a store holding
-    its first commit open until `store.release` is set (so what is submitted meanwhile queues)."""
+async def held_writer(
+    nursery: trio.Nursery, *, batch_max_rows: int = WriterSettings.batch_max_rows
+) -> tuple[ScriptedStore, MessageWriter]:
+    """A writer that never waits to fill a batch, over a store holding its first commit open
+    until `store.release` is set (so what is submitted meanwhile queues)."""
     store = ScriptedStore()
     store.hold_first = True
-    settings = WriterSettings(batch_max_wait_ms=0, batch_max_linger_ms=0, **limits)
+    settings = WriterSettings(
+        batch_max_rows=batch_max_rows, batch_max_wait_ms=0, batch_max_linger_ms=0
+    )
     return store, await start_writer(nursery, store, settings)
 
 

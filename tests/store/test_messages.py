@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC
 
 import pytest
 import trio
 
+from parley.config import WriterDriver
 from parley.store import Database
 from parley.store.conversations import ConversationStore
 from parley.store.database import Connection
-from parley.store.messages import MessageStore, NewMessage, RejectedMessages
+from parley.store.messages import BatchInserter, MessageStore, NewMessage, RejectedMessages, Written
 from parley.store.users import UserStore
 
 
@@ -23,6 +25,23 @@ async def database(database_url: str) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.close()
+
+
+@pytest.fixture(params=["trio", "asyncpg"])
+def driver(request: pytest.FixtureRequest) -> WriterDriver:
+    """The writer's two ways to PostgreSQL run the same statement; both are tested."""
+    value: WriterDriver = request.param
+    return value
+
+
+@pytest.fixture
+async def inserter(database: Database, driver: WriterDriver) -> AsyncIterator[BatchInserter]:
+    async with MessageStore(database).batch_inserter(driver=driver) as inserter:
+        yield inserter
+
+
+async def insert(inserter: BatchInserter, batch: list[NewMessage]) -> list[Written]:
+    return await (await inserter.start(batch)).result()
 
 
 async def make_user(users: UserStore, name: str) -> uuid.UUID:
@@ -42,6 +61,7 @@ async def alice_and_bob(
 
 async def test_batch_numbers_each_conversation_without_gaps_and_skips_resends(
     database: Database,
+    inserter: BatchInserter,
 ) -> None:
     conversations, messages, alice, bob, one = await alice_and_bob(database)
     two = await conversations.create_group(alice, "group", [bob])
@@ -52,7 +72,7 @@ async def test_batch_numbers_each_conversation_without_gaps_and_skips_resends(
         NewMessage(one, alice, "a1 again", "c1"),  # repeated within the batch
         NewMessage(two.id, alice, "b2", "c1"),  # same client_id, other conversation: new
     ]
-    written = await messages.insert_batch(batch)
+    written = await insert(inserter, batch)
     assert [(w.message.seq, w.duplicate) for w in written] == [
         (1, False),
         (1, False),
@@ -61,9 +81,13 @@ async def test_batch_numbers_each_conversation_without_gaps_and_skips_resends(
         (2, False),
     ]
     assert written[3].message.body == "a1"
-    again = await messages.insert_batch([NewMessage(one, alice, "resend", "c1")])
+    # What the statement answers is what the table holds (UTC timestamps included).
+    for row in written:
+        assert row.message == await messages.get(row.message.conversation_id, row.message.seq)
+        assert row.message.inserted_at.tzinfo == UTC
+    again = await insert(inserter, [NewMessage(one, alice, "resend", "c1")])
     assert again[0].duplicate and again[0].message.id == written[0].message.id
-    more = await messages.insert_batch([NewMessage(one, alice, "a3", None)])
+    more = await insert(inserter, [NewMessage(one, alice, "a3", None)])
     assert more[0].message.seq == 3
     refreshed = await conversations.get(one)
     assert refreshed is not None and refreshed.last_seq == 3
@@ -90,17 +114,19 @@ async def test_direct_pair_is_unique_under_concurrent_creates(database: Database
 
 async def test_a_batch_of_resends_only_returns_the_originals_and_moves_nothing(
     database: Database,
+    inserter: BatchInserter,
 ) -> None:
-    conversations, messages, alice, bob, one = await alice_and_bob(database)
-    first = await messages.insert_batch(
-        [NewMessage(one, alice, "a1", "c1"), NewMessage(one, bob, "b1", "c1")]
+    conversations, _, alice, bob, one = await alice_and_bob(database)
+    first = await insert(
+        inserter, [NewMessage(one, alice, "a1", "c1"), NewMessage(one, bob, "b1", "c1")]
     )
-    again = await messages.insert_batch(
+    again = await insert(
+        inserter,
         [
             NewMessage(one, bob, "b1 resent", "c1"),
             NewMessage(one, alice, "a1 resent", "c1"),
             NewMessage(one, bob, "b1 resent twice", "c1"),
-        ]
+        ],
     )
     assert [(w.message.id, w.duplicate) for w in again] == [
         (first[1].message.id, True),
@@ -113,27 +139,31 @@ async def test_a_batch_of_resends_only_returns_the_originals_and_moves_nothing(
 
 async def test_a_refused_value_fails_the_whole_batch_and_writes_nothing(
     database: Database,
+    inserter: BatchInserter,
 ) -> None:
     _, messages, alice, _, one = await alice_and_bob(database)
     with pytest.raises(RejectedMessages):
-        await messages.insert_batch(
-            [NewMessage(one, alice, "fine", "c1"), NewMessage(one, alice, "nul \x00", None)]
+        await insert(
+            inserter,
+            [NewMessage(one, alice, "fine", "c1"), NewMessage(one, alice, "nul \x00", None)],
         )
     assert await messages.after(one, after_seq=0, limit=10) == []
-    written = await messages.insert_batch([NewMessage(one, alice, "fine", "c1")])
+    written = await insert(inserter, [NewMessage(one, alice, "fine", "c1")])
     assert (written[0].message.seq, written[0].duplicate) == (1, False)
 
 
 async def test_a_cancelled_batch_writes_nothing_and_leaves_its_connection_usable(
-    database_url: str,
+    database_url: str, driver: WriterDriver
 ) -> None:
-    # One pooled connection, so the insert after the cancellation reuses the cancelled one.
+    # One pooled connection (and the "trio" driver has one of its own), so the insert after the
+    # cancellation reuses the cancelled one.
     database = Database(database_url, min_size=1, max_size=1, command_timeout=30)
     other = Database(database_url, min_size=1, max_size=1, command_timeout=30)
     await database.connect()
     await other.connect()
     try:
         _, messages, alice, _, one = await alice_and_bob(database)
+        inserter = messages.batch_inserter(driver=driver)
 
         async def hold_the_conversation(conn: Connection) -> None:
             await conn.execute("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", one)
@@ -144,11 +174,12 @@ async def test_a_cancelled_batch_writes_nothing_and_leaves_its_connection_usable
             await trio.sleep(0.2)
             # The batch waits on the row lock until the caller gives up.
             with trio.move_on_after(0.3) as waited:
-                await messages.insert_batch([NewMessage(one, alice, "cancelled", "c1")])
+                await insert(inserter, [NewMessage(one, alice, "cancelled", "c1")])
             assert waited.cancelled_caught
-        written = await messages.insert_batch([NewMessage(one, alice, "next", "c1")])
+        written = await insert(inserter, [NewMessage(one, alice, "next", "c1")])
         assert (written[0].message.seq, written[0].message.body) == (1, "next")
         assert not written[0].duplicate
     finally:
+        await inserter.aclose()
         await other.close()
         await database.close()

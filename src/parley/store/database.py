@@ -19,11 +19,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
+import trio
 
 from parley.store.bridge import AsyncioBridge, PendingCall
 from parley.store.migrate import apply_migrations
+from parley.store.wire import WireConnection
 
 T = TypeVar("T")
+
+SESSION_TIME_ZONE = "UTC"
+"""Every session's time zone (the pool's and the writer's own): timestamps that travel as text,
+inside JSON, then read as UTC, as asyncpg's binary format reads them everywhere else."""
 Record = asyncpg.Record
 Connection: TypeAlias = "asyncpg.Connection[Record] | asyncpg.pool.PoolConnectionProxy[Record]"
 """A connection as store functions see it: a plain one, or one lent by the pool."""
@@ -76,6 +82,19 @@ class Database:
     def connected(self) -> bool:
         return self._pool is not None
 
+    @property
+    def command_timeout(self) -> float:
+        return self._command_timeout
+
+    async def open_wire(self, application_name: str) -> WireConnection:
+        """A connection of its own on the trio thread (`store.wire`), to the pool's database as
+        the pool's user, in the session time zone `SESSION_TIME_ZONE`; raises `WireUnsupported`
+        if the DSN asks for what that client does not speak."""
+        with trio.fail_after(self._connect_timeout):
+            return await WireConnection.connect(
+                self._dsn, application_name=application_name, time_zone=SESSION_TIME_ZONE
+            )
+
     async def connect(self) -> None:
         """Start the bridge thread and open the pool (raises if PostgreSQL is unreachable)."""
         bridge = AsyncioBridge()
@@ -90,6 +109,7 @@ class Database:
                 timeout=self._connect_timeout,
                 init=_init_connection,
                 reset=_reset_connection,
+                server_settings={"TimeZone": SESSION_TIME_ZONE},
             )
         except BaseException:
             await bridge.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -9,8 +10,18 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import asyncpg
+import orjson
+import trio
 
-from parley.store.database import Connection, Database, Record
+from parley.config import WriterDriver
+from parley.store.database import Database, Record
+from parley.store.wire import WireBroken, WireConnection, WireError, WireUnsupported
+
+log = logging.getLogger(__name__)
+
+_CANCEL_GRACE_SECONDS = 5.0
+"""How long a cancelled batch waits for the server to confirm the cancellation before the
+connection is dropped instead (the bridge's own `cancel_grace_seconds` for the pool path)."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +54,7 @@ class RejectedMessages(Exception):
 
 
 class PendingInsert(Protocol):
-    """A batch insert under way (`MessageStore.start_insert_batch`)."""
+    """A batch insert under way (`BatchInserter.start`)."""
 
     async def result(self) -> list[Written]:
         """The rows, in the order given; raises what the insert raised."""
@@ -73,9 +84,12 @@ def message_from(row: Record | Mapping[str, Any]) -> Message:
 
 # One statement, one round trip, for a whole batch from any number of conversations. Run outside an
 # explicit transaction, it is its own transaction: PostgreSQL commits it when it ends, so a batch
-# costs the writer a single exchange with the server (no BEGIN, no COMMIT, no separate look-up). The
-# rows arrive with every client_id at most once (see `insert_batch`), in the order they were handed
-# over, and `ord` is each row's position, 1-based, which the result rows carry back:
+# costs the writer a single exchange with the server (no BEGIN, no COMMIT, no separate look-up).
+# The batch arrives as one JSON array of [conversation_id, sender_id, body, client_id] rows, every
+# client_id at most once (see `_fold_repeats`), in the order they were handed over; `ord` is each
+# row's position, 1-based. The answer is one JSON array too, a row per message (`_stored_from`):
+# one value each way keeps the client's work per batch to one encode and one decode, whichever
+# client sends it (`BatchInserter`).
 # - `resent`: a row whose (conversation, sender, client_id) is already stored is not inserted; its
 #   original comes back with duplicate = true. A lateral subquery with a LIMIT cannot be flattened
 #   into a join, so PostgreSQL probes the unique index once per row whatever its statistics say:
@@ -86,12 +100,15 @@ def message_from(row: Record | Mapping[str, Any]) -> Message:
 #   duplicates whatever happened before (restarts, failed batches): the database is the one place
 #   the next number comes from, and the conversation rows are locked (in id order, so two writers
 #   could never deadlock) while it is taken;
-# - the conversations' last_seq and last_message_at move in the same statement.
+# - the conversations' last_seq and last_message_at move in the same statement;
+# - a new row's conversation, sender, body and client_id are the ones sent, so only what the
+#   database chose comes back for it (id, seq, inserted_at); a resent one also brings its stored
+#   body and edit/delete times.
 _INSERT_BATCH = f"""
 WITH input AS (
-    SELECT t.conversation_id, t.sender_id, t.body, t.client_id, t.ord
-    FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[])
-         WITH ORDINALITY AS t(conversation_id, sender_id, body, client_id, ord)
+    SELECT (e.m->>0)::uuid AS conversation_id, (e.m->>1)::uuid AS sender_id,
+           e.m->>2 AS body, e.m->>3 AS client_id, e.ord
+    FROM json_array_elements($1::json) WITH ORDINALITY AS e(m, ord)
 ),
 resent AS MATERIALIZED (
     SELECT i.ord, {_columns_of("m")}
@@ -128,28 +145,26 @@ bumped AS (
           FROM inserted GROUP BY conversation_id) s
     WHERE c.id = s.conversation_id
 )
-SELECT n.ord, false AS duplicate, {_columns_of("ins")}
-FROM inserted ins JOIN numbered n ON n.conversation_id = ins.conversation_id AND n.seq = ins.seq
-UNION ALL
-SELECT ord, true, {_COLUMNS} FROM resent
+SELECT json_agg(json_build_array(ord, id, seq, inserted_at, duplicate, body, edited_at, deleted_at))
+FROM (
+    SELECT n.ord, ins.id, ins.seq, ins.inserted_at, false AS duplicate,
+           NULL::text AS body, NULL::timestamptz AS edited_at, NULL::timestamptz AS deleted_at
+    FROM inserted ins JOIN numbered n ON n.conversation_id = ins.conversation_id AND n.seq = ins.seq
+    UNION ALL
+    SELECT ord, id, seq, inserted_at, true, body, edited_at, deleted_at FROM resent
+) answer
 """
 
 MessageKey = tuple[uuid.UUID, uuid.UUID | None, str]
 """What makes a message a resend: (conversation, sender, client_id)."""
 
 
-async def insert_batch(conn: Connection, batch: list[NewMessage]) -> list[Written]:
-    """Insert a batch with one statement (asyncio side); results line up with `batch`.
-
-    A message whose (conversation, sender, client_id) is already stored, or repeated earlier in the
-    batch, is not inserted: it comes back as the original row with `duplicate=True`. Run on a
-    connection outside a transaction, the statement commits by itself (one round trip); inside
-    one, it is part of it.
-    """
-    # Repeats within the batch are folded here, so the statement sees each client_id once.
+def _fold_repeats(batch: list[NewMessage]) -> tuple[list[NewMessage], list[tuple[int, bool]]]:
+    """The batch with every client_id at most once, and per message: its row among those, and
+    whether it repeats an earlier one (the statement sees each client_id once)."""
     unique: list[NewMessage] = []
     first: dict[MessageKey, int] = {}
-    slots: list[tuple[int, bool]] = []  # per message: its row in `unique`, and whether a repeat
+    slots: list[tuple[int, bool]] = []
     for new in batch:
         if new.client_id is not None:
             key = (new.conversation_id, new.sender_id, new.client_id)
@@ -159,16 +174,39 @@ async def insert_batch(conn: Connection, batch: list[NewMessage]) -> list[Writte
             first[key] = len(unique)
         slots.append((len(unique), False))
         unique.append(new)
-    rows = await conn.fetch(
-        _INSERT_BATCH,
-        [m.conversation_id for m in unique],
-        [m.sender_id for m in unique],
-        [m.body for m in unique],
-        [m.client_id for m in unique],
-    )
+    return unique, slots
+
+
+def _batch_parameter(unique: list[NewMessage]) -> bytes:
+    """`_INSERT_BATCH`'s one parameter; raises `RejectedMessages` for text JSON cannot carry."""
+    try:
+        rows = [[str(m.conversation_id), str(m.sender_id), m.body, m.client_id] for m in unique]
+        return orjson.dumps(rows)
+    except orjson.JSONEncodeError as exc:  # a lone surrogate in a body
+        raise RejectedMessages(str(exc)) from exc
+
+
+def _written_from(
+    answer: bytes | str | None, unique: list[NewMessage], slots: list[tuple[int, bool]]
+) -> list[Written]:
+    """`_INSERT_BATCH`'s answer as the batch's rows, lined up with the batch `slots` came from."""
     stored: list[Written | None] = [None] * len(unique)
-    for row in rows:
-        stored[row["ord"] - 1] = Written(message_from(row), duplicate=row["duplicate"])
+    for ord_, id_, seq, inserted_at, duplicate, body, edited_at, deleted_at in orjson.loads(
+        answer or "[]"
+    ):
+        sent = unique[ord_ - 1]
+        message = Message(
+            id=id_,
+            conversation_id=sent.conversation_id,
+            seq=seq,
+            sender_id=sent.sender_id,
+            body=body if duplicate else sent.body,
+            client_id=sent.client_id,
+            inserted_at=datetime.fromisoformat(inserted_at),
+            edited_at=edited_at and datetime.fromisoformat(edited_at),
+            deleted_at=deleted_at and datetime.fromisoformat(deleted_at),
+        )
+        stored[ord_ - 1] = Written(message, duplicate=duplicate)
     results: list[Written] = []
     for index, repeat in slots:
         written = stored[index]
@@ -181,22 +219,9 @@ class MessageStore:
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    async def insert_batch(self, batch: list[NewMessage]) -> list[Written]:
-        """Insert a batch with one statement, its own transaction; raises `RejectedMessages` if its
-        data is refused."""
-        return await self.start_insert_batch(batch).result()
-
-    def start_insert_batch(self, batch: list[NewMessage]) -> PendingInsert:
-        """`insert_batch`, started now: the caller may work while it runs, then await `result()`."""
-
-        async def run(pool: asyncpg.Pool) -> list[Written]:
-            try:
-                async with pool.acquire() as conn:
-                    return await insert_batch(conn, batch)
-            except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as exc:
-                raise RejectedMessages(str(exc)) from exc
-
-        return self._db.submit(run)
+    def batch_inserter(self, *, driver: WriterDriver = "trio") -> BatchInserter:
+        """The writer's way to insert batches (`BatchInserter`); use it with `async with`."""
+        return BatchInserter(self._db, driver=driver)
 
     async def before(
         self, conversation_id: uuid.UUID, *, limit: int, before_seq: int | None
@@ -272,3 +297,127 @@ class MessageStore:
             seq,
         )
         return message_from(row) if row else None
+
+
+_INSERT_STATEMENT_NAME = "parley_insert_batch"
+
+
+class BatchInserter:
+    """Sends batches to `_INSERT_BATCH` one at a time: `start` sends one, `result()` on what it
+    returns waits for its rows. It holds no more than one statement in flight.
+
+    With the "trio" driver it keeps a connection of its own, opened at the first batch and again
+    after one failed, and speaks to PostgreSQL on the trio thread: the writer then never waits for
+    the bridge's thread to win the GIL from the sockets (`store.wire`). If the DSN asks for what
+    that client does not speak, it says so in the log and uses the pool.
+    """
+
+    def __init__(self, database: Database, *, driver: WriterDriver) -> None:
+        self._db = database
+        self._use_pool = driver == "asyncpg"
+        self._connection: WireConnection | None = None
+
+    async def __aenter__(self) -> BatchInserter:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with trio.CancelScope(shield=True):
+                await connection.aclose()
+
+    async def start(self, batch: list[NewMessage]) -> PendingInsert:
+        """Send `batch` now; raises `RejectedMessages` for data no statement could carry, or the
+        connection's error if it could not be sent."""
+        unique, slots = _fold_repeats(batch)
+        parameter = _batch_parameter(unique)
+        if not self._use_pool:
+            connection = await self._wire()
+            if connection is not None:
+                await connection.send_execute(_INSERT_STATEMENT_NAME, [parameter])
+                return _WireInsert(self, connection, unique, slots)
+
+        async def run(pool: asyncpg.Pool) -> list[Written]:
+            try:
+                async with pool.acquire() as conn:
+                    answer = await conn.fetchval(_INSERT_BATCH, parameter.decode())
+            except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as exc:
+                raise RejectedMessages(str(exc)) from exc
+            return _written_from(answer, unique, slots)
+
+        return self._db.submit(run)
+
+    async def _wire(self) -> WireConnection | None:
+        """The writer's connection, opened (and the statement prepared) if it has none that
+        works; None once the DSN turned out to need the pool."""
+        connection = self._connection
+        if connection is not None and connection.usable:
+            return connection
+        await self.aclose()
+        try:
+            connection = await self._db.open_wire("parley-writer")
+        except WireUnsupported as exc:
+            log.warning("the message writer uses the pool: its own client does not speak %s", exc)
+            self._use_pool = True
+            return None
+        try:
+            await connection.prepare(_INSERT_STATEMENT_NAME, _INSERT_BATCH)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await connection.aclose()
+            raise
+        self._connection = connection
+        return connection
+
+    async def _discard(self, connection: WireConnection) -> None:
+        if self._connection is connection:
+            await self.aclose()
+
+
+class _WireInsert:
+    """A batch sent on the writer's own connection."""
+
+    def __init__(
+        self,
+        inserter: BatchInserter,
+        connection: WireConnection,
+        unique: list[NewMessage],
+        slots: list[tuple[int, bool]],
+    ) -> None:
+        self._inserter = inserter
+        self._connection = connection
+        self._unique = unique
+        self._slots = slots
+
+    async def result(self) -> list[Written]:
+        """The rows; a caller cancelled (or out of `command_timeout`) first cancels the statement
+        and waits for the server to confirm, so nothing of the batch is written afterwards."""
+        connection = self._connection
+        try:
+            with trio.fail_after(self._inserter._db.command_timeout):
+                rows = await connection.read_rows()
+        except WireError as exc:
+            if exc.sqlstate.startswith(("22", "23")):
+                raise RejectedMessages(str(exc)) from exc
+            raise
+        except (trio.Cancelled, trio.TooSlowError):
+            await self._cancel()
+            raise
+        except WireBroken:
+            await self._inserter._discard(connection)
+            raise
+        return _written_from(rows[0][0] if rows else None, self._unique, self._slots)
+
+    async def _cancel(self) -> None:
+        connection = self._connection
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(_CANCEL_GRACE_SECONDS) as waited:
+                try:
+                    await connection.cancel()
+                except (WireBroken, OSError):
+                    waited.cancel()
+            if waited.cancelled_caught:
+                await self._inserter._discard(connection)
