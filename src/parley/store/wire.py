@@ -360,13 +360,15 @@ def _md5(user: str, password: str, salt: bytes) -> str:
 
 
 class _Scram:
-    """SCRAM-SHA-256 without channel binding (RFC 5802, RFC 7677), as PostgreSQL runs it: the user
-    name is the startup message's, so the client-first message leaves it empty."""
+    """SCRAM-SHA-256 without channel binding (RFC 5802, RFC 7677). PostgreSQL takes the user name
+    from the startup message, so the client-first message leaves it empty, as libpq's does; the
+    password is used as given (no SASLprep: non-ASCII passwords may not match)."""
 
-    def __init__(self, password: str, nonce: str | None = None) -> None:
+    def __init__(self, password: str, *, user: str = "", nonce: str | None = None) -> None:
         self._password = password.encode()
         self._nonce = nonce or base64.b64encode(secrets.token_bytes(18)).decode()
-        self._first_bare = f"n=,r={self._nonce}"
+        name = user.replace("=", "=3D").replace(",", "=2C")
+        self._first_bare = f"n={name},r={self._nonce}"
         self._server_signature = b""
 
     def client_first(self) -> bytes:
