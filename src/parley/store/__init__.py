@@ -1,4 +1,5 @@
-"""Persistence: the only package that knows SQL. Trio code reaches asyncpg through `Database`."""
+"""Persistence: the only package that knows SQL. Trio code reaches asyncpg through `Database`;
+the message writer has a connection of its own that it drives from the trio thread (`wire`)."""
 
 from parley.store.database import Database, StoreUnavailable
 
