@@ -74,7 +74,8 @@ CHEAP_ARGON2 = {
 # Not performance settings: tokens outlive a long run; the 2,000-member room needs the bound raised.
 COMMON_ENV = {"PARLEY_AUTH_ACCESS_TTL_SECONDS": "7200"}
 
-# Another process using this much CPU (% of one core) during a measurement spoils the figure.
+# Another process, or the hypervisor (steal time), taking this much CPU (% of one core) during a
+# measurement spoils the figure.
 OTHER_LOAD_PCT = 10.0
 
 GOALS: dict[str, tuple[str, Callable[[float], bool]]] = {
@@ -176,29 +177,32 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def machine_busy_seconds() -> float:
-    """CPU seconds spent by the whole machine (all cores, every process), from /proc/stat."""
+def machine_cpu_seconds() -> tuple[float, float]:
+    """CPU seconds the whole machine spent (all cores, every process), and CPU seconds the
+    hypervisor took from this virtual machine (steal), from /proc/stat."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / CLK_TCK
+    steal = fields[7]
+    return (sum(fields[:7]) - idle) / CLK_TCK, steal / CLK_TCK
 
 
 class CpuWindow:
     """CPU used by groups of processes between start() and stop(), in % of one core.
 
     `other_cpu_pct` is what the rest of the machine used meanwhile (other users' processes, the
-    runner itself excluded): a figure measured while it is high is not comparable.
+    runner itself excluded), and `stolen_cpu_pct` what the hypervisor gave to other machines while
+    ours wanted it (steal time): a figure measured while either is high is not comparable.
     """
 
     def __init__(self, groups: dict[str, Callable[[], list[int]]]) -> None:
         self.groups = {**groups, "runner": lambda: [os.getpid()]}
         self.started = 0.0
-        self.machine = 0.0
+        self.machine = (0.0, 0.0)
         self.before: dict[str, dict[int, float]] = {}
 
     def start(self) -> CpuWindow:
         self.started = time.monotonic()
-        self.machine = machine_busy_seconds()
+        self.machine = machine_cpu_seconds()
         self.before = {
             name: {pid: cpu_seconds(pid) for pid in pids()} for name, pids in self.groups.items()
         }
@@ -213,9 +217,11 @@ class CpuWindow:
             result[f"{name}_cpu_pct"] = round(100 * sum(per) / wall, 1)
             if name == "gen":
                 result["gen_max_proc_cpu_pct"] = round(100 * max(per, default=0) / wall, 1)
-        machine = 100 * (machine_busy_seconds() - self.machine) / wall
+        busy, stolen = machine_cpu_seconds()
+        machine = 100 * (busy - self.machine[0]) / wall
         ours = sum(v for k, v in result.items() if k.endswith("_cpu_pct") and "max" not in k)
         result["other_cpu_pct"] = round(max(0.0, machine - ours), 1)
+        result["stolen_cpu_pct"] = round(100 * (stolen - self.machine[1]) / wall, 1)
         return result
 
 
@@ -633,6 +639,9 @@ def gen_text(cpu: dict[str, float], procs: int) -> str:
     other = cpu.get("other_cpu_pct", 0)
     if other >= OTHER_LOAD_PCT:
         text += f"  OTHER LOAD {other:.0f}% (not comparable)"
+    stolen = cpu.get("stolen_cpu_pct", 0)
+    if stolen >= OTHER_LOAD_PCT:
+        text += f"  STOLEN {stolen:.0f}% by the hypervisor (not comparable)"
     return text
 
 
@@ -1181,6 +1190,8 @@ def table(results: dict[str, Any]) -> str:
             gen_cpu = f"{cpu['gen_cpu_pct']:.0f}%"
             if cpu.get("other_cpu_pct", 0) >= OTHER_LOAD_PCT:
                 gen_cpu += f" (other load {cpu['other_cpu_pct']:.0f}%!)"
+            if cpu.get("stolen_cpu_pct", 0) >= OTHER_LOAD_PCT:
+                gen_cpu += f" (stolen {cpu['stolen_cpu_pct']:.0f}%!)"
         g, ok = goal(key, value if goal_value is None else goal_value(parley))
         rows.append((name, fmt(value, unit), cells[0], cells[1], gen_cpu, g, ok))
 
