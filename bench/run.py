@@ -1113,6 +1113,56 @@ async def w5(run: Run) -> dict[str, Any]:
 # Results: JSON and table
 
 
+def host_speed() -> dict[str, float]:
+    """How fast this machine runs the kinds of work a server does here, in µs per operation (best
+    of five): a pure-Python loop, a trio checkpoint (a scheduler round trip) and a trio timeout
+    scope. Run before the runner's own trio loop starts.
+
+    Machines of the same kind are not equally fast: a run at the same code on another day held a
+    fifth of the W2 rate of an earlier one (docs/fast_path.md, "Host speed"). Every figure moves
+    with these numbers, so a run is comparable with another only when they are close; the ratios
+    to the peers measured in the same run are comparable across machines.
+    """
+
+    def best(fn: Callable[[], float]) -> float:
+        return round(min(fn() for _ in range(5)), 2)
+
+    def loop() -> float:
+        started = time.perf_counter()
+        for _ in range(1000):
+            sum(range(1000))
+        return (time.perf_counter() - started) * 1000
+
+    async def scheduler() -> dict[str, float]:
+        async def checkpoints() -> float:
+            started = time.perf_counter()
+            for _ in range(20_000):
+                await trio.lowlevel.checkpoint()
+            return (time.perf_counter() - started) / 20_000 * 1e6
+
+        async def scopes() -> float:
+            started = time.perf_counter()
+            for _ in range(20_000):
+                with trio.move_on_after(60):  # noqa: ASYNC100 - the scope's own cost is measured
+                    pass
+            return (time.perf_counter() - started) / 20_000 * 1e6
+
+        return {
+            "trio_checkpoint_us": round(min([await checkpoints() for _ in range(5)]), 2),
+            "trio_timeout_scope_us": round(min([await scopes() for _ in range(5)]), 2),
+        }
+
+    return {"python_sum_range_1000_us": best(loop), **trio.run(scheduler)}
+
+
+def speed_text(speed: dict[str, float]) -> str:
+    return (
+        f"Python loop {speed['python_sum_range_1000_us']:.1f} µs, trio checkpoint "
+        f"{speed['trio_checkpoint_us']:.1f} µs, timeout scope "
+        f"{speed['trio_timeout_scope_us']:.1f} µs (bench/run.py host_speed; lower is faster)"
+    )
+
+
 def machine() -> dict[str, Any]:
     cpu = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -1377,7 +1427,7 @@ def print_saved_table(paths: list[str]) -> int:
     return 0
 
 
-async def main(args: argparse.Namespace) -> int:
+async def main(args: argparse.Namespace, speed: dict[str, float]) -> int:
     only = [w.upper() for w in args.only] or list(WORKLOADS)
     unknown = set(only) - set(WORKLOADS)
     if unknown:
@@ -1385,7 +1435,7 @@ async def main(args: argparse.Namespace) -> int:
     run_dir = Path(tempfile.mkdtemp(prefix="parley-bench-"))
     run = Run(args, run_dir)
     started = time.monotonic()
-    info = machine()
+    info = {**machine(), "speed": speed}
     commit = git("rev-parse", "--short", "HEAD") or "nogit"
     dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
     print(
@@ -1394,6 +1444,7 @@ async def main(args: argparse.Namespace) -> int:
         f"{info['cores']} cores, {info['memory_mb']:,} MB; logs in {run_dir}",
         flush=True,
     )
+    print(f"host speed: {speed_text(speed)}", flush=True)
     print(
         "load: Node worker processes, official phoenix 1.8.16 client over ws 8.18.3 "
         "(socket.io-client 4.8.1 for python-socketio)",
@@ -1455,6 +1506,7 @@ async def main(args: argparse.Namespace) -> int:
         f"{info['kernel']}, Python {info['python']}, Node {info['node']}; "
         f"{document['elapsed_s']} s"
     )
+    print(f"host speed: {speed_text(speed)}")
     print("seconds per workload:", ", ".join(f"{k} {v}" for k, v in timings.items()))
     if failures:
         print("failed:", json.dumps(failures, indent=2))
@@ -1484,7 +1536,12 @@ def cli() -> None:
     args = parser.parse_args()
     if args.table:
         sys.exit(print_saved_table(args.table))
-    sys.exit(trio.run(main, args))
+    missing = [d for d in (NODE_DIR / "node_modules",) if not d.is_dir()]
+    if missing:
+        sys.exit(
+            f"{missing[0]} is missing: run the benchmarks with `make bench`, which installs it"
+        )
+    sys.exit(trio.run(main, args, host_speed()))
 
 
 if __name__ == "__main__":
