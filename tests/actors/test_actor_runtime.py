@@ -19,6 +19,7 @@ from parley.actors import (
     ExitKind,
     MailboxFull,
 )
+from parley.actors.mailbox import Failed, Ok
 from parley.supervision import DynamicSupervisor, Restart, Supervisor
 
 from .recorder import (
@@ -103,6 +104,43 @@ async def test_a_call_that_crashes_the_actor_fails_the_caller_and_the_actor_rest
     assert stats.last_error == repr(ValueError("asked to fail"))
     assert journal.inits == 2
     assert [reason.kind for reason in journal.exits] == [ExitKind.CRASHED]
+
+
+async def test_call_soon_answers_through_its_callback_or_refuses_when_full(
+    autojump_clock: MockClock, system: ActorSystem, supervisor: DynamicSupervisor
+) -> None:
+    ref = await start_recorder(system, supervisor, Journal())
+    gate = trio.Event()
+    ref.cast(Wait(gate))  # busy: what follows queues
+    replies: list[object] = []
+    assert ref.call_soon(Ping("soon"), replies.append)
+    assert ref.call_soon(Fail(), replies.append)
+    while ref.call_soon(Ping("filler"), replies.append):
+        pass  # until the mailbox is full: then nothing is queued and False says so
+    depth = ref.statistics().mailbox_depth
+    assert depth == ref.statistics().mailbox_capacity
+    gate.set()
+    await trio.testing.wait_all_tasks_blocked()
+
+    assert replies[0] == Ok("pong soon")
+    assert isinstance(replies[1], Failed) and isinstance(replies[1].error, ActorCrashed)
+    # The crash lost only the message being handled; the fillers were answered after the restart.
+    assert replies[2:] == [Ok("pong filler")] * (depth - 2)
+
+
+async def test_call_soon_answers_none_when_the_slot_ends_first(
+    autojump_clock: MockClock, system: ActorSystem, supervisor: DynamicSupervisor
+) -> None:
+    ref = await start_recorder(system, supervisor, Journal(), restart=Restart.TEMPORARY)
+    gate = trio.Event()
+    ref.cast(Wait(gate))
+    replies: list[object] = []
+    assert ref.call_soon(Ping("never"), replies.append)
+    ref.kill("test")  # temporary: not restarted, so the queued call is never handled
+    await trio.testing.wait_all_tasks_blocked()
+
+    assert replies == [None]
+    assert not ref.call_soon(Ping("gone"), replies.append)
 
 
 async def test_state_is_rebuilt_by_the_factory_on_restart(

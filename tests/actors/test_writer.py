@@ -211,3 +211,28 @@ async def test_a_batch_that_fails_otherwise_fails_only_its_own_messages(
     with pytest.raises(WriteFailed, match="nothing was written"):
         await failing.wait()
     assert [w.message.body for w in await after.wait()] == ["m2"]
+
+
+def test_a_batch_calls_back_after_on_commit_and_at_once_when_already_done(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    order: list[str] = []
+    batch = WriteBatch([], on_commit=lambda rows: order.append("on_commit"))
+    batch.when_done(lambda result: order.append("first"))
+
+    def broken(_: object) -> None:
+        raise RuntimeError("callback bug")
+
+    batch.when_done(broken)
+    batch.when_done(lambda result: order.append("second"))
+    batch.finish([])
+    assert order == ["on_commit", "first", "second"]  # a failing callback stops no other
+    assert "done callback failed" in caplog.text
+    batch.when_done(lambda result: order.append(f"late {result!r}"))
+    assert order[-1] == "late []"
+
+    failed = WriteBatch([], on_commit=lambda rows: order.append("not for a failure"))
+    got: list[object] = []
+    failed.when_done(got.append)
+    failed.finish(WriteFailed("down"))
+    assert [type(x) for x in got] == [WriteFailed] and "not for a failure" not in order

@@ -18,6 +18,7 @@ Topics and events published (DESIGN §5):
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from parley.actors.chat_events import (
@@ -37,6 +38,7 @@ from parley.actors.conversation import (
     Send,
 )
 from parley.actors.errors import ActorUnavailable, CallTimeout
+from parley.actors.mailbox import Ok, Reply
 from parley.actors.pubsub import PubSub
 from parley.actors.ref import ActorRef
 from parley.actors.registry import Registry
@@ -106,11 +108,53 @@ class Chat:
         if isinstance(outcome, Refused):
             raise NotAMember(str(conversation_id))
         waited_on = outcome.original if isinstance(outcome, Resend) else batch
-        try:
-            (row,) = await waited_on.wait()
-        except WriteFailed as exc:
-            raise ChatUnavailable(str(exc)) from exc
-        return Written(row.message, duplicate=row.duplicate or waited_on is not batch)
+        await waited_on.done.wait()
+        written = _answer(waited_on, resent=waited_on is not batch)
+        if isinstance(written, ChatUnavailable):
+            raise written
+        return written
+
+    def send_soon(
+        self,
+        conversation_id: uuid.UUID,
+        sender_id: uuid.UUID,
+        body: str,
+        client_id: str | None,
+        answer: Callable[[Written | NotAMember | ChatUnavailable | None], None],
+    ) -> bool:
+        """`send` without a task waiting on it, when nothing on the way needs one: the
+        conversation's actor is running and its mailbox has room. False: nothing was started
+        (use `send`).
+
+        Once started, `answer` is called exactly once, from whichever task finishes it: with
+        the stored row (as `send` returns it), or the error `send` would raise, or None when
+        the actor went down before it had the message, so that nothing was stored and `send` is
+        the way to retry (it starts the actor again). It must not block. There is no call
+        timeout on the way (see `ActorRef.call_soon`): the conversation answers from memory or
+        after its membership query, bounded by the database's command timeout.
+        """
+        ref = self._registry.lookup(f"conversation:{conversation_id}")
+        if ref is None:
+            return False
+        batch = WriteBatch([NewMessage(conversation_id, sender_id, body, client_id)])
+
+        def replied(reply: Reply[ConversationReply] | None) -> None:
+            if not isinstance(reply, Ok):
+                # Crashed or went down before answering: if the writer has the batch anyway,
+                # its answer stands (as in `send`); if not, nothing was stored.
+                if batch.submitted:
+                    batch.when_done(lambda _: answer(_answer(batch, resent=False)))
+                else:
+                    answer(None)
+                return
+            outcome = reply.value
+            if isinstance(outcome, Refused):
+                answer(NotAMember(str(conversation_id)))
+                return
+            waited_on = outcome.original if isinstance(outcome, Resend) else batch
+            waited_on.when_done(lambda _: answer(_answer(waited_on, resent=waited_on is not batch)))
+
+        return ref.call_soon(Send(sender_id, client_id, batch), replied)
 
     async def conversation(self, conversation_id: uuid.UUID) -> ConversationRef:
         """The conversation's actor, started on demand (exactly once, through the registry)."""
@@ -176,6 +220,18 @@ class Chat:
 
     def describe(self) -> dict[str, Any]:
         return {"conversations": len(self._supervisor)}
+
+
+def _answer(batch: WriteBatch, *, resent: bool) -> Written | ChatUnavailable:
+    """A finished batch of one message as `Chat.send` answers it: the row, or why it failed."""
+    result = batch.result
+    if isinstance(result, WriteFailed):
+        unavailable = ChatUnavailable(str(result))
+        unavailable.__cause__ = result
+        return unavailable
+    assert result is not None, "the batch is finished"
+    (row,) = result
+    return Written(row.message, duplicate=row.duplicate or resent)
 
 
 __all__ = [

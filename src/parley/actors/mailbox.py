@@ -10,6 +10,8 @@ lost). It is closed when the slot ends for good, and reopened if a supervisor st
 from __future__ import annotations
 
 import enum
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeAlias, TypeVar
 
@@ -23,6 +25,8 @@ CallT = TypeVar("CallT")
 ReplyT = TypeVar("ReplyT")
 CastT = TypeVar("CastT")
 ItemT = TypeVar("ItemT")
+
+log = logging.getLogger(__name__)
 
 
 class Overflow(enum.StrEnum):
@@ -63,13 +67,19 @@ class ReplySlot(Generic[ReplyT]):
     Lighter than a one-message memory channel (a call is on every chat send's path): no channel
     ends, no task sets, one wake-up. A caller that stops waiting (a timeout, a cancellation)
     closes it, and a reply that comes later is dropped.
+
+    A caller that must not wait in a task (`ActorRef.call_soon`) gives a `callback` instead: it is
+    called once, with the reply or with None when the slot closes unanswered, from whichever task
+    answers or closes it (the actor's, or its slot's end). It must not block; an exception from
+    it is logged, never raised into that task.
     """
 
-    __slots__ = ("_reply", "_waiter", "closed")
+    __slots__ = ("_callback", "_reply", "_waiter", "closed")
 
-    def __init__(self) -> None:
+    def __init__(self, callback: Callable[[Reply[ReplyT] | None], None] | None = None) -> None:
         self._reply: Reply[ReplyT] | None = None
         self._waiter: trio.lowlevel.Task | None = None
+        self._callback = callback
         self.closed = False
 
     def send(self, reply: Reply[ReplyT]) -> None:
@@ -78,14 +88,20 @@ class ReplySlot(Generic[ReplyT]):
             return
         self.closed = True
         self._reply = reply
-        self._wake(outcome.Value(reply))
+        if self._callback is not None:
+            self._call_back(reply)
+        else:
+            self._wake(outcome.Value(reply))
 
     def close(self) -> None:
-        """No answer will come: a waiting caller gets `trio.EndOfChannel`."""
+        """No answer will come: a waiting caller gets `trio.EndOfChannel` (a callback, None)."""
         if self.closed:
             return
         self.closed = True
-        self._wake(outcome.Error(trio.EndOfChannel()))
+        if self._callback is not None:
+            self._call_back(None)
+        else:
+            self._wake(outcome.Error(trio.EndOfChannel()))
 
     async def wait(self) -> Reply[ReplyT]:
         """The reply; `trio.EndOfChannel` if the slot was closed without one."""
@@ -98,6 +114,14 @@ class ReplySlot(Generic[ReplyT]):
         self._waiter = trio.lowlevel.current_task()
         reply: Reply[ReplyT] = await trio.lowlevel.wait_task_rescheduled(self._give_up)
         return reply
+
+    def _call_back(self, reply: Reply[ReplyT] | None) -> None:
+        callback, self._callback = self._callback, None
+        assert callback is not None
+        try:
+            callback(reply)
+        except Exception:
+            log.exception("a call's reply callback failed")
 
     def _wake(self, result: outcome.Outcome[Reply[ReplyT]]) -> None:
         waiter = self._waiter

@@ -52,12 +52,13 @@ class WriteFailed(Exception):
 class WriteBatch:
     """Messages to store, in order; `done` is set when `result` is filled.
 
-    The batch is the acknowledgement's path: whoever created it waits on it, so a message handed to
-    the writer is answered even if the actor that forwarded it dies meanwhile. `submitted` turns
-    true
-    the moment the writer has it (no checkpoint in between), which tells such a waiter whether its
-    message can still be written. `on_commit` runs right after the commit, in commit order, so
-    whatever it publishes goes out in seq order; it must not block.
+    The batch is the acknowledgement's path: whoever created it waits on it (or asks to be called
+    back, `when_done`), so a message handed to the writer is answered even if the actor that
+    forwarded it dies meanwhile. `submitted` turns true the moment the writer has it (no
+    checkpoint in between), which tells such a waiter whether its message can still be written.
+    `on_commit` runs right after the commit, in commit order, so whatever it publishes goes out
+    in seq order, before any `when_done` callback (a sender's own socket gets the broadcast, then
+    the reply, as with a waiting task); none of them may block.
     """
 
     messages: list[NewMessage]
@@ -65,6 +66,7 @@ class WriteBatch:
     submitted: bool = False
     done: trio.Event = field(default_factory=trio.Event)
     result: list[Written] | WriteFailed | None = None
+    _callbacks: list[Callable[[list[Written] | WriteFailed], None]] | None = None
 
     def finish(self, result: list[Written] | WriteFailed) -> None:
         self.result = result
@@ -74,6 +76,27 @@ class WriteBatch:
                 self.on_commit(result)
             except Exception:
                 log.exception("on_commit callback failed")
+        callbacks, self._callbacks = self._callbacks, None
+        for callback in callbacks or ():
+            self._call(callback, result)
+
+    def when_done(self, callback: Callable[[list[Written] | WriteFailed], None]) -> None:
+        """Call `callback` with the result once there is one (at once if there is already)."""
+        if self.result is not None:
+            self._call(callback, self.result)
+        elif self._callbacks is None:
+            self._callbacks = [callback]
+        else:
+            self._callbacks.append(callback)
+
+    @staticmethod
+    def _call(
+        callback: Callable[[list[Written] | WriteFailed], None], result: list[Written] | WriteFailed
+    ) -> None:
+        try:
+            callback(result)
+        except Exception:
+            log.exception("a batch's done callback failed")
 
     async def wait(self) -> list[Written]:
         """The stored rows, in the order given (raises `WriteFailed`)."""

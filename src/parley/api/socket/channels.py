@@ -32,10 +32,11 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-from parley.actors.chat import ChatUnavailable, NotAMember, message_payload
+from parley.actors.chat import ChatUnavailable, NotAMember, Written, message_payload
 from parley.api.socket import message as m
 from parley.api.socket.message import Broadcast, Message, Payload
 from parley.store.conversations import UnknownUsers
@@ -79,6 +80,20 @@ class StopChannel:
 
 
 HandlerResult = HandlerReply | _NoReply | StopChannel
+
+
+class _InTask:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "HANDLE_IN_TASK"
+
+
+HANDLE_IN_TASK: Final = _InTask()
+"""What a `handle_in_now` answers when the event must go through `handle_in` after all."""
+
+Answer = Callable[[HandlerResult | _InTask], None]
+"""How `handle_in_now` answers an event it took: once, now or later, from any task."""
 
 
 def ok(response: Payload = None) -> HandlerReply:
@@ -158,6 +173,19 @@ class Channel:
 
     async def handle_in(self, event: str, payload: Any, message: Message) -> HandlerResult:
         return refused("unknown event")
+
+    def handle_in_now(self, event: str, payload: Any, message: Message, answer: Answer) -> bool:
+        """Take an event without a task of its own, if this channel can (False: `handle_in`
+        gets it, in the instance's task).
+
+        For events whose work is done by actors that can answer through a callback (a chat
+        send: the conversation's actor, then the writer), so that a push costs no task, no
+        cancel scope and no wake-up of its own (docs/realtime.md, "Pushes without a task"). A
+        channel that takes the event calls `answer` exactly once, with the result `handle_in`
+        would have returned, or with `HANDLE_IN_TASK` to hand the event to `handle_in` after all;
+        the instance handles nothing else meanwhile, so events stay in order.
+        """
+        return False
 
     def handle_out(self, broadcast: Broadcast) -> Broadcast | Message | None:
         return broadcast
@@ -258,9 +286,8 @@ class PrivateChatChannel(Channel):
             return refused(UNAUTHORIZED)
         return ok()
 
-    async def handle_in(self, event: str, payload: Any, message: Message) -> HandlerResult:
-        if event != "send":
-            return refused("unknown event")
+    def _sending(self, payload: Any) -> tuple[uuid.UUID, str, str | None] | HandlerReply:
+        """`send`'s recipient, body and client id, or the error reply for a bad payload."""
         to = _uuid(payload.get("to") if isinstance(payload, dict) else None)
         if to is None or to == self.user_id:
             return HandlerReply("error", {"reason": "invalid", "fields": {"to": ["a user id"]}})
@@ -270,12 +297,49 @@ class PrivateChatChannel(Channel):
         client_id = _client_id(payload)
         if isinstance(client_id, HandlerReply):
             return client_id
-        chat = self.hub.chat
+        return to, body, client_id
+
+    def handle_in_now(self, event: str, payload: Any, message: Message, answer: Answer) -> bool:
+        if event != "send":
+            return False
+        sending = self._sending(payload)
+        if isinstance(sending, HandlerReply):
+            answer(sending)
+            return True
+        to, body, client_id = sending
+        conversation_id = self._direct_conversations.get(to)
+        if conversation_id is None:
+            return False  # the first message to `to` looks the conversation up: in the task
+
+        def sent(written: Written | NotAMember | ChatUnavailable | None) -> None:
+            if written is None:
+                answer(HANDLE_IN_TASK)
+            elif isinstance(written, Written):
+                answer(self._delivered(to, conversation_id, written))
+            else:
+                answer(chat_refusal(written))
+
+        return bool(self.hub.chat.send_soon(conversation_id, self.user_id, body, client_id, sent))
+
+    async def handle_in(self, event: str, payload: Any, message: Message) -> HandlerResult:
+        if event != "send":
+            return refused("unknown event")
+        sending = self._sending(payload)
+        if isinstance(sending, HandlerReply):
+            return sending
+        to, body, client_id = sending
         try:
             conversation_id = await self.direct_conversation(to)
-            written = await chat.send(conversation_id, self.user_id, body, client_id)
+            written = await self.hub.chat.send(conversation_id, self.user_id, body, client_id)
         except (UnknownUsers, NotAMember, ChatUnavailable) as exc:
             return chat_refusal(exc)
+        return self._delivered(to, conversation_id, written)
+
+    def _delivered(
+        self, to: uuid.UUID, conversation_id: uuid.UUID, written: Written
+    ) -> HandlerReply:
+        """Broadcast a stored message on the recipient's topic (not a resend: it went out
+        already) and make the sender's reply."""
         stored = written.message
         if not written.duplicate:
             self.hub.pubsub.publish(
@@ -429,6 +493,30 @@ class ConversationChannel(Channel):
             return None
         self.intercept = frozenset()  # past the recovered range: back to the fastlane
         return broadcast
+
+    def handle_in_now(self, event: str, payload: Any, message: Message, answer: Answer) -> bool:
+        if event != "new_msg":
+            return False
+        cid = self.conversation_id
+        assert cid is not None
+        body = _body(payload, "body", self.settings)
+        if isinstance(body, HandlerReply):
+            answer(body)
+            return True
+        client_id = _client_id(payload)
+        if isinstance(client_id, HandlerReply):
+            answer(client_id)
+            return True
+
+        def sent(written: Written | NotAMember | ChatUnavailable | None) -> None:
+            if written is None:
+                answer(HANDLE_IN_TASK)
+            elif isinstance(written, Written):
+                answer(ok({"id": written.message.id, "seq": written.message.seq}))
+            else:
+                answer(chat_refusal(written))
+
+        return bool(self.hub.chat.send_soon(cid, self.user_id, body, client_id, sent))
 
     async def handle_in(self, event: str, payload: Any, message: Message) -> HandlerResult:
         cid = self.conversation_id

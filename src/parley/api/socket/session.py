@@ -20,7 +20,9 @@ Shape (read with `transport.py` and `channels.py`):
   queued events): it is started by the first event and ends when the queue is empty, so an idle
   socket holds no task and no queue per channel (DESIGN §7's memory budget per connection).
   These tasks belong to this actor (they run only between awaits, on trio's one thread), so
-  they update its state directly, like a GenServer's linked helpers.
+  they update its state directly, like a GenServer's linked helpers. An event the channel can
+  answer through callbacks (`Channel.handle_in_now`: a chat send to a running conversation)
+  gets no task at all; the instance counts as busy until its reply is out, so order is kept.
 * A `ChannelInstance` is also the pubsub subscriber for its topic. `deliver` is the fan-out hot
   path: it never blocks and never awaits. It encodes the broadcast through the serializer's
   fastlane (once per serializer for all recipients) and puts the frame in the outbound queue.
@@ -37,13 +39,21 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Never
 
 import trio
 
 from parley.actors import Actor, ExitKind, ExitReason, Overflow
 from parley.api.socket import message as m
-from parley.api.socket.channels import NO_REPLY, HandlerReply, StopChannel, route
+from parley.api.socket.channels import (
+    HANDLE_IN_TASK,
+    NO_REPLY,
+    HandlerReply,
+    HandlerResult,
+    StopChannel,
+    route,
+)
 from parley.api.socket.message import Broadcast, Frame, Message, Reply
 from parley.api.socket.ratelimit import TokenBucket
 from parley.api.socket.serializer import EncodeError, FrameError
@@ -257,9 +267,49 @@ class ChannelInstance:
             await room.wait()
         if self.state == _CLOSED:
             return  # closed meanwhile: the instance is gone, nothing to do
+        if not self._working and isinstance(item, Message) and self._took_now(item):
+            return
         queue.append(item)
         if not self._working:
             self._start(nursery, after_join=False)
+
+    def _took_now(self, message: Message) -> bool:
+        """Offer an event to the channel's `handle_in_now` (the queue is empty and no task
+        runs); while it is being answered the instance counts as working, so later events
+        queue behind it as they would behind a task."""
+        channel = self.channel
+        assert channel is not None
+        self._working = True
+        try:
+            taken = channel.handle_in_now(
+                message.event, message.payload, message, partial(self._answered, message)
+            )
+        except Exception as exc:
+            self._working = False
+            self.session.channel_crashed(self, exc)
+            return True
+        if not taken:
+            self._working = False
+        return taken
+
+    def _answered(self, message: Message, result: HandlerResult | object) -> None:
+        """`handle_in_now`'s answer, from whichever task gives it: the reply goes out as
+        `handle_in`'s would, then the events that queued meanwhile get a task."""
+        if self.state == _CLOSED:
+            return  # left or closed meanwhile: as for a cancelled task, nothing is sent
+        if result is HANDLE_IN_TASK:
+            self._queue.insert(0, message)
+            self._start(self.session.channel_nursery(), after_join=False)
+            return
+        try:
+            if self.session.apply_result(self, message, result):
+                return
+        except Exception as exc:
+            self.session.channel_crashed(self, exc)
+            return
+        self._working = False
+        if self._queue:
+            self._start(self.session.channel_nursery(), after_join=False)
 
     def _start(self, nursery: trio.Nursery, *, after_join: bool) -> None:
         self._working = True
@@ -530,9 +580,10 @@ class SessionActor(Actor[Never, Never, Inbound]):
         if message.join_ref is not None and message.join_ref != instance.join_ref:
             self.count("stale_join_ref")
             return  # §4.3: stale join_ref, dropped silently
-        await instance.enqueue(message, self._channel_nursery())
+        await instance.enqueue(message, self.channel_nursery())
 
-    def _channel_nursery(self) -> trio.Nursery:
+    def channel_nursery(self) -> trio.Nursery:
+        """Where this session's channel tasks run."""
         nursery = self._nursery.nursery
         assert nursery is not None
         return nursery
@@ -583,7 +634,7 @@ class SessionActor(Actor[Never, Never, Inbound]):
         self._channels[topic] = instance
         self.count("joins")
         self.send(m.reply_ok(message, result.response))
-        instance.mark_joined(self._channel_nursery())
+        instance.mark_joined(self.channel_nursery())
 
     async def _leave(self, message: Message, instance: ChannelInstance | None) -> None:
         if instance is None:
@@ -593,7 +644,7 @@ class SessionActor(Actor[Never, Never, Inbound]):
             return  # stale: the client races a close we already sent
         # Not routable any more; the instance answers after the events queued before the leave.
         del self._channels[instance.topic]
-        await instance.enqueue(_Leave(message), self._channel_nursery())
+        await instance.enqueue(_Leave(message), self.channel_nursery())
 
 
 # -- running a session ------------------------------------------------------------------------
