@@ -112,6 +112,9 @@ class ActorSettings:
     registry_mailbox: int = 1024
     conversation_mailbox: int = 512
     conversation_idle_seconds: float = 300.0
+    idle_check_seconds: float = 1.0
+    """How often one task looks for actors past their idle timeout (`IdleWatch`): an idle actor
+    stops between its timeout and its timeout plus this."""
     membership_cache_seconds: float = 30.0
     client_id_cache_size: int = 1024
     presence_broadcast_ms: float = 100.0

@@ -18,6 +18,7 @@ from parley.actors import (
     CallTimeout,
     ExitKind,
     MailboxFull,
+    actor_child_spec,
 )
 from parley.actors.mailbox import Failed, Ok
 from parley.supervision import DynamicSupervisor, Restart, Supervisor
@@ -332,8 +333,12 @@ async def test_info_messages_reach_handle_info(
 
 
 async def test_an_idle_transient_actor_returns_normally_and_stays_down(
-    autojump_clock: MockClock, system: ActorSystem, supervisor: DynamicSupervisor
+    autojump_clock: MockClock,
+    system: ActorSystem,
+    supervisor: DynamicSupervisor,
+    nursery: trio.Nursery,
 ) -> None:
+    await nursery.start(system.idle_watch.run)  # checks every second (the settings' default)
     journal = Journal()
     ref = await start_recorder(
         system, supervisor, journal, restart=Restart.TRANSIENT, idle_timeout=10.0
@@ -342,14 +347,26 @@ async def test_an_idle_transient_actor_returns_normally_and_stays_down(
     ref.cast(Add(1))  # resets the idle timer
     await trio.sleep(6)
     assert ref.alive
-
-    await trio.sleep(5)
+    gate = trio.Event()
+    ref.cast(Wait(gate))  # a handler busy past the timeout is not idle
+    await trio.sleep(15)
+    assert ref.alive
+    gate.set()
+    await trio.sleep(9.5)  # idle from the end of the handler on, not from its start
+    assert ref.alive
+    await trio.sleep(1)  # past the timeout: stopped at the next check
 
     assert not ref.alive
     assert [reason.kind for reason in journal.exits] == [ExitKind.IDLE]
     assert journal.inits == 1
     assert ref.id not in supervisor
     assert system.directory.get(ref.id) is None
+
+
+def test_an_idle_timeout_needs_the_idle_watch(system: ActorSystem) -> None:
+    ref = system.create_ref(Recorder, capacity=4)
+    with pytest.raises(ValueError, match="idle watch"):
+        actor_child_spec(ref, lambda: Recorder(Journal()), idle_timeout=1.0)
 
 
 async def test_an_actor_that_calls_stop_returns_normally(

@@ -246,6 +246,21 @@ class Mailbox(Generic[ItemT]):
         handed: ItemT = await trio.lowlevel.wait_task_rescheduled(self._abort_get)
         return handed
 
+    @property
+    def waiting(self) -> bool:
+        """The reader is parked in `get` on an empty mailbox."""
+        return self._reader is not None
+
+    def interrupt(self, item: ItemT) -> bool:
+        """Hand `item` to a reader parked on an empty mailbox, outside the queue (no message can
+        be behind it); False, and nothing done, when no reader waits."""
+        reader = self._reader
+        if reader is None:
+            return False
+        self._reader = None
+        trio.lowlevel.reschedule(reader, outcome.Value(item))
+        return True
+
     def _abort_get(self, _: object) -> trio.lowlevel.Abort:
         self._reader = None
         return trio.lowlevel.Abort.SUCCEEDED

@@ -111,6 +111,7 @@ class Runtime:
                 "writer", self.writer.run, shutdown_timeout=grace, describe=self.writer.describe
             ),
             self.registry.child_spec(),
+            ChildSpec("actor-idle", self.system.idle_watch.run, shutdown_timeout=grace),
             ChildSpec("pubsub", self.pubsub.run, shutdown_timeout=grace),
             ChildSpec("presence", self.presence.run, shutdown_timeout=grace),
             self.conversations.child_spec(shutdown_timeout=math.inf),
