@@ -108,7 +108,7 @@ class Chat:
         if isinstance(outcome, Refused):
             raise NotAMember(str(conversation_id))
         waited_on = outcome.original if isinstance(outcome, Resend) else batch
-        await waited_on.done.wait()
+        await waited_on.wait_finished()
         written = _answer(waited_on, resent=waited_on is not batch)
         if isinstance(written, ChatUnavailable):
             raise written

@@ -143,7 +143,7 @@ class ConversationActor(Actor[ConversationCall, ConversationReply, MembersChange
     def _forget_written(self) -> None:
         """Drop the oldest entries whose batch is done (the writer answers batches in order)."""
         in_flight = self._in_flight
-        while in_flight and next(iter(in_flight.values())).done.is_set():
+        while in_flight and next(iter(in_flight.values())).finished:
             in_flight.popitem(last=False)
 
     async def _fresh_members(self) -> None:

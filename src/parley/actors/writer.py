@@ -26,7 +26,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -50,7 +50,7 @@ class WriteFailed(Exception):
 
 @dataclass(eq=False)
 class WriteBatch:
-    """Messages to store, in order; `done` is set when `result` is filled.
+    """Messages to store, in order; `finished` once `result` is filled.
 
     The batch is the acknowledgement's path: whoever created it waits on it (or asks to be called
     back, `when_done`), so a message handed to the writer is answered even if the actor that
@@ -64,13 +64,19 @@ class WriteBatch:
     messages: list[NewMessage]
     on_commit: Callable[[list[Written]], None] | None = None
     submitted: bool = False
-    done: trio.Event = field(default_factory=trio.Event)
     result: list[Written] | WriteFailed | None = None
     _callbacks: list[Callable[[list[Written] | WriteFailed], None]] | None = None
+    _finished: trio.Event | None = None
+    """Made only for a task that waits (`wait_finished`); a push answered by callbacks has none."""
+
+    @property
+    def finished(self) -> bool:
+        return self.result is not None
 
     def finish(self, result: list[Written] | WriteFailed) -> None:
         self.result = result
-        self.done.set()
+        if self._finished is not None:
+            self._finished.set()
         if self.on_commit is not None and not isinstance(result, WriteFailed):
             try:
                 self.on_commit(result)
@@ -98,9 +104,18 @@ class WriteBatch:
         except Exception:
             log.exception("a batch's done callback failed")
 
+    async def wait_finished(self) -> None:
+        """Wait until the batch is finished, however it ended (a checkpoint either way)."""
+        if self.result is not None:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._finished is None:
+            self._finished = trio.Event()
+        await self._finished.wait()
+
     async def wait(self) -> list[Written]:
         """The stored rows, in the order given (raises `WriteFailed`)."""
-        await self.done.wait()
+        await self.wait_finished()
         assert self.result is not None
         if isinstance(self.result, WriteFailed):
             raise self.result
