@@ -124,3 +124,33 @@ async def test_socket_pushes_keep_their_order_behind_each_other_and_a_leave(
         await ca.receive("phx_close", topic)
         seen = [(await cb.receive("new_msg", topic)).payload["seq"] for _ in range(21)]
         assert seen == list(range(1, 22))
+
+
+class HandlerTasks(trio.abc.Instrument):
+    """Counts the channel handler tasks started (`ChannelInstance._work`)."""
+
+    def __init__(self) -> None:
+        self.started = 0
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        if task.name.endswith("ChannelInstance._work"):
+            self.started += 1
+
+
+async def test_pushes_queued_behind_one_in_flight_take_no_task(realtime: Realtime) -> None:
+    alice, bob = await realtime.users(2)
+    cid = await realtime.group(alice, bob)
+    topic = f"conversation:{cid}"
+    async with open_phoenix_client(realtime.url, token=alice.token) as ca:
+        await ca.join(topic)
+        assert (await ca.push(topic, "new_msg", {"body": "m0"})).ok  # starts the actor
+        tasks = HandlerTasks()
+        trio.lowlevel.add_instrument(tasks)
+        try:
+            # Sent at once: all but the first arrive while one is waiting for its commit.
+            refs = [await ca.push_nowait(topic, "new_msg", {"body": f"m{n}"}) for n in range(1, 31)]
+            replies = [await ca.wait_reply(ref, topic=topic) for ref in refs]
+        finally:
+            trio.lowlevel.remove_instrument(tasks)
+        assert [r.response["seq"] for r in replies] == list(range(2, 32))
+        assert tasks.started == 0

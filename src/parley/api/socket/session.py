@@ -22,7 +22,9 @@ Shape (read with `transport.py` and `channels.py`):
   These tasks belong to this actor (they run only between awaits, on trio's one thread), so
   they update its state directly, like a GenServer's linked helpers. An event the channel can
   answer through callbacks (`Channel.handle_in_now`: a chat send to a running conversation)
-  gets no task at all; the instance counts as busy until its reply is out, so order is kept.
+  gets no task at all; the instance counts as busy until its reply is out, so order is kept,
+  and the events that queued meanwhile are offered the same way, so a socket that pushes
+  faster than its commits return stays off the task path.
 * A `ChannelInstance` is also the pubsub subscriber for its topic. `deliver` is the fan-out hot
   path: it never blocks and never awaits. It encodes the broadcast through the serializer's
   fastlane (once per serializer for all recipients) and puts the frame in the outbound queue.
@@ -121,6 +123,7 @@ class ChannelInstance:
     """
 
     __slots__ = (
+        "_offering",
         "_pending",
         "_queue",
         "_room",
@@ -151,6 +154,9 @@ class ChannelInstance:
         self._room: trio.Event | None = None
         """Set when the queue has room again, for a reader waiting on a full queue."""
         self._working = False
+        self._offering = False
+        """True while `handle_in_now` runs: an answer given inside it leaves the next queued
+        event to `_offer_queued`'s loop instead of recursing into it."""
         self._scope: trio.CancelScope | None = None
         """The running handler task's scope (None when there is no task)."""
 
@@ -280,6 +286,7 @@ class ChannelInstance:
         channel = self.channel
         assert channel is not None
         self._working = True
+        self._offering = True
         try:
             taken = channel.handle_in_now(
                 message.event, message.payload, message, partial(self._answered, message)
@@ -288,13 +295,15 @@ class ChannelInstance:
             self._working = False
             self.session.channel_crashed(self, exc)
             return True
+        finally:
+            self._offering = False
         if not taken:
             self._working = False
         return taken
 
     def _answered(self, message: Message, result: HandlerResult | object) -> None:
         """`handle_in_now`'s answer, from whichever task gives it: the reply goes out as
-        `handle_in`'s would, then the events that queued meanwhile get a task."""
+        `handle_in`'s would, then the events that queued meanwhile are offered the same way."""
         if self.state == _CLOSED:
             return  # left or closed meanwhile: as for a cancelled task, nothing is sent
         if result is HANDLE_IN_TASK:
@@ -308,7 +317,26 @@ class ChannelInstance:
             self.session.channel_crashed(self, exc)
             return
         self._working = False
-        if self._queue:
+        if self._queue and not self._offering:
+            self._offer_queued()
+
+    def _offer_queued(self) -> None:
+        """The instance is free and events queued meanwhile: offer them to `handle_in_now` in
+        order, as the first was, so a socket that sends faster than its commits return stays
+        off the task path; the first one refused (or a leave) and the rest go to a task."""
+        queue = self._queue
+        while queue and self.state != _CLOSED:
+            item = queue[0]
+            if not isinstance(item, Message):
+                break
+            queue.pop(0)
+            self._wake_reader()
+            if not self._took_now(item):
+                queue.insert(0, item)
+                break
+            if self._working:
+                return  # answered later, by `_answered`, which continues from here
+        if queue and self.state != _CLOSED:
             self._start(self.session.channel_nursery(), after_join=False)
 
     def _start(self, nursery: trio.Nursery, *, after_join: bool) -> None:
