@@ -53,6 +53,11 @@ class ServerSettings:
     trusted_proxies: tuple[str, ...] = ()
     """Peers whose X-Forwarded-For is believed; anybody else's is ignored."""
     max_request_body_bytes: int = 1_048_576
+    listen_backlog: int = 1024
+    """Connections the kernel completes and queues for the listener before it drops handshakes
+    (capped by `net.core.somaxconn`). Hypercorn's 100 overflowed in W4: a burst of 200 logins at
+    once counted 95 `ListenOverflows` (`nstat`), each a client waiting a one-second SYN retry;
+    1024 is Cowboy's (Phoenix's) default as well."""
     gc_freeze: bool = True
     """Freeze the start-up objects out of the garbage collector (off in tests, which run many
     servers in one process)."""
@@ -370,6 +375,7 @@ def _validate(settings: Settings) -> None:
             "server.port: must be between 0 and 65535 (0: any free port)",
         ),
         (settings.server.shutdown_grace_seconds > 0, "server.shutdown_grace_seconds: must be > 0"),
+        (settings.server.listen_backlog >= 1, "server.listen_backlog: must be >= 1"),
         (
             1 <= settings.database.pool_min_size <= settings.database.pool_max_size,
             "database.pool_min_size: must be >= 1 and <= database.pool_max_size",

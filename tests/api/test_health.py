@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import httpx
+import trio
 
+from parley.config import Settings
 from parley.service import RunningServer
 from tests.conftest import TEST_OPERATOR_TOKEN
 
@@ -56,3 +58,16 @@ async def test_metrics_are_prometheus_text(client: httpx.AsyncClient) -> None:
     assert response.headers["content-type"].startswith("text/plain")
     assert 'parley_actors{kind="registry"} 1' in response.text
     assert "parley_writer_batch_size_count" in response.text
+
+
+async def test_the_listener_queues_as_many_handshakes_as_configured(
+    server: RunningServer, settings: Settings
+) -> None:
+    # A listening socket's Send-Q in `ss` is its accept backlog (inet_diag's idiag_wqueue).
+    port = httpx.URL(server.base_url).port
+    listing = await trio.run_process(
+        ["ss", "-ltnH", f"sport = :{port}"], capture_stdout=True, check=True
+    )
+    backlogs = {int(line.split()[2]) for line in listing.stdout.decode().splitlines()}
+    assert backlogs == {settings.server.listen_backlog}
+    assert settings.server.listen_backlog == 1024  # not Hypercorn's 100, which W4 overflowed

@@ -26,6 +26,7 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     config = HypercornConfig()
     config.bind = [f"{settings.server.host}:{settings.server.port}"]
     config.graceful_timeout = settings.server.shutdown_grace_seconds
+    config.backlog = settings.server.listen_backlog
     # Hypercorn accepts 16 MiB WebSocket messages by default; ours are bounded by the socket limit.
     config.websocket_max_message_size = settings.socket.max_frame_bytes
     config.accesslog = None
