@@ -106,7 +106,7 @@ class WriteBatch:
 
     async def wait_finished(self) -> None:
         """Wait until the batch is finished, however it ended (a checkpoint either way)."""
-        if self.result is not None:
+        if self.finished:
             await trio.lowlevel.checkpoint()
             return
         if self._finished is None:

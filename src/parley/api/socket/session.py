@@ -265,7 +265,7 @@ class ChannelInstance:
         self._wake_reader()
         return self.topics
 
-    async def enqueue(self, item: Message | _Leave, nursery: trio.Nursery) -> None:
+    async def enqueue(self, item: Message | _Leave) -> None:
         """Queue an event for the handler, waiting while the queue is full."""
         queue, limit = self._queue, self.session.hub.settings.actors.channel_mailbox
         while len(queue) >= limit and self.state != _CLOSED:
@@ -273,11 +273,9 @@ class ChannelInstance:
             await room.wait()
         if self.state == _CLOSED:
             return  # closed meanwhile: the instance is gone, nothing to do
-        if not self._working and isinstance(item, Message) and self._took_now(item):
-            return
         queue.append(item)
         if not self._working:
-            self._start(nursery, after_join=False)
+            self._offer_queued()
 
     def _took_now(self, message: Message) -> bool:
         """Offer an event to the channel's `handle_in_now` (the queue is empty and no task
@@ -321,9 +319,9 @@ class ChannelInstance:
             self._offer_queued()
 
     def _offer_queued(self) -> None:
-        """The instance is free and events queued meanwhile: offer them to `handle_in_now` in
-        order, as the first was, so a socket that sends faster than its commits return stays
-        off the task path; the first one refused (or a leave) and the rest go to a task."""
+        """The instance is free and has queued events: offer them to `handle_in_now` in order
+        (a socket that sends faster than its commits return so stays off the task path); the
+        first one refused (or a leave) and the rest go to a task."""
         queue = self._queue
         while queue and self.state != _CLOSED:
             item = queue[0]
@@ -608,7 +606,7 @@ class SessionActor(Actor[Never, Never, Inbound]):
         if message.join_ref is not None and message.join_ref != instance.join_ref:
             self.count("stale_join_ref")
             return  # §4.3: stale join_ref, dropped silently
-        await instance.enqueue(message, self.channel_nursery())
+        await instance.enqueue(message)
 
     def channel_nursery(self) -> trio.Nursery:
         """Where this session's channel tasks run."""
@@ -672,7 +670,7 @@ class SessionActor(Actor[Never, Never, Inbound]):
             return  # stale: the client races a close we already sent
         # Not routable any more; the instance answers after the events queued before the leave.
         del self._channels[instance.topic]
-        await instance.enqueue(_Leave(message), self.channel_nursery())
+        await instance.enqueue(_Leave(message))
 
 
 # -- running a session ------------------------------------------------------------------------
