@@ -30,6 +30,8 @@ WriterDriver = Literal["trio", "asyncpg"]
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "config" / "parley.toml"
 MIN_JWT_KEY_BYTES = 32
+MESSAGE_BODY_CEILING_CHARS = 100_000
+"""The most `messages.body_max_chars` may be: the database's CHECK on message bodies (0004)."""
 
 
 class ConfigError(Exception):
@@ -390,7 +392,10 @@ def _validate(settings: Settings) -> None:
             settings.writer.batch_max_linger_ms >= settings.writer.batch_max_wait_ms,
             "writer.batch_max_linger_ms: must be >= writer.batch_max_wait_ms",
         ),
-        (settings.messages.body_max_chars >= 1, "messages.body_max_chars: must be >= 1"),
+        (
+            1 <= settings.messages.body_max_chars <= MESSAGE_BODY_CEILING_CHARS,
+            f"messages.body_max_chars: must be 1 to {MESSAGE_BODY_CEILING_CHARS}",
+        ),
         (settings.socket.max_frame_bytes >= 1024, "socket.max_frame_bytes: must be >= 1024"),
         (settings.socket.pushes_per_second > 0, "socket.pushes_per_second: must be > 0"),
         (settings.supervision.max_restarts >= 0, "supervision.max_restarts: must be >= 0"),

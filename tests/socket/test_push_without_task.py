@@ -86,7 +86,7 @@ async def test_send_soon_hands_back_what_the_actor_never_had(realtime: Realtime)
     assert ref is not None
     # The actor reloads its members for this message (a database query) and is killed meanwhile:
     # the message never reached the writer, so the answer is None and nothing is stored.
-    await chat.members_changed(cid)
+    await chat.reload_members(cid)
     answers = Answers()
     assert chat.send_soon(cid, alice, "lost", None, answers)
     await trio.testing.wait_all_tasks_blocked()

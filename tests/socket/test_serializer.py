@@ -11,10 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from parley.api.socket import message as m
+from parley.api.socket.close_codes import CLOSE_INVALID_DATA, CLOSE_UNSUPPORTED_DATA
 from parley.api.socket.message import Broadcast, Frame, Message, Reply
 from parley.api.socket.serializer import (
-    CLOSE_INVALID_DATA,
-    CLOSE_UNSUPPORTED_DATA,
     V1,
     V2,
     EncodeError,

@@ -152,6 +152,21 @@ async def test_a_refused_value_fails_the_whole_batch_and_writes_nothing(
     assert (written[0].message.seq, written[0].duplicate) == (1, False)
 
 
+async def test_the_database_refuses_a_client_id_or_body_the_message_rules_refuse(
+    database: Database,
+    inserter: BatchInserter,
+) -> None:
+    # The CHECK constraints behind `parley.actors.message_rules` (migration 0004): a path that
+    # skipped the rules still cannot store what they refuse.
+    _, messages, alice, _, one = await alice_and_bob(database)
+    for refused in (NewMessage(one, alice, "fine", "c" * 65), NewMessage(one, alice, "", None)):
+        with pytest.raises(RejectedMessages):
+            await insert(inserter, [refused])
+    assert await messages.after(one, after_seq=0, limit=10) == []
+    written = await insert(inserter, [NewMessage(one, alice, "fine", "c" * 64)])
+    assert written[0].message.seq == 1
+
+
 async def test_a_cancelled_batch_writes_nothing_and_leaves_its_connection_usable(
     database_url: str, driver: WriterDriver
 ) -> None:

@@ -17,11 +17,16 @@ Topics and events published (DESIGN §5):
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from parley.actors.chat_events import (
+    CONVERSATION_ADDED,
+    CONVERSATION_REMOVED,
+    MEMBER_ADDED,
+    MEMBER_REMOVED,
     conversation_topic,
     message_payload,
     user_topic,
@@ -191,11 +196,55 @@ class Chat:
         reply = await ref.call(IsMember(user_id))
         return reply is True
 
-    async def members_changed(self, conversation_id: uuid.UUID) -> None:
-        """Tell a running conversation actor to reload its members (no actor: nothing cached)."""
+    async def members_added(
+        self, conversation_id: uuid.UUID, user_ids: list[uuid.UUID], conversation: dict[str, Any]
+    ) -> None:
+        """`user_ids` were made members (already committed): the conversation's actor reloads
+        its members before the next message, the conversation appears on each new member's
+        `user:` topic (`conversation`: its JSON, with members), and the members already in it
+        hear `member_added`."""
+        await self.reload_members(conversation_id)
+        topic = conversation_topic(conversation_id)
+        for user_id in user_ids:
+            self._pubsub.publish(
+                user_topic(user_id), CONVERSATION_ADDED, {"conversation": conversation}
+            )
+            self._pubsub.publish(
+                topic,
+                MEMBER_ADDED,
+                {"conversation_id": str(conversation_id), "user_id": str(user_id)},
+            )
+
+    async def member_removed(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        """`user_id` is no longer a member (already committed): when this returns, none of
+        their sockets takes anything more from the conversation.
+
+        Every channel of theirs on `conversation:{id}` stops with `phx_close` as the
+        `member_removed` broadcast reaches it (it is unsubscribed inside this call, on trio's one
+        thread, so no later broadcast can reach it), and the conversation's actor reloads its
+        members before it handles any message sent after this, so `message` on their `user:`
+        topic stops too. The others on the topic get `member_removed`, and the user's own
+        `user:` topic `conversation_removed` (their other devices drop it from the list).
+        """
+        await self.reload_members(conversation_id)
+        self._pubsub.publish(
+            conversation_topic(conversation_id),
+            MEMBER_REMOVED,
+            {"conversation_id": str(conversation_id), "user_id": str(user_id)},
+        )
+        self._pubsub.publish(
+            user_topic(user_id), CONVERSATION_REMOVED, {"conversation_id": str(conversation_id)}
+        )
+
+    async def reload_members(self, conversation_id: uuid.UUID) -> None:
+        """Queue a member reload on the conversation's actor, if it runs (none: nothing is
+        cached). `send` waits for mailbox room rather than dropping it on a full mailbox: a lost
+        reload would let a removed member go on getting messages."""
         ref = self._registry.lookup(f"conversation:{conversation_id}")
-        if ref is not None:
-            ref.cast(MembersChanged())
+        if ref is None:
+            return
+        with contextlib.suppress(ActorUnavailable):  # ended meanwhile: its successor loads afresh
+            await ref.send(MembersChanged())
 
     async def open_direct(self, user_id: uuid.UUID, other_id: uuid.UUID) -> Conversation:
         """The pair's 1:1 conversation, created on first use (raises `UnknownUsers`)."""

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 from parley.actors.pubsub import PubSub
+from parley.isotime import iso
 from parley.store.messages import Message, Written
 
 NEW_MSG = "new_msg"
 USER_MESSAGE = "message"
+MEMBER_ADDED = "member_added"
+"""On `conversation:{id}`: {conversation_id, user_id} of someone invited."""
+MEMBER_REMOVED = "member_removed"
+"""On `conversation:{id}`: {conversation_id, user_id} of someone removed or leaving; the removed
+user's own channels on that topic stop with `phx_close` when it reaches them."""
+CONVERSATION_ADDED = "conversation_added"
+"""On `user:{id}`: {conversation} (with its members), when the user is made a member."""
+CONVERSATION_REMOVED = "conversation_removed"
+"""On `user:{id}`: {conversation_id}, when the user is no longer a member."""
 
 
 def conversation_topic(conversation_id: uuid.UUID) -> str:
@@ -22,12 +31,9 @@ def user_topic(user_id: uuid.UUID) -> str:
     return f"user:{user_id}"
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
-
-
 def message_payload(message: Message) -> dict[str, Any]:
-    """A message on the socket, as in REST: ids as strings, times ISO 8601 UTC."""
+    """A message as every client sees it, over REST and on sockets: ids as strings (the
+    message's own id is a 64-bit integer), times ISO 8601 UTC."""
     return {
         "id": message.id,
         "seq": message.seq,
@@ -35,9 +41,9 @@ def message_payload(message: Message) -> dict[str, Any]:
         "sender_id": str(message.sender_id) if message.sender_id else None,
         "body": message.body,
         "client_id": message.client_id,
-        "inserted_at": _iso(message.inserted_at),
-        "edited_at": _iso(message.edited_at),
-        "deleted_at": _iso(message.deleted_at),
+        "inserted_at": iso(message.inserted_at),
+        "edited_at": iso(message.edited_at),
+        "deleted_at": iso(message.deleted_at),
     }
 
 

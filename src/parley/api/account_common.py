@@ -16,7 +16,8 @@ from parley.accounts.mail import MailLinks
 from parley.api.body import json_object
 from parley.api.context import parley_context
 from parley.api.errors import ApiError, conflict, forbidden, invalid, rate_limited
-from parley.api.schemas import NULLABLE_TIME, TIME, UUID, iso, obj
+from parley.api.schemas import NULLABLE_TIME, TIME, UUID, obj
+from parley.isotime import iso
 from parley.store.users import DuplicateUser, NewOneTimeToken
 
 if TYPE_CHECKING:

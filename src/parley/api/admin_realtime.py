@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
@@ -21,8 +20,9 @@ from parley.api.context import parley_context
 from parley.api.debug import operator_only
 from parley.api.endpoint import ERROR_RESPONSE, Auth, current_principal, endpoint, ok
 from parley.api.errors import ApiError, invalid, not_found
+from parley.api.socket.close_codes import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART
 from parley.api.socket.hub import SocketHub
-from parley.api.socket.transport import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART
+from parley.isotime import now_iso
 
 blueprint = Blueprint("realtime", __name__)
 
@@ -72,7 +72,7 @@ async def announce() -> Response:
     payload = {
         "message": message,
         "from": str(current_principal().user.id),
-        "inserted_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "inserted_at": now_iso(),
     }
     recipients = hub().pubsub.publish("system:general", "announcement", payload)
     return jsonify({**payload, "recipients": recipients})

@@ -12,7 +12,8 @@ from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
 
-from parley.actors.chat import ChatUnavailable, NotAMember
+from parley.actors.chat import ChatUnavailable, NotAMember, message_payload
+from parley.actors.message_rules import CLIENT_ID_MAX_CHARS, check_text, validate_new_message
 from parley.api.body import json_object, query_int, query_optional_int
 from parley.api.context import parley_context
 from parley.api.endpoint import (
@@ -26,17 +27,8 @@ from parley.api.endpoint import (
 )
 from parley.api.errors import ApiError, invalid, not_found
 from parley.api.pagination import decode_cursor, encode_cursor
-from parley.api.schemas import (
-    MESSAGE,
-    NULLABLE_TIME,
-    TIME,
-    UUID,
-    iso,
-    message_json,
-    obj,
-    page_of,
-    query_parameter,
-)
+from parley.api.schemas import MESSAGE, NULLABLE_TIME, TIME, UUID, obj, page_of, query_parameter
+from parley.isotime import iso
 from parley.store.conversations import Conversation, ConversationSummary, Member, UnknownUsers
 
 blueprint = Blueprint("conversations", __name__)
@@ -80,7 +72,10 @@ CREATE_BODY = {
 SEND_BODY = {
     "type": "object",
     "required": ["body"],
-    "properties": {"body": {"type": "string"}, "client_id": {"type": "string", "maxLength": 64}},
+    "properties": {
+        "body": {"type": "string"},
+        "client_id": {"type": "string", "minLength": 1, "maxLength": CLIENT_ID_MAX_CHARS},
+    },
 }
 EDIT_BODY = {"type": "object", "required": ["body"], "properties": {"body": {"type": "string"}}}
 MEMBERS_BODY = {"type": "object", "required": ["user_ids"], "properties": {"user_ids": UUID_LIST}}
@@ -89,7 +84,6 @@ READ_BODY = {
     "required": ["seq"],
     "properties": {"seq": {"type": "integer", "minimum": 0}},
 }
-CLIENT_ID_MAX_CHARS = 64
 
 
 def conversation_json(conversation: Conversation) -> dict[str, Any]:
@@ -118,7 +112,7 @@ def summary_json(summary: ConversationSummary) -> dict[str, Any]:
     last = summary.last_message
     return {
         **conversation_json(summary.conversation),
-        "last_message": message_json(last) if last else None,
+        "last_message": message_payload(last) if last else None,
         "unread_count": summary.unread_count,
     }
 
@@ -145,24 +139,12 @@ def _uuid_list(body: dict[str, Any], name: str, *, allow_empty: bool) -> list[uu
     return [item for item in ids if item is not None]
 
 
-def check_text(value: Any, name: str, max_chars: int) -> str:
-    """Message bodies and titles: a non-blank string of at most `max_chars` characters."""
-    if not isinstance(value, str):
-        raise invalid({name: ["must be a string"]})
-    if not value.strip():
-        raise invalid({name: ["must not be blank"]})
-    if len(value) > max_chars:
-        raise invalid({name: [f"must be at most {max_chars} characters"]})
-    if "\x00" in value:
-        raise invalid({name: ["must not contain NUL characters"]})
-    return value
-
-
-def check_client_id(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not 1 <= len(value) <= CLIENT_ID_MAX_CHARS or "\x00" in value:
-        raise invalid({"client_id": [f"must be a string of 1 to {CLIENT_ID_MAX_CHARS} characters"]})
+def _checked_text(value: Any, name: str, max_chars: int) -> str:
+    """`value` if it passes the text rule (`message_rules.check_text`), else a 422 naming `name`."""
+    errors = check_text(value, max_chars)
+    if errors:
+        raise invalid({name: errors})
+    assert isinstance(value, str)
     return value
 
 
@@ -198,7 +180,7 @@ async def create_conversation() -> tuple[Response, int]:
     others = list(dict.fromkeys(m for m in member_ids if m != principal.user.id))
     title = body.get("title")
     if title is not None:
-        title = check_text(title, "title", context.settings.messages.title_max_chars)
+        title = _checked_text(title, "title", context.settings.messages.title_max_chars)
     if not others:
         raise invalid({"member_ids": ["must name at least one other user"]})
     store = context.stores.conversations
@@ -210,7 +192,13 @@ async def create_conversation() -> tuple[Response, int]:
     except UnknownUsers as exc:
         raise invalid({"member_ids": [f"unknown user {exc.user_ids[0]}"]}) from None
     members = await store.members(conversation.id)
-    return jsonify(detail_json(conversation, members)), 201 if created else 200
+    detail = detail_json(conversation, members)
+    if created:
+        # Every member's devices (the creator's other ones too) show the new conversation.
+        await context.runtime.chat.members_added(
+            conversation.id, [m.user_id for m in members], detail
+        )
+    return jsonify(detail), 201 if created else 200
 
 
 @endpoint(
@@ -277,12 +265,13 @@ async def add_members(conversation_id: uuid.UUID) -> Response:
         raise ApiError(403, "forbidden", "only owners invite members")
     context = parley_context()
     try:
-        await context.stores.conversations.add_members(conversation_id, user_ids)
+        added = await context.stores.conversations.add_members(conversation_id, user_ids)
     except UnknownUsers as exc:
         raise invalid({"user_ids": [f"unknown user {exc.user_ids[0]}"]}) from None
-    await context.runtime.chat.members_changed(conversation_id)
     members = await context.stores.conversations.members(conversation_id)
-    return jsonify(detail_json(conversation, members))
+    detail = detail_json(conversation, members)
+    await context.runtime.chat.members_added(conversation_id, added, detail)
+    return jsonify(detail)
 
 
 @endpoint(
@@ -302,7 +291,8 @@ async def remove_member(conversation_id: uuid.UUID, user_id: uuid.UUID) -> tuple
         raise not_found("no such member")
     context = parley_context()
     await context.stores.conversations.remove_member(conversation_id, user_id)
-    await context.runtime.chat.members_changed(conversation_id)
+    # Before the response: nothing sent after it reaches the removed member's sockets.
+    await context.runtime.chat.member_removed(conversation_id, user_id)
     return "", 204
 
 
@@ -352,7 +342,7 @@ async def history(conversation_id: uuid.UUID) -> Response:
     else:
         rows = await messages.before(conversation_id, limit=limit, before_seq=before_seq)
         next_before = rows[-1].seq if len(rows) == limit and rows[-1].seq > 1 else None
-    return jsonify({"data": [message_json(m) for m in rows], "next_before_seq": next_before})
+    return jsonify({"data": [message_payload(m) for m in rows], "next_before_seq": next_before})
 
 
 @endpoint(
@@ -373,17 +363,20 @@ async def send_message(conversation_id: uuid.UUID) -> tuple[Response, int]:
     principal = current_principal()
     context = parley_context()
     body = await json_object()
-    text = check_text(body.get("body"), "body", context.settings.messages.body_max_chars)
-    client_id = check_client_id(body.get("client_id"))
+    fields = validate_new_message(
+        body.get("body"), body.get("client_id"), max_chars=context.settings.messages.body_max_chars
+    )
+    if isinstance(fields, dict):
+        raise invalid(fields)
     try:
         written = await context.runtime.chat.send(
-            conversation_id, principal.user.id, text, client_id
+            conversation_id, principal.user.id, fields.body, fields.client_id
         )
     except NotAMember:
         raise not_found("no such conversation") from None
     except ChatUnavailable as exc:
         raise ApiError(503, "unavailable", str(exc), headers={"Retry-After": "1"}) from None
-    return jsonify(message_json(written.message)), 200 if written.duplicate else 201
+    return jsonify(message_payload(written.message)), 200 if written.duplicate else 201
 
 
 @endpoint(
@@ -399,12 +392,12 @@ async def edit_message(conversation_id: uuid.UUID, seq: int) -> Response:
     principal, _, _ = await membership(conversation_id)
     context = parley_context()
     body = await json_object()
-    text = check_text(body.get("body"), "body", context.settings.messages.body_max_chars)
+    text = _checked_text(body.get("body"), "body", context.settings.messages.body_max_chars)
     message = await context.stores.messages.edit(conversation_id, seq, principal.user.id, text)
     if message is None:
         raise not_found("no such message of yours")
     await context.runtime.chat.publish_change(message, "message_edited")
-    return jsonify(message_json(message))
+    return jsonify(message_payload(message))
 
 
 @endpoint(
@@ -422,7 +415,7 @@ async def delete_message(conversation_id: uuid.UUID, seq: int) -> Response:
     if message is None:
         raise not_found("no such message of yours")
     await context.runtime.chat.publish_change(message, "message_deleted")
-    return jsonify(message_json(message))
+    return jsonify(message_payload(message))
 
 
 @endpoint(

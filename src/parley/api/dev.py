@@ -19,7 +19,7 @@ from quart import Blueprint, Response, jsonify
 from parley.api.body import query_int
 from parley.api.context import parley_context
 from parley.api.errors import not_found
-from parley.api.schemas import iso
+from parley.isotime import iso
 
 if TYPE_CHECKING:
     from parley.store.outbox import QueuedMail

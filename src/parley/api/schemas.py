@@ -1,20 +1,14 @@
-"""JSON Schema fragments shared by the OpenAPI document, and the JSON forms of our models."""
+"""JSON Schema fragments shared by the OpenAPI document (the JSON forms themselves live beside
+their models: `actors.chat_events.message_payload` for messages, `parley.isotime` for times)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
-
-from parley.store.messages import Message
 
 UUID: dict[str, Any] = {"type": "string", "format": "uuid"}
 TIME: dict[str, Any] = {"type": "string", "format": "date-time"}
 NULLABLE_TIME: dict[str, Any] = {"type": ["string", "null"], "format": "date-time"}
 CURSOR: dict[str, Any] = {"type": ["string", "null"]}
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 def obj(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
@@ -42,20 +36,6 @@ MESSAGE: dict[str, Any] = obj(
         "deleted_at": NULLABLE_TIME,
     }
 )
-
-
-def message_json(message: Message) -> dict[str, Any]:
-    return {
-        "id": message.id,
-        "conversation_id": str(message.conversation_id),
-        "seq": message.seq,
-        "sender_id": str(message.sender_id) if message.sender_id else None,
-        "body": message.body,
-        "client_id": message.client_id,
-        "inserted_at": iso(message.inserted_at),
-        "edited_at": iso(message.edited_at),
-        "deleted_at": iso(message.deleted_at),
-    }
 
 
 def query_parameter(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:

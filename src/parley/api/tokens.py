@@ -17,16 +17,10 @@ from parley.accounts.validation import NAME_MAX_CHARS, check_name
 from parley.api.account_common import read_strings, require_interactive
 from parley.api.body import json_object
 from parley.api.context import parley_context
-from parley.api.endpoint import (
-    ERROR_RESPONSE,
-    NO_CONTENT,
-    Auth,
-    current_principal,
-    endpoint,
-    ok,
-)
+from parley.api.endpoint import ERROR_RESPONSE, NO_CONTENT, Auth, current_principal, endpoint, ok
 from parley.api.errors import ApiError, conflict, invalid, not_found
-from parley.api.schemas import CURSOR, NULLABLE_TIME, TIME, UUID, iso, obj
+from parley.api.schemas import CURSOR, NULLABLE_TIME, TIME, UUID, obj
+from parley.isotime import iso
 
 if TYPE_CHECKING:
     import uuid

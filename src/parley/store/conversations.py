@@ -179,17 +179,23 @@ class ConversationStore:
             )
         )
 
-    async def add_members(self, conversation_id: uuid.UUID, user_ids: list[uuid.UUID]) -> None:
-        async def add(conn: Connection) -> None:
+    async def add_members(
+        self, conversation_id: uuid.UUID, user_ids: list[uuid.UUID]
+    ) -> list[uuid.UUID]:
+        """Make `user_ids` members (raises `UnknownUsers`); returns those who were not yet."""
+
+        async def add(conn: Connection) -> list[uuid.UUID]:
             await _check_users(conn, user_ids)
-            await conn.execute(
+            rows = await conn.fetch(
                 """INSERT INTO members (conversation_id, user_id) SELECT $1, unnest($2::uuid[])
-                   ON CONFLICT DO NOTHING""",
+                   ON CONFLICT DO NOTHING
+                   RETURNING user_id""",
                 conversation_id,
                 user_ids,
             )
+            return [row["user_id"] for row in rows]
 
-        await self._db.transaction(add)
+        return await self._db.transaction(add)
 
     async def remove_member(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> bool:
         status = await self._db.execute(

@@ -35,13 +35,9 @@ from typing import TYPE_CHECKING, Any, Final, cast
 import trio
 
 from parley.api.socket.auth import Accepted, authorize_connect
+from parley.api.socket.close_codes import CLOSE_SERVICE_RESTART
 from parley.api.socket.hub import SocketHub
-from parley.api.socket.transport import (
-    CLOSE_SERVICE_RESTART,
-    ConnectRequest,
-    InboundFrame,
-    pump,
-)
+from parley.api.socket.transport import ConnectRequest, InboundFrame, pump
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping

@@ -14,8 +14,10 @@ calls, in order:
   rejoins (§4.6).
 * `handle_out(broadcast)` -> only for events named in `intercept` and for broadcasts of extra
   topics the channel subscribed to: return the broadcast (fastlane), a modified `Broadcast`, a
-  `Message` push for this client only (`self.push_message`), or None to suppress it. Must not
-  block: it runs inside the publisher's fan-out.
+  `Message` push for this client only (`self.push_message`), None to suppress it, or
+  `StopChannel` to end the instance at once (`phx_close`; nothing published after this
+  broadcast reaches it, as Phoenix's `{:stop, reason, socket}`). Must not block: it runs inside
+  the publisher's fan-out.
 * `terminate(reason)` -> last, synchronously, whatever ended the instance (left, closed,
   crashed, duplicate join, socket closed).
 
@@ -37,8 +39,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from parley.actors.chat import ChatUnavailable, NotAMember, Written, message_payload
+from parley.actors.chat_events import MEMBER_REMOVED, NEW_MSG
+from parley.actors.message_rules import NewMessageFields, validate_new_message
 from parley.api.socket import message as m
 from parley.api.socket.message import Broadcast, Message, Payload
+from parley.isotime import iso
 from parley.store.conversations import UnknownUsers
 
 if TYPE_CHECKING:
@@ -187,7 +192,7 @@ class Channel:
         """
         return False
 
-    def handle_out(self, broadcast: Broadcast) -> Broadcast | Message | None:
+    def handle_out(self, broadcast: Broadcast) -> Broadcast | Message | StopChannel | None:
         return broadcast
 
     def terminate(self, reason: str) -> None:
@@ -212,32 +217,25 @@ def _uuid(value: object) -> uuid.UUID | None:
         return None
 
 
-def _body(payload: Any, key: str, settings: Settings) -> str | HandlerReply:
-    """The message text under `key`, or the error reply that refuses it."""
-    value = payload.get(key) if isinstance(payload, dict) else None
-    limit = settings.messages.body_max_chars
-    if not isinstance(value, str) or not value.strip():
-        return HandlerReply("error", {"reason": "invalid", "fields": {key: ["must not be blank"]}})
-    if len(value) > limit:
-        return HandlerReply(
-            "error", {"reason": "invalid", "fields": {key: [f"at most {limit} characters"]}}
-        )
-    return value
+def invalid(errors: dict[str, list[str]]) -> HandlerReply:
+    """The reply refusing a push whose payload breaks a rule, naming each field and why (the
+    `errors` map of Phoenix apps' changeset replies; REST puts the same map in `error.fields`)."""
+    return HandlerReply("error", {"reason": "invalid", "errors": errors})
 
 
-def _client_id(payload: Any) -> str | HandlerReply | None:
-    value = payload.get("client_id") if isinstance(payload, dict) else None
-    if value is None:
-        return None
-    if not isinstance(value, str) or not 1 <= len(value) <= 100:
-        return HandlerReply(
-            "error", {"reason": "invalid", "fields": {"client_id": ["1 to 100 characters"]}}
-        )
-    return value
-
-
-def _iso(message_time: Any) -> str:
-    return str(message_time.isoformat().replace("+00:00", "Z"))
+def _new_message(
+    payload: Any, body_key: str, settings: Settings
+) -> NewMessageFields | HandlerReply:
+    """The body (under `body_key`) and client id of a push that writes a message, checked by
+    the rule REST uses too, or the reply that refuses them."""
+    data = payload if isinstance(payload, dict) else {}
+    checked = validate_new_message(
+        data.get(body_key),
+        data.get("client_id"),
+        max_chars=settings.messages.body_max_chars,
+        body_field=body_key,
+    )
+    return invalid(checked) if isinstance(checked, dict) else checked
 
 
 # -- user:{id} ------------------------------------------------------------------------------
@@ -277,9 +275,10 @@ def chat_refusal(error: UnknownUsers | NotAMember | ChatUnavailable) -> HandlerR
 
 
 class PrivateChatChannel(Channel):
-    """`private_chat:{id}`: that user only. `send` {to, message} stores the message in the
-    pair's 1:1 conversation and broadcasts `send` {message, to, from, id, inserted_at} on
-    `private_chat:{to}`; the sender gets ok {id, seq, conversation_id}."""
+    """`private_chat:{id}`: that user only. `send` {to, message, client_id?} stores the message
+    in the pair's 1:1 conversation and broadcasts `send` {message, to, from, id, inserted_at} on
+    `private_chat:{to}` and on the sender's own `private_chat:{id}` (their other devices; not the
+    sending socket); the sender gets ok {id, seq, conversation_id}."""
 
     async def join(self, payload: Any) -> HandlerReply:
         if not self.signed_in or self.topic != f"private_chat:{self.user_id}":
@@ -290,14 +289,11 @@ class PrivateChatChannel(Channel):
         """`send`'s recipient, body and client id, or the error reply for a bad payload."""
         to = _uuid(payload.get("to") if isinstance(payload, dict) else None)
         if to is None or to == self.user_id:
-            return HandlerReply("error", {"reason": "invalid", "fields": {"to": ["a user id"]}})
-        body = _body(payload, "message", self.settings)
-        if isinstance(body, HandlerReply):
-            return body
-        client_id = _client_id(payload)
-        if isinstance(client_id, HandlerReply):
-            return client_id
-        return to, body, client_id
+            return invalid({"to": ["must be another user's id"]})
+        fields = _new_message(payload, "message", self.settings)
+        if isinstance(fields, HandlerReply):
+            return fields
+        return to, fields.body, fields.client_id
 
     def handle_in_now(self, event: str, payload: Any, message: Message, answer: Answer) -> bool:
         if event != "send":
@@ -338,21 +334,20 @@ class PrivateChatChannel(Channel):
     def _delivered(
         self, to: uuid.UUID, conversation_id: uuid.UUID, written: Written
     ) -> HandlerReply:
-        """Broadcast a stored message on the recipient's topic (not a resend: it went out
-        already) and make the sender's reply."""
+        """Broadcast a stored message (not a resend: it went out already) on the recipient's
+        topic and on the sender's own, for their other devices (not this socket, which gets the
+        reply), and make the sender's reply."""
         stored = written.message
         if not written.duplicate:
-            self.hub.pubsub.publish(
-                f"private_chat:{to}",
-                "send",
-                {
-                    "message": stored.body,
-                    "to": str(to),
-                    "from": str(self.user_id),
-                    "id": stored.id,
-                    "inserted_at": _iso(stored.inserted_at),
-                },
-            )
+            sent = {
+                "message": stored.body,
+                "to": str(to),
+                "from": str(self.user_id),
+                "id": stored.id,
+                "inserted_at": iso(stored.inserted_at),
+            }
+            self.hub.pubsub.publish(f"private_chat:{to}", "send", sent)
+            self.socket.broadcast_from("send", sent)
         return ok({"id": stored.id, "seq": stored.seq, "conversation_id": str(conversation_id)})
 
 
@@ -360,9 +355,10 @@ class PrivateChatChannel(Channel):
 
 
 class RoomChatChannel(Channel):
-    """`room:chat`: any signed-in user. `send_msg` {user, conv, message} stores the message (in
-    `conv`, or the pair's 1:1 conversation when `conv` is null) and the recipient's `room:chat`
-    sockets get `receive_msg` {message: {id, content, sender_id, conversation_id, date}}.
+    """`room:chat`: any signed-in user. `send_msg` {user, conv, message, client_id?} stores the
+    message (in `conv`, or the pair's 1:1 conversation when `conv` is null) and the recipient's
+    `room:chat` sockets, and the sender's other ones, get `receive_msg` {message: {id, content,
+    sender_id, conversation_id, date}}.
 
     Delivery to one user goes through an internal per-user topic that only this channel
     subscribes to, so a message costs nothing for the other people in the room.
@@ -384,28 +380,24 @@ class RoomChatChannel(Channel):
         data = payload if isinstance(payload, dict) else {}
         recipient = _uuid(data.get("user"))
         if recipient is None:
-            return HandlerReply("error", {"reason": "invalid", "fields": {"user": ["a user id"]}})
-        body = _body(payload, "message", self.settings)
-        if isinstance(body, HandlerReply):
-            return body
+            return invalid({"user": ["must be a user id"]})
+        fields = _new_message(payload, "message", self.settings)
+        if isinstance(fields, HandlerReply):
+            return fields
         chat = self.hub.chat
         try:
             if data.get("conv") is None:
                 if recipient == self.user_id:
-                    return HandlerReply(
-                        "error", {"reason": "invalid", "fields": {"user": ["not yourself"]}}
-                    )
+                    return invalid({"user": ["must not be yourself"]})
                 conversation_id = await self.direct_conversation(recipient)
             else:
                 parsed = _uuid(data.get("conv"))
                 if parsed is None:
-                    return HandlerReply(
-                        "error", {"reason": "invalid", "fields": {"conv": ["a conversation id"]}}
-                    )
+                    return invalid({"conv": ["must be a conversation id or null"]})
                 conversation_id = parsed
                 if not await chat.is_member(conversation_id, recipient):
                     return refused(UNAUTHORIZED)
-            written = await chat.send(conversation_id, self.user_id, body, None)
+            written = await chat.send(conversation_id, self.user_id, fields.body, fields.client_id)
         except (UnknownUsers, NotAMember, ChatUnavailable) as exc:
             return chat_refusal(exc)
         stored = written.message
@@ -414,9 +406,15 @@ class RoomChatChannel(Channel):
             "content": stored.body,
             "sender_id": str(self.user_id),
             "conversation_id": str(conversation_id),
-            "date": _iso(stored.inserted_at),
+            "date": iso(stored.inserted_at),
         }
-        self.hub.pubsub.publish(self._inbox(recipient), "receive_msg", {"message": out})
+        if not written.duplicate:
+            received = {"message": out}
+            self.hub.pubsub.publish(self._inbox(recipient), "receive_msg", received)
+            # The sender's other devices show it too; this socket has the reply.
+            self.hub.pubsub.publish_from(
+                self.socket, self._inbox(self.user_id), "receive_msg", received
+            )
         return ok(out)
 
     def handle_out(self, broadcast: Broadcast) -> Broadcast | Message | None:
@@ -437,10 +435,15 @@ class ConversationChannel(Channel):
     * `typing` {typing?} -> `typing` {user_id, typing} to the others (broadcast_from), not stored,
       no reply;
     * `read` {seq} -> stores the read marker; `read` {user_id, seq} to everybody; ok {seq};
+    * a member removed (or leaving) over REST: `member_removed` {conversation_id, user_id} to the
+      others, and `phx_close` on every socket of the removed user (`Chat.member_removed`);
+      `member_added` {conversation_id, user_id} when someone is invited;
     * `debug_crash` (admins, outside prod) raises, for the phx_error + rejoin conformance test.
     """
 
     presence = True
+    intercept = frozenset({MEMBER_REMOVED})
+    """A removal must reach `handle_out`: the removed member's instances stop there."""
 
     def __init__(self, socket: ChannelInstance, topic: str) -> None:
         super().__init__(socket, topic)
@@ -468,9 +471,7 @@ class ConversationChannel(Channel):
         if last_seq is None:
             return ok()
         if isinstance(last_seq, bool) or not isinstance(last_seq, int) or last_seq < 0:
-            return HandlerReply(
-                "error", {"reason": "invalid", "fields": {"last_seq": ["a sequence number"]}}
-            )
+            return invalid({"last_seq": ["must be a sequence number (an integer >= 0)"]})
         limit = self.settings.messages.recovery_max_messages
         missed = await chat.history_after(cid, last_seq, limit + 1)
         if len(missed) > limit:
@@ -483,15 +484,21 @@ class ConversationChannel(Channel):
         # Broadcasts that arrived during the join wait behind the reply; drop the ones the
         # reply already contains, so nothing is delivered twice.
         self._recovered_up_to = missed[-1].seq if missed else last_seq
-        self.intercept = frozenset({"new_msg"})
+        self.intercept = frozenset({NEW_MSG, MEMBER_REMOVED})
         return ok({"recovered": True, "messages": [message_payload(x) for x in missed]})
 
-    def handle_out(self, broadcast: Broadcast) -> Broadcast | Message | None:
+    def handle_out(self, broadcast: Broadcast) -> Broadcast | Message | StopChannel | None:
         payload = broadcast.payload
+        if broadcast.event == MEMBER_REMOVED:
+            removed = payload.get("user_id") if isinstance(payload, dict) else None
+            if removed == str(self.user_id):
+                return StopChannel("removed")
+            return broadcast
         seq = payload.get("seq") if isinstance(payload, dict) else None
         if isinstance(seq, int) and seq <= self._recovered_up_to:
             return None
-        self.intercept = frozenset()  # past the recovered range: back to the fastlane
+        # Past the recovered range: back to the fastlane for messages.
+        self.intercept = ConversationChannel.intercept
         return broadcast
 
     def handle_in_now(self, event: str, payload: Any, message: Message, answer: Answer) -> bool:
@@ -499,13 +506,9 @@ class ConversationChannel(Channel):
             return False
         cid = self.conversation_id
         assert cid is not None
-        body = _body(payload, "body", self.settings)
-        if isinstance(body, HandlerReply):
-            answer(body)
-            return True
-        client_id = _client_id(payload)
-        if isinstance(client_id, HandlerReply):
-            answer(client_id)
+        fields = _new_message(payload, "body", self.settings)
+        if isinstance(fields, HandlerReply):
+            answer(fields)
             return True
 
         def sent(written: Written | NotAMember | ChatUnavailable | None) -> None:
@@ -516,20 +519,17 @@ class ConversationChannel(Channel):
             else:
                 answer(chat_refusal(written))
 
-        return bool(self.hub.chat.send_soon(cid, self.user_id, body, client_id, sent))
+        return bool(self.hub.chat.send_soon(cid, self.user_id, fields.body, fields.client_id, sent))
 
     async def handle_in(self, event: str, payload: Any, message: Message) -> HandlerResult:
         cid = self.conversation_id
         assert cid is not None
         if event == "new_msg":
-            body = _body(payload, "body", self.settings)
-            if isinstance(body, HandlerReply):
-                return body
-            client_id = _client_id(payload)
-            if isinstance(client_id, HandlerReply):
-                return client_id
+            fields = _new_message(payload, "body", self.settings)
+            if isinstance(fields, HandlerReply):
+                return fields
             try:
-                written = await self.hub.chat.send(cid, self.user_id, body, client_id)
+                written = await self.hub.chat.send(cid, self.user_id, fields.body, fields.client_id)
             except (NotAMember, ChatUnavailable) as exc:
                 return chat_refusal(exc)
             return ok({"id": written.message.id, "seq": written.message.seq})
@@ -542,9 +542,7 @@ class ConversationChannel(Channel):
         if event == "read":
             seq = payload.get("seq") if isinstance(payload, dict) else None
             if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-                return HandlerReply(
-                    "error", {"reason": "invalid", "fields": {"seq": ["a sequence number"]}}
-                )
+                return invalid({"seq": ["must be a sequence number (an integer >= 0)"]})
             marked = await self.hub.stores.conversations.mark_read(cid, self.user_id, seq)
             if marked is None:
                 return refused(UNAUTHORIZED)

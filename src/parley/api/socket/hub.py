@@ -19,13 +19,10 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from parley.actors.presence import Presence
+from parley.api.socket.close_codes import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART
 from parley.api.socket.outbound import OutboundQueue
 from parley.api.socket.session import Inbound, Stop, session_child_spec
-from parley.api.socket.transport import (
-    CLOSE_GOING_AWAY,
-    CLOSE_SERVICE_RESTART,
-    InboundFrame,
-)
+from parley.api.socket.transport import InboundFrame
 
 if TYPE_CHECKING:
     from parley.actors.pubsub import PubSub

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 import orjson
 
+from parley.api.socket.close_codes import CLOSE_INVALID_DATA, CLOSE_UNSUPPORTED_DATA
 from parley.api.socket.message import PHX_REPLY, Broadcast, Frame, Message, Ref, Reply
 
 if TYPE_CHECKING:
@@ -40,11 +41,6 @@ if TYPE_CHECKING:
 
 V1_VSN: Final = "1.0.0"
 V2_VSN: Final = "2.0.0"
-
-CLOSE_INVALID_DATA: Final = 1007
-"""RFC 6455 "invalid frame payload data": undecodable or malformed frames."""
-CLOSE_UNSUPPORTED_DATA: Final = 1003
-"""RFC 6455 "unsupported data": a binary frame on a V1 (text-only) connection."""
 
 MAX_META_BYTES: Final = 255
 """Each metadata field of a V2 binary frame has a one-byte length (§2.6)."""

@@ -56,17 +56,17 @@ from parley.api.socket.channels import (
     StopChannel,
     route,
 )
-from parley.api.socket.message import Broadcast, Frame, Message, Reply
-from parley.api.socket.ratelimit import TokenBucket
-from parley.api.socket.serializer import EncodeError, FrameError
-from parley.api.socket.transport import (
+from parley.api.socket.close_codes import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL_ERROR,
     CLOSE_MESSAGE_TOO_BIG,
     CLOSE_SERVICE_RESTART,
     CLOSE_TRY_AGAIN_LATER,
-    InboundFrame,
 )
+from parley.api.socket.message import Broadcast, Frame, Message, Reply
+from parley.api.socket.ratelimit import TokenBucket
+from parley.api.socket.serializer import EncodeError, FrameError
+from parley.api.socket.transport import InboundFrame
 
 if TYPE_CHECKING:
     from parley.api.socket.auth import SocketPrincipal
@@ -228,6 +228,13 @@ class ChannelInstance:
                 if isinstance(out, Message):
                     self.session.send(out)
                     return
+                if isinstance(out, StopChannel):
+                    # Unsubscribed before the publisher's next broadcast: nothing after this one
+                    # reaches the instance.
+                    self.session.finish(
+                        self, out.reason, m.close_message(self.topic, self.join_ref)
+                    )
+                    return
                 broadcast = out
             try:
                 frame = self.serializer.fastlane(broadcast)
@@ -251,9 +258,10 @@ class ChannelInstance:
         pending, self._pending = self._pending, []
         for broadcast in pending:
             if self.state != _JOINED:
-                break
+                return  # ended by one of them (a removal, a slow consumer): no after_join
             self.deliver(broadcast)
-        self._start(nursery, after_join=True)
+        if self.state == _JOINED:
+            self._start(nursery, after_join=True)
 
     def mark_closed(self) -> list[str]:
         """Stop taking anything; returns the topics to unsubscribe from."""

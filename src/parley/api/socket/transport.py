@@ -32,23 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Close codes (RFC 6455 §7.4.1 and the IANA registry); the reasons are in docs/realtime.md.
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-"""Idle timeout and forced disconnects (token revoked, user banned): the client reconnects and
-re-authenticates (Phoenix >= 1.8.8 closes a `disconnect`ed socket with 1001, §3.6)."""
-CLOSE_UNSUPPORTED_DATA = 1003
-CLOSE_INVALID_DATA = 1007
-CLOSE_MESSAGE_TOO_BIG = 1009
-"""A data frame larger than `socket.max_frame_bytes`."""
-CLOSE_INTERNAL_ERROR = 1011
-"""The session crashed (a bug): the client reconnects."""
-CLOSE_SERVICE_RESTART = 1012
-"""Operator-initiated close and server shutdown: every phoenix.js version reconnects (§9.2)."""
-CLOSE_TRY_AGAIN_LATER = 1013
-"""Slow consumer: the outbound queue crossed its bound; reconnect later (and recover with
-`last_seq`)."""
-
 
 @dataclass(frozen=True, slots=True)
 class ConnectRequest:

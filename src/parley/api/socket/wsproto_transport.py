@@ -54,13 +54,12 @@ from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.utilities import RemoteProtocolError
 
 from parley.api.socket.auth import Accepted, authorize_connect
-from parley.api.socket.transport import (
+from parley.api.socket.close_codes import (
     CLOSE_INVALID_DATA,
     CLOSE_MESSAGE_TOO_BIG,
-    ConnectRequest,
-    InboundFrame,
-    pump,
+    CLOSE_PROTOCOL_ERROR,
 )
+from parley.api.socket.transport import ConnectRequest, InboundFrame, pump
 
 if TYPE_CHECKING:
     from parley.api.socket.hub import SessionHandle, SocketHub
@@ -69,7 +68,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CLOSE_PROTOCOL_ERROR: Final = 1002
 RECEIVE_BYTES: Final = 65_536
 LINGER_SECONDS: Final = 2.0
 """After our close frame: how long to wait for the client's before closing TCP."""
