@@ -16,9 +16,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
+import string
 import tomllib
 import types
 import typing
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +53,12 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 4000
     data_dir: str = ".parley"
+    public_url: str = ""
+    """Where people reach this server: mailed links point here (`/confirm`, `/reset`). Set it to
+    the address users see (behind a proxy, e.g. https://chat.example.org). Empty: derived from
+    `host` and `port` when the settings load (http://127.0.0.1:4000; a wildcard host such as
+    0.0.0.0 reads as the loopback address). Never taken from a request's Host header, which
+    whoever asks for a password-reset mail controls."""
     shutdown_grace_seconds: float = 10.0
     trusted_proxies: tuple[str, ...] = ()
     """Peers whose X-Forwarded-For is believed; anybody else's is ignored."""
@@ -71,6 +79,16 @@ class ServerSettings:
     freed almost nothing; with (50000, 20, 100) those went away but W4's 5,000 reconnects hit
     gen1 collections of 540-665 ms (1M objects); with these, gen1 pauses stay at 30-150 ms (on a
     loaded machine) and the third number still keeps full collections rare."""
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    cors_origins: tuple[str, ...] = ()
+    """Origins (`scheme://host[:port]`, exactly as browsers send `Origin`) whose pages may call
+    the REST API, with credentials (the refresh cookie). Empty: no cross-origin access. `["*"]`,
+    alone, lets pages of any origin call it without credentials (Bearer tokens only)."""
+    cors_max_age_seconds: int = 600
+    """How long a browser may reuse a preflight answer (Chromium caps it at 7200)."""
 
 
 @dataclass(frozen=True)
@@ -201,7 +219,12 @@ class MailSettings:
     smtp_starttls: bool = False
     poll_seconds: float = 5.0
     batch_size: int = 20
-    public_url: str = "http://127.0.0.1:4000"
+    confirm_link_template: str = "{public_url}/confirm?token={token}"
+    """The link in confirmation mails (sign-up, a new address, an account made by staff).
+    `{public_url}` is `server.public_url`, `{token}` the URL-encoded token; point it at an app's
+    own page with e.g. "https://app.example.org/#/confirm/{token}"."""
+    reset_link_template: str = "{public_url}/reset?token={token}"
+    """The link in password-reset mails; placeholders as in `confirm_link_template`."""
 
 
 @dataclass(frozen=True)
@@ -213,6 +236,7 @@ class DebugSettings:
 @dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     actors: ActorSettings = field(default_factory=ActorSettings)
@@ -270,7 +294,7 @@ def load_settings(
             raw.setdefault(section, {})[key] = environ[env_name]
     for section, values in (overrides or {}).items():
         raw.setdefault(section, {}).update(values)
-    settings = _build(raw)
+    settings = _with_public_url(_build(raw))
     _validate(settings)
     return settings
 
@@ -294,6 +318,18 @@ def with_jwt_secret(settings: Settings) -> Settings:
     secret = Secret(path.read_text().strip())
     auth = dataclasses.replace(settings.auth, jwt_secret=secret)
     return dataclasses.replace(settings, auth=auth)
+
+
+def _with_public_url(settings: Settings) -> Settings:
+    """Fill an empty `server.public_url` from `host` and `port`."""
+    server = settings.server
+    if server.public_url:
+        return settings
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(server.host, server.host)
+    if ":" in host:
+        host = f"[{host}]"
+    public_url = f"http://{host}:{server.port}"
+    return dataclasses.replace(settings, server=dataclasses.replace(server, public_url=public_url))
 
 
 def _environment_names() -> list[tuple[str, str, str]]:
@@ -413,6 +449,7 @@ def _validate(settings: Settings) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    _validate_urls(settings)
     secret = settings.auth.jwt_secret
     if secret is not None and len(secret.encode()) < MIN_JWT_KEY_BYTES:
         raise ConfigError(f"auth.jwt_secret: must be at least {MIN_JWT_KEY_BYTES} bytes")
@@ -423,3 +460,59 @@ def _validate(settings: Settings) -> None:
                 f"auth.jwt_previous_keys: each entry is kid:secret with a secret of at least "
                 f"{MIN_JWT_KEY_BYTES} bytes"
             )
+
+
+_LINK_FIELDS = frozenset({"public_url", "token"})
+
+
+def _validate_urls(settings: Settings) -> None:
+    """`server.public_url`, the mail link templates and `http.cors_origins`."""
+    if not _is_http_url(settings.server.public_url):
+        raise ConfigError(
+            "server.public_url: must be an http:// or https:// URL, e.g. https://chat.example.org"
+        )
+    for name in ("confirm_link_template", "reset_link_template"):
+        template = getattr(settings.mail, name)
+        try:
+            fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+            example = template.format(public_url=settings.server.public_url, token="t")
+        except (ValueError, IndexError, KeyError):
+            fields, example = set(), ""
+        if "token" not in fields or not fields <= _LINK_FIELDS or not _is_http_url(example):
+            raise ConfigError(
+                f"mail.{name}: must be an http(s) URL with {{token}} in it, and no placeholder "
+                "but {public_url} and {token}"
+            )
+    origins = settings.http.cors_origins
+    if "*" in origins and len(origins) > 1:
+        raise ConfigError('http.cors_origins: "*" stands alone (any origin, no credentials)')
+    for origin in origins:
+        if origin != "*" and not _is_origin(origin):
+            raise ConfigError(
+                f"http.cors_origins: {origin!r} is not an origin; write scheme://host[:port] in "
+                "lower case with no path or trailing slash, e.g. https://app.example.org"
+            )
+    if settings.http.cors_max_age_seconds < 0:
+        raise ConfigError("http.cors_max_age_seconds: must be >= 0")
+
+
+def _is_http_url(value: str) -> bool:
+    try:
+        parts = urllib.parse.urlsplit(value)
+        parts.port  # noqa: B018  (raises on a malformed port)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _is_origin(value: str) -> bool:
+    """`scheme://host[:port]` as a browser serializes it: lower case, no default port, no path."""
+    if not _is_http_url(value):
+        return False
+    parts = urllib.parse.urlsplit(value)
+    default_port = {"http": 80, "https": 443}[parts.scheme]
+    return (
+        value == f"{parts.scheme}://{parts.netloc}".lower()
+        and "@" not in parts.netloc
+        and parts.port != default_port
+    )

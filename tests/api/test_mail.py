@@ -36,7 +36,11 @@ if TYPE_CHECKING:
     from parley.service import RunningServer
     from parley.store.outbox import OutboxStore
 
-LINKS = MailLinks("https://chat.example.org/")
+LINKS = MailLinks(
+    "https://chat.example.org/",
+    confirm_template="{public_url}/confirm?token={token}",
+    reset_template="{public_url}/reset?token={token}",
+)
 HOSTILE = "<script>alert('x')</script>&"
 
 

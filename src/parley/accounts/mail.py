@@ -4,20 +4,24 @@ Each builder returns a `Mail` (plain text and HTML) for the outbox. Everything t
 user (username, address) or from a token is escaped in the HTML part, so a username such as
 `<script>` renders as text in any mail client and in the development mailbox.
 
-Links point at `mail.public_url` (the site's front end): `/confirm?token=...` and
-`/reset-password?token=...`. The front end reads the token from the query string and posts it to
-`POST /api/auth/confirm` or `POST /api/auth/password/reset`; the mails also show the raw token so
-API-only clients can do the same by hand.
+Links are `mail.confirm_link_template` and `mail.reset_link_template` filled with
+`server.public_url` and the token: by default Parley's own pages `/confirm?token=...` and
+`/reset?token=...` (api/pages.py), which finish the flow; an app may point them at its own pages,
+which post the token to `POST /api/auth/confirm` or `POST /api/auth/password/reset`. The mails also
+show the raw token so API-only clients can do the same by hand.
 """
 
 from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-from typing import Final
-from urllib.parse import quote, urlencode
+from typing import TYPE_CHECKING, Final
+from urllib.parse import quote
 
 from parley.store.outbox import Mail
+
+if TYPE_CHECKING:
+    from parley.config import Settings
 
 __all__ = [
     "MailLinks",
@@ -32,13 +36,27 @@ PRODUCT: Final = "Parley"
 
 @dataclass(frozen=True, slots=True)
 class MailLinks:
-    """Builds front-end links from `mail.public_url`."""
+    """Builds the mailed links from the configured templates (`{public_url}`, `{token}`)."""
 
     public_url: str
+    confirm_template: str
+    reset_template: str
 
-    def link(self, path: str, token: str) -> str:
-        base = self.public_url.rstrip("/")
-        return f"{base}{quote(path)}?{urlencode({'token': token})}"
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MailLinks:
+        mail = settings.mail
+        return cls(settings.server.public_url, mail.confirm_link_template, mail.reset_link_template)
+
+    def confirm(self, token: str) -> str:
+        """Where a confirmation token is redeemed (sign-up and e-mail change alike)."""
+        return self._fill(self.confirm_template, token)
+
+    def reset(self, token: str) -> str:
+        """Where a password-reset token is redeemed."""
+        return self._fill(self.reset_template, token)
+
+    def _fill(self, template: str, token: str) -> str:
+        return template.format(public_url=self.public_url.rstrip("/"), token=quote(token, safe=""))
 
 
 def _hours(seconds: int) -> str:
@@ -88,7 +106,7 @@ def _text(paragraphs: list[str], link: str | None, token: str | None) -> str:
 
 def confirm_mail(to: str, username: str, token: str, *, links: MailLinks, ttl_seconds: int) -> Mail:
     """Sent at registration: confirm that the address is yours."""
-    url = links.link("/confirm", token)
+    url = links.confirm(token)
     greeting = f"Hello {username},"
     body = [
         greeting,
@@ -107,7 +125,7 @@ def password_reset_mail(
     to: str, username: str, token: str, *, links: MailLinks, ttl_seconds: int
 ) -> Mail:
     """Sent by forgot-password: a single-use link to choose a new password."""
-    url = links.link("/reset-password", token)
+    url = links.reset(token)
     body = [
         f"Hello {username},",
         f"Someone (hopefully you) asked to reset the password of your {PRODUCT} account. "
@@ -125,7 +143,7 @@ def email_change_mail(
     to: str, username: str, token: str, *, links: MailLinks, ttl_seconds: int
 ) -> Mail:
     """Sent to the NEW address by PATCH /api/me/email: confirming it applies the change."""
-    url = links.link("/confirm", token)
+    url = links.confirm(token)
     body = [
         f"Hello {username},",
         f"Please confirm {to} as the new e-mail address of your {PRODUCT} account. "
@@ -152,7 +170,7 @@ def welcome_mail(
 ) -> Mail:
     """Sent when a moderator or admin creates an account: the generated password, and a link to
     confirm the address. The user should change the password after signing in."""
-    url = links.link("/confirm", token)
+    url = links.confirm(token)
     body = [
         f"Hello {username},",
         f"{created_by} created a {PRODUCT} account for you.",

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from quart import Response, jsonify, request
 
-from parley.accounts import client_ip, parse_string_fields
+from parley.accounts import client_ip, hash_opaque, parse_string_fields
 from parley.accounts.client_ip import parse_ip
 from parley.accounts.mail import MailLinks
+from parley.accounts.validation import check_password
 from parley.api.body import json_object
 from parley.api.context import parley_context
 from parley.api.errors import ApiError, conflict, forbidden, invalid, rate_limited
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from parley.accounts import Decision
     from parley.api.endpoint import Principal
     from parley.store.outbox import Mail
-    from parley.store.users import User
+    from parley.store.users import ConfirmOutcome, User
 
 # --- schemas -------------------------------------------------------------------------------------
 
@@ -275,7 +276,7 @@ def require_interactive(principal: Principal) -> None:
 
 
 def mail_links() -> MailLinks:
-    return MailLinks(parley_context().settings.mail.public_url)
+    return MailLinks.from_settings(parley_context().settings)
 
 
 def wake_mailer() -> None:
@@ -333,4 +334,49 @@ async def create_account(
             f"{exc.field} already taken", {exc.field: ["has already been taken"]}
         ) from None
     wake_mailer()
+    return user
+
+
+# --- redeeming mailed tokens (the API and the pages of api/pages.py) -----------------------------
+
+
+def _bad_token() -> ApiError:
+    return invalid({"token": ["is invalid or has expired"]}, "invalid or expired token")
+
+
+async def redeem_confirmation(token: str) -> ConfirmOutcome:
+    """Use a mailed confirmation token: confirms the address, or applies an e-mail change.
+
+    422 for an unknown, used or expired token; 409 when the new address was registered meanwhile
+    (the token then stays unused).
+    """
+    try:
+        outcome = await parley_context().stores.users.redeem_confirmation(hash_opaque(token))
+    except DuplicateUser:
+        raise conflict(
+            "the new e-mail address was registered meanwhile", {"email": ["has already been taken"]}
+        ) from None
+    if outcome is None:
+        raise _bad_token()
+    return outcome
+
+
+async def reset_password_with(token: str, password: str) -> User:
+    """Set a new password with a mailed reset token, signing out every session and socket.
+
+    422 naming `password` when it breaks the rules, or `token` when it is unknown, used or expired.
+    """
+    context = parley_context()
+    problems = check_password(password, context.settings.auth)
+    if problems:
+        raise invalid({"password": problems})
+    digest = hash_opaque(token)
+    users = context.stores.users
+    # Check first so a bad token costs no hashing; the reset below re-checks it atomically.
+    if not await users.one_time_token_valid(digest, "reset"):
+        raise _bad_token()
+    user = await users.reset_password(digest, await context.passwords.hash(password))
+    if user is None:
+        raise _bad_token()
+    revoke_sockets(user.id)
     return user

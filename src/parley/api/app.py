@@ -10,6 +10,7 @@ from parley.api.admin_realtime import blueprint as realtime_blueprint
 from parley.api.auth import blueprint as auth_blueprint
 from parley.api.context import AppContext
 from parley.api.conversations import blueprint as conversations_blueprint
+from parley.api.cors import install as install_cors
 from parley.api.debug import blueprint as debug_blueprint
 from parley.api.dev import blueprint as dev_blueprint
 from parley.api.errors import install_error_handlers
@@ -17,6 +18,7 @@ from parley.api.health import blueprint as health_blueprint
 from parley.api.me import blueprint as me_blueprint
 from parley.api.metrics import blueprint as metrics_blueprint
 from parley.api.openapi import blueprint as openapi_blueprint
+from parley.api.pages import blueprint as pages_blueprint
 from parley.api.socket.asgi_transport import install as install_socket
 from parley.api.tokens import blueprint as tokens_blueprint
 from parley.api.users import blueprint as users_blueprint
@@ -29,6 +31,7 @@ def create_app(context: AppContext) -> QuartTrio:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["parley"] = context
     install_error_handlers(app)
+    install_cors(app, context.settings.http)
 
     @app.before_request
     async def read_the_whole_body() -> None:
@@ -51,6 +54,7 @@ def create_app(context: AppContext) -> QuartTrio:
         tokens_blueprint,
         dev_blueprint,
         realtime_blueprint,
+        pages_blueprint,
     ):
         app.register_blueprint(blueprint)
     # The Phoenix socket at settings.socket.path, in front of the app (api/socket/asgi_transport).

@@ -17,7 +17,6 @@ from parley.accounts import hash_opaque
 from parley.accounts.mail import confirm_mail, password_reset_mail
 from parley.accounts.validation import (
     check_email,
-    check_password,
     normalize_email,
     validate_registration,
 )
@@ -35,7 +34,9 @@ from parley.api.account_common import (
     presented_refresh_token,
     private_user_json,
     read_strings,
+    redeem_confirmation,
     request_ip,
+    reset_password_with,
     revoke_sockets,
     session_response,
     wake_mailer,
@@ -50,9 +51,9 @@ from parley.api.endpoint import (
     endpoint,
     ok,
 )
-from parley.api.errors import ApiError, conflict, invalid
+from parley.api.errors import ApiError, invalid
 from parley.api.schemas import obj
-from parley.store.users import DuplicateUser, NewOneTimeToken
+from parley.store.users import NewOneTimeToken
 
 blueprint = Blueprint("auth", __name__)
 
@@ -157,16 +158,8 @@ async def register() -> Response:
     },
 )
 async def confirm() -> Response:
-    context = parley_context()
     token = read_strings(await json_object(), required=("token",))["token"] or ""
-    try:
-        outcome = await context.stores.users.redeem_confirmation(hash_opaque(token))
-    except DuplicateUser:
-        raise conflict(
-            "the new e-mail address was registered meanwhile", {"email": ["has already been taken"]}
-        ) from None
-    if outcome is None:
-        raise invalid({"token": ["is invalid or has expired"]}, "invalid or expired token")
+    outcome = await redeem_confirmation(token)
     status = "confirmed" if outcome.purpose == "confirm" else "email_changed"
     return jsonify({"status": status, "user": private_user_json(outcome.user)})
 
@@ -336,25 +329,8 @@ async def forgot_password() -> tuple[Response, int]:
     responses={204: NO_CONTENT, 422: ERROR_RESPONSE},
 )
 async def reset_password() -> Response:
-    context = parley_context()
     values = read_strings(await json_object(), required=("token", "password"))
-    token, password = values["token"] or "", values["password"] or ""
-    problems = check_password(password, context.settings.auth)
-    if problems:
-        raise invalid({"password": problems})
-    digest = hash_opaque(token)
-    users = context.stores.users
-    # Check first so a bad token costs no hashing; the reset below re-checks it atomically.
-    if not await users.one_time_token_valid(digest, "reset"):
-        raise _bad_reset_token()
-    user = await users.reset_password(digest, await context.passwords.hash(password))
-    if user is None:
-        raise _bad_reset_token()
-    revoke_sockets(user.id)
+    await reset_password_with(values["token"] or "", values["password"] or "")
     response = Response("", status=204)
     clear_refresh_cookie(response)
     return response
-
-
-def _bad_reset_token() -> ApiError:
-    return invalid({"token": ["is invalid or has expired"]}, "invalid or expired token")

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from quart import Blueprint, g, request
 
 from parley.accounts import InvalidToken
+from parley.api.body import FORM, JSON
 from parley.api.context import parley_context
 from parley.api.errors import ApiError, forbidden, unauthorized
 from parley.store.users import User
@@ -63,6 +64,7 @@ class Operation:
     parameters: list[dict[str, Any]] = field(default_factory=list)
     operation_id: str = ""
     request_required: bool = True
+    request_media_types: tuple[str, ...] = (JSON,)
 
 
 OPERATIONS: list[Operation] = []
@@ -95,9 +97,14 @@ def endpoint(
     responses: dict[int, dict[str, Any]],
     body: dict[str, Any] | None = None,
     body_required: bool = True,
+    form: bool = False,
     query: list[dict[str, Any]] | None = None,
 ) -> Callable[[F], F]:
-    """Register `rule` on `blueprint`, enforce `auth`, and document the operation."""
+    """Register `rule` on `blueprint`, enforce `auth`, and document the operation.
+
+    `form=True` documents `body` as an `application/x-www-form-urlencoded` form as well as JSON;
+    the handler then reads it with `body.json_or_form_object`.
+    """
     path, path_parameters = openapi_path(rule)
     documented = dict(responses)
     if auth > Auth.ANONYMOUS:
@@ -124,6 +131,7 @@ def endpoint(
                 parameters=path_parameters + (query or []),
                 operation_id=f"{blueprint.name}_{handler.__name__}",
                 request_required=body_required,
+                request_media_types=(JSON, FORM) if form else (JSON,),
             )
         )
 

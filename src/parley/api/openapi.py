@@ -27,7 +27,7 @@ def _operation(op: Operation) -> dict[str, Any]:
     if op.request_body is not None:
         doc["requestBody"] = {
             "required": op.request_required,
-            "content": {"application/json": {"schema": op.request_body}},
+            "content": {media: {"schema": op.request_body} for media in op.request_media_types},
         }
     for status, response in sorted(op.responses.items()):
         entry: dict[str, Any] = {"description": response.get("description", "")}

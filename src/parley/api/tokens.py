@@ -2,7 +2,9 @@
 
 `POST /api/tokens` shows a token once (`plt_` + 256 random bits); only its SHA-256 is stored.
 `POST /api/session` exchanges it for a short-lived JWT of kind `api_session`, which names the API
-token, so deleting the API token invalidates its sessions at once (checked on every request).
+token, so deleting the API token invalidates its sessions at once (checked on every request). As in
+ExPusherLite, the token may come as the form `token=...` (`curl --data`), and the JWT is answered
+under its name `jwt` as well as `access_token`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from quart import Blueprint, Response, jsonify
 from parley.accounts import hash_opaque, new_opaque_token
 from parley.accounts.validation import NAME_MAX_CHARS, check_name
 from parley.api.account_common import read_strings, require_interactive
-from parley.api.body import json_object
+from parley.api.body import json_object, json_or_form_object
 from parley.api.context import parley_context
 from parley.api.endpoint import ERROR_RESPONSE, NO_CONTENT, Auth, current_principal, endpoint, ok
 from parley.api.errors import ApiError, conflict, invalid, not_found
@@ -48,6 +50,7 @@ SESSION_BODY: dict[str, Any] = {
 }
 API_SESSION = obj(
     {
+        "jwt": {"type": "string", "description": "the same token as access_token (ExPusherLite)"},
         "access_token": {"type": "string"},
         "token_type": {"type": "string", "enum": ["Bearer"]},
         "expires_in": {"type": "integer", "minimum": 0},
@@ -135,11 +138,12 @@ async def delete_token(token_id: uuid.UUID) -> tuple[str, int]:
     summary="Exchange an API token for a short-lived JWT (Bearer) for REST and the socket",
     auth=Auth.ANONYMOUS,
     body=SESSION_BODY,
+    form=True,
     responses={200: ok("a session", API_SESSION), 401: ERROR_RESPONSE, 422: ERROR_RESPONSE},
 )
 async def api_session() -> Response:
     context = parley_context()
-    token = read_strings(await json_object(), required=("token",))["token"] or ""
+    token = read_strings(await json_or_form_object(), required=("token",))["token"] or ""
     found = (
         await context.stores.users.use_api_token(hash_opaque(token))
         if token.startswith(API_TOKEN_PREFIX)
@@ -153,6 +157,7 @@ async def api_session() -> Response:
     )
     return jsonify(
         {
+            "jwt": jwt,
             "access_token": jwt,
             "token_type": "Bearer",
             "expires_in": max(0, int((expires_at - datetime.now(UTC)).total_seconds())),
