@@ -3,9 +3,9 @@
 A new message arrives over REST (`POST /api/conversations/{id}/messages`), over the socket
 (`new_msg` on `conversation:{id}`, `send` on `private_chat:{id}`, `send_msg` on `room:chat`) and,
 later, from the marketplace's "contact the seller"; an edit replaces a body. Each path calls
-`validate_new_message` (an edit, and a group's title, `check_text`) and turns the field errors it returns into
-its own error shape: a 422 with `error.fields` over REST, a `{"reason": "invalid", "errors": ...}`
-reply on a socket. Nothing here raises for bad input.
+`validate_new_message` (an edit, and a group's title, `check_text`) and turns the field errors it
+returns into its own error shape: a 422 with `error.fields` over REST, a reply with
+`{"reason": "invalid", "errors": {...}}` on a socket. Nothing here raises for bad input.
 
 The rules, counted in Unicode code points as users see them:
 
