@@ -83,3 +83,50 @@ def test_development_generates_a_jwt_secret_once_and_prod_requires_one(tmp_path:
     )
     with pytest.raises(ConfigError, match=r"auth\.jwt_secret"):
         with_jwt_secret(prod)
+
+
+def test_a_misspelled_environment_override_fails_naming_the_closest_setting(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(
+            environ={"PARLEY_SOCKET_MAX_FRAM_BYTES": "131072"},
+            config_file=tmp_path / "absent.toml",
+        )
+    message = str(raised.value)
+    assert message.startswith("PARLEY_SOCKET_MAX_FRAM_BYTES: unknown")
+    assert "PARLEY_SOCKET_MAX_FRAME_BYTES (socket.max_frame_bytes)" in message
+
+
+def test_an_unknown_environment_name_with_no_close_setting_still_fails(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^PARLEY_ZZZ: unknown"):
+        load_settings(environ={"PARLEY_ZZZ": "1"}, config_file=tmp_path / "absent.toml")
+
+
+def test_parley_names_that_are_not_settings_are_allowed(tmp_path: Path) -> None:
+    config = tmp_path / "parley.toml"
+    config.write_text("[server]\nport = 4321\n")
+    allowed = {
+        "PARLEY_CONFIG": str(config),
+        "PARLEY_ENV": "test",
+        "PARLEY_DATA_DIR": str(tmp_path),
+        "PARLEY_LOG_LEVEL": "WARNING",
+        "PARLEY_SCHEMATHESIS_REPORT": str(tmp_path / "report.txt"),
+        "PARLEY_URL": "ws://127.0.0.1:4000/socket",
+        "PARLEY_CONFORMANCE_FIXTURE": str(tmp_path / "fixture.json"),
+        "PARLEYX": "not ours",
+        "DATABASE_URL": "postgresql://db/x",
+    }
+    settings = load_settings(environ=allowed)
+    assert settings.server.port == 4321
+    assert settings.server.env == "test"
+
+
+def test_unknown_keys_and_sections_in_the_file_name_the_closest_setting(tmp_path: Path) -> None:
+    config = tmp_path / "parley.toml"
+    config.write_text("[socket]\nmax_fram_bytes = 2048\n")
+    with pytest.raises(ConfigError, match=r"did you mean socket\.max_frame_bytes\?"):
+        load_settings(environ={}, config_file=config)
+    config.write_text("[sockets]\nmax_frame_bytes = 2048\n")
+    with pytest.raises(ConfigError, match=r"^sockets: unknown section.*did you mean \[socket\]\?"):
+        load_settings(environ={}, config_file=config)

@@ -7,13 +7,17 @@ by
 honoured too: `DATABASE_URL`, `PORT`, `HOST`, `PARLEY_ENV` and `PARLEY_DATA_DIR`.
 
 A value that does not parse, or breaks a rule checked in `_validate`, fails at start-up with a
-`ConfigError` naming the setting, never later at run time. Every bound in Parley (mailbox sizes,
+`ConfigError` naming the setting, never later at run time. So does an unknown key in the file or an
+unknown `PARLEY_*` name in the environment (a misspelt override would otherwise be ignored without
+a word); the message names the closest setting. The `PARLEY_*` names that are not settings are
+listed in `NOT_SETTINGS`. Every bound in Parley (mailbox sizes,
 batches, buffers, pages, limits) lives here with its default.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import secrets
 import string
@@ -21,7 +25,7 @@ import tomllib
 import types
 import typing
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -33,7 +37,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "config" / "parley.toml"
 MIN_JWT_KEY_BYTES = 32
 MESSAGE_BODY_CEILING_CHARS = 100_000
-"""The most `messages.body_max_chars` may be: the database's CHECK on message bodies (0004)."""
+"""The most `messages.body_max_chars` may be: the database's CHECK on message bodies (0005)."""
 
 
 class ConfigError(Exception):
@@ -63,6 +67,9 @@ class ServerSettings:
     trusted_proxies: tuple[str, ...] = ()
     """Peers whose X-Forwarded-For is believed; anybody else's is ignored."""
     max_request_body_bytes: int = 1_048_576
+    access_log: bool = True
+    """One line per HTTP request and socket upgrade on the `parley.access` logger (method, path
+    with query parameter names but no values, status, milliseconds); false: none."""
     listen_backlog: int = 1024
     """Connections the kernel completes and queues for the listener before it drops handshakes
     (capped by `net.core.somaxconn`). Hypercorn's 100 overflowed in W4: a burst of 200 logins at
@@ -265,6 +272,17 @@ _ALIASES: dict[str, tuple[str, str]] = {
     "PARLEY_DATA_DIR": ("server", "data_dir"),
 }
 
+NOT_SETTINGS: dict[str, str] = {
+    "PARLEY_CONFIG": "the settings file to read instead of config/parley.toml",
+    "PARLEY_LOG_LEVEL": "the default of `parley --log-level`",
+    "PARLEY_URL": "the server the conformance suite connects to (tests/conformance)",
+    "PARLEY_CONFORMANCE_FIXTURE": "the conformance suite's fixture file (tests/conformance)",
+    "PARLEY_SCHEMATHESIS_REPORT": "where tests/api/test_schemathesis.py writes its summary; the "
+    "server it starts inherits the environment",
+}
+"""The `PARLEY_*` environment names that are read, but not as settings: every other `PARLEY_*`
+name must be a setting or an alias, or start-up fails (see `_check_environment_names`)."""
+
 
 def load_settings(
     environ: Mapping[str, str] | None = None,
@@ -273,6 +291,7 @@ def load_settings(
 ) -> Settings:
     """Build the settings: defaults < TOML file < environment < `overrides` (used by tests)."""
     environ = os.environ if environ is None else environ
+    _check_environment_names(environ)
     if config_file is None:
         config_file = Path(environ.get("PARLEY_CONFIG", DEFAULT_CONFIG_FILE))
     raw: dict[str, dict[str, Any]] = {}
@@ -341,6 +360,28 @@ def _environment_names() -> list[tuple[str, str, str]]:
     return names
 
 
+def _check_environment_names(environ: Mapping[str, str]) -> None:
+    """Refuse a `PARLEY_*` name that is neither a setting, an alias nor in `NOT_SETTINGS`."""
+    settings = {env_name: f"{section}.{key}" for section, key, env_name in _environment_names()}
+    known = settings.keys() | _ALIASES.keys() | NOT_SETTINGS.keys()
+    for name in sorted(environ):
+        if name.startswith("PARLEY_") and name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            if close:
+                meant = close[0]
+                setting = f" ({settings[meant]})" if meant in settings else ""
+                hint = f"did you mean {meant}{setting}?"
+            else:
+                hint = "no setting has a similar name (settings: config/parley.toml)"
+            raise ConfigError(f"{name}: unknown environment name, {hint}")
+
+
+def _did_you_mean(name: str, candidates: Iterable[str], shown: str = "{}") -> str:
+    """`, did you mean x?` for the closest of `candidates`, or nothing when none is close."""
+    close = difflib.get_close_matches(name, list(candidates), n=1)
+    return f", did you mean {shown.format(close[0])}?" if close else ""
+
+
 def _section_type(name: str) -> type[Any]:
     hints = typing.get_type_hints(Settings)
     section_type: type[Any] = hints[name]
@@ -352,13 +393,15 @@ def _build(raw: Mapping[str, Mapping[str, Any]]) -> Settings:
     known_sections = {f.name for f in dataclasses.fields(Settings)}
     for section_name, values in raw.items():
         if section_name not in known_sections:
-            raise ConfigError(f"{section_name}: unknown section")
+            hint = _did_you_mean(section_name, known_sections, "[{}]")
+            raise ConfigError(f"{section_name}: unknown section{hint}")
         section_type = _section_type(section_name)
         hints = typing.get_type_hints(section_type)
         kwargs = {}
         for key, value in values.items():
             if key not in hints:
-                raise ConfigError(f"{section_name}.{key}: unknown setting")
+                hint = _did_you_mean(key, hints, f"{section_name}.{{}}")
+                raise ConfigError(f"{section_name}.{key}: unknown setting{hint}")
             kwargs[key] = _coerce(f"{section_name}.{key}", hints[key], value)
         sections[section_name] = section_type(**kwargs)
     return Settings(**sections)

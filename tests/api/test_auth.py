@@ -427,6 +427,60 @@ async def test_refresh_rotates_and_reuse_kills_the_family(client: httpx.AsyncCli
     assert again.status_code == 200
 
 
+async def test_a_refresh_token_presented_after_logout_is_revoked_by_logout_not_reused(
+    client: httpx.AsyncClient,
+) -> None:
+    account = await register(client)
+    assert (
+        await client.post("/api/auth/logout", json={"refresh_token": account.refresh_token})
+    ).status_code == 204
+    again = await client.post("/api/auth/refresh", json={"refresh_token": account.refresh_token})
+    assert again.status_code == 401
+    error = again.json()["error"]
+    assert error["code"] == "refresh_token_revoked"
+    assert "revoked by logout" in error["message"]
+    assert "reuse" not in error["message"]
+
+
+async def test_a_rotated_token_presented_after_logout_is_still_reuse(
+    client: httpx.AsyncClient,
+) -> None:
+    account = await register(client)
+    rotated = await client.post("/api/auth/refresh", json={"refresh_token": account.refresh_token})
+    newest = rotated.json()["refresh_token"]
+    await client.post("/api/auth/logout", json={"refresh_token": newest})
+    replayed = await client.post("/api/auth/refresh", json={"refresh_token": account.refresh_token})
+    assert replayed.status_code == 401
+    assert replayed.json()["error"]["code"] == "invalid_refresh_token"
+    assert "reuse" in replayed.json()["error"]["message"]
+    # The replay changes nothing about why the newest token is dead: the logout.
+    logged_out = await client.post("/api/auth/refresh", json={"refresh_token": newest})
+    assert logged_out.json()["error"]["code"] == "refresh_token_revoked"
+    assert "revoked by logout" in logged_out.json()["error"]["message"]
+
+
+async def test_revoked_refresh_tokens_name_what_revoked_them(client: httpx.AsyncClient) -> None:
+    # Reuse: the thief's replay kills the family, and the victim's newest token says why.
+    victim = await register(client)
+    rotated = await client.post("/api/auth/refresh", json={"refresh_token": victim.refresh_token})
+    await client.post("/api/auth/refresh", json={"refresh_token": victim.refresh_token})
+    newest = await client.post(
+        "/api/auth/refresh", json={"refresh_token": rotated.json()["refresh_token"]}
+    )
+    assert newest.status_code == 401
+    assert newest.json()["error"]["code"] == "refresh_token_revoked"
+    assert "reuse" in newest.json()["error"]["message"]
+    # logout_all: every family of the user, each saying so.
+    account = await register(client)
+    other = (await login(client, account.email, account.password)).json()
+    assert (await client.post("/api/auth/logout_all", headers=account.headers)).status_code == 204
+    for token in (account.refresh_token, other["refresh_token"]):
+        refused = await client.post("/api/auth/refresh", json={"refresh_token": token})
+        assert refused.status_code == 401
+        assert refused.json()["error"]["code"] == "refresh_token_revoked"
+        assert "revoked by logout_all" in refused.json()["error"]["message"]
+
+
 async def test_refresh_reads_the_cookie_when_the_body_has_no_token(
     client: httpx.AsyncClient,
 ) -> None:

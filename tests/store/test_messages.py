@@ -156,7 +156,7 @@ async def test_the_database_refuses_a_client_id_or_body_the_message_rules_refuse
     database: Database,
     inserter: BatchInserter,
 ) -> None:
-    # The CHECK constraints behind `parley.actors.message_rules` (migration 0004): a path that
+    # The CHECK constraints behind `parley.actors.message_rules` (migration 0005): a path that
     # skipped the rules still cannot store what they refuse.
     _, messages, alice, _, one = await alice_and_bob(database)
     for refused in (NewMessage(one, alice, "fine", "c" * 65), NewMessage(one, alice, "", None)):

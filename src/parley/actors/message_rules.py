@@ -14,7 +14,7 @@ The rules, counted in Unicode code points as users see them:
   refuses fails the writer's whole batch, every other conversation's messages in it included);
 * client_id: absent (null), or a string of 1 to `CLIENT_ID_MAX_CHARS` characters with neither.
 
-The database repeats the length rules as CHECK constraints (migration 0004), so a path that
+The database repeats the length rules as CHECK constraints (migration 0005), so a path that
 forgot this module could not store what it refuses.
 """
 

@@ -2,9 +2,11 @@
 
 Sessions are a short-lived access JWT (`auth.access_ttl_seconds`) plus an opaque refresh token
 (`auth.refresh_ttl_seconds`) that rotates on every use; presenting a used refresh token again means
-it leaked, so its whole family is revoked. The refresh token travels in the body (non-browser
-clients) and in an HTTP-only SameSite=Lax cookie on `/api/auth` (browsers); refresh and logout read
-either. See docs/accounts.md for the reasoning behind each answer.
+it leaked, so its whole family is revoked. A token revoked before it was used (by logout,
+logout_all, a password change, a ban, or a reuse in its family) is refused naming that cause. The
+refresh token travels in the body (non-browser clients) and in an HTTP-only SameSite=Lax cookie on
+`/api/auth` (browsers); refresh and logout read either. See docs/accounts.md for the reasoning
+behind each answer.
 """
 
 from __future__ import annotations
@@ -229,18 +231,31 @@ async def refresh() -> Response:
     if outcome.user is None:
         if outcome.reason == "reused":
             raise _refused("refresh token reuse detected: the session was revoked")
-        raise _refused("the refresh token is invalid, expired or revoked")
+        if outcome.reason == "revoked":
+            raise _refused(
+                _REVOKED_BY.get(outcome.revoked_by, "the refresh token was revoked; sign in again"),
+                code="refresh_token_revoked",
+            )
+        raise _refused("the refresh token is invalid or expired")
     return session_response(outcome.user, successor.plaintext, successor.expires_at)
 
 
-def _refused(message: str) -> ApiError:
+_REVOKED_BY: dict[str | None, str] = {
+    "logout": "the refresh token was revoked by logout; sign in again",
+    "logout_all": "the refresh token was revoked by logout_all (signed out everywhere); sign in "
+    "again",
+    "password": "the refresh token was revoked by a password change or reset; sign in again",
+    "ban": "the refresh token was revoked: the account is banned",
+    "reuse": "the refresh token was revoked because an older token of its session was used again "
+    "(reuse detected); sign in again",
+}
+"""What a token revoked before it was used is answered, by `refresh_tokens.revoked_reason`: a
+logout is not a reuse, and the client should hear which it was."""
+
+
+def _refused(message: str, *, code: str = "invalid_refresh_token") -> ApiError:
     """401 for a bad refresh token; the response also clears the cookie (see the after hook)."""
-    return ApiError(
-        401,
-        "invalid_refresh_token",
-        message,
-        headers={"Set-Cookie": _expired_cookie_header()},
-    )
+    return ApiError(401, code, message, headers={"Set-Cookie": _expired_cookie_header()})
 
 
 def _expired_cookie_header() -> str:

@@ -9,6 +9,7 @@ portable path.
 
 from __future__ import annotations
 
+import logging
 import math
 from functools import partial
 
@@ -17,6 +18,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 from quart_trio import QuartTrio
 
+from parley.api.access_log import AccessLog
 from parley.api.listener import serve_public
 from parley.config import Settings
 
@@ -29,8 +31,11 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     config.backlog = settings.server.listen_backlog
     # Hypercorn accepts 16 MiB WebSocket messages by default; ours are bounded by the socket limit.
     config.websocket_max_message_size = settings.socket.max_frame_bytes
+    # Our access line (`server.access_log`, parley.api.access_log) instead of Hypercorn's.
     config.accesslog = None
-    config.errorlog = "-"
+    # Hypercorn's errors go through the logging set-up as they are; "-" would give the logger a
+    # handler of its own besides the root's, and every line would be written twice.
+    config.errorlog = logging.getLogger("hypercorn.error")
     config.include_server_header = False
     return config
 
@@ -58,7 +63,8 @@ class HttpServer:
                 shutdown_trigger=self._draining.wait,
             )
         else:
-            server = partial(serve, self._app, config, shutdown_trigger=self._draining.wait)
+            app = AccessLog(self._app) if self._settings.server.access_log else self._app
+            server = partial(serve, app, config, shutdown_trigger=self._draining.wait)
         async with trio.open_nursery() as nursery:
             self.binds = await nursery.start(server)
             task_status.started(self.binds)

@@ -20,12 +20,16 @@ and cancel what is left. Sockets are closed with 1012 before that by `service.se
 (`Runtime.close_all_sockets`), on either transport; a socket session ends its connection (close
 frame, bounded linger) as soon as its session is stopped.
 
+Each upgrade gets one access-log line once its handshake is answered (101 or the refusal,
+`parley.api.access_log`); what Hypercorn serves is logged by the app's `AccessLog` middleware.
+
 TLS is not handled here: with TLS configured `HttpServer` runs plain Hypercorn.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
@@ -37,6 +41,7 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
 from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr, wrap_app
 
+from parley.api.access_log import AccessLog, log_request, logged_target
 from parley.api.socket.hub import SocketHub
 from parley.api.socket.wsproto_transport import accept_upgrade
 
@@ -101,12 +106,15 @@ class ReplayStream:
 class RequestHead:
     """The parts of a request head the router looks at (wsproto re-parses it properly)."""
 
-    __slots__ = ("headers", "method", "path")
+    __slots__ = ("headers", "method", "path", "query")
 
-    def __init__(self, method: bytes, path: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    def __init__(
+        self, method: bytes, path: bytes, headers: list[tuple[bytes, bytes]], query: bytes = b""
+    ) -> None:
         self.method = method
         self.path = path
         self.headers = headers
+        self.query = query
 
     @classmethod
     def parse(cls, head: bytes) -> RequestHead | None:
@@ -122,7 +130,8 @@ class RequestHead:
             if not colon or not name or name != name.strip():
                 return None  # obs-fold or junk: leave it to Hypercorn's h11
             headers.append((name.lower(), value.strip()))
-        return cls(parts[0], parts[1].partition(b"?")[0], headers)
+        path, _, query = parts[1].partition(b"?")
+        return cls(parts[0], path, headers, query)
 
     def is_websocket_upgrade(self) -> bool:
         if self.method != b"GET":
@@ -144,6 +153,7 @@ class Router:
         lifespan_state: dict[str, Any],
         hub: SocketHub | None,
         socket_path: str,
+        access_log: bool = True,
     ) -> None:
         self.app = app
         self.config = config
@@ -151,6 +161,7 @@ class Router:
         self.lifespan_state = lifespan_state
         self.hub = hub
         self.socket_path = socket_path.encode("latin-1")
+        self.access_log = access_log
         self.head_limit = int(config.h11_max_incomplete_size)
         self.head_timeout = float(config.keep_alive_timeout)
         self.upgrades = 0
@@ -202,17 +213,23 @@ class Router:
         parsed = RequestHead.parse(head)
         if parsed is None or parsed.path != self.socket_path or not parsed.is_websocket_upgrade():
             return None
-        return _Upgrade(head, parsed.headers, data[head_end + 4 :])
+        target = logged_target(parsed.path, parsed.query) if self.access_log else ""
+        return _Upgrade(head, parsed.headers, data[head_end + 4 :], target)
 
     async def _serve_socket(self, stream: trio.SocketStream, upgrade: _Upgrade) -> None:
         assert self.hub is not None
+        peer = _peer(stream)
+        started = time.perf_counter()
         try:
             upgraded = await accept_upgrade(
-                stream, upgrade.head, upgrade.headers, upgrade.rest, self.hub, _peer(stream)
+                stream, upgrade.head, upgrade.headers, upgrade.rest, self.hub, peer
             )
+            if self.access_log:
+                status = upgraded if isinstance(upgraded, int) else 101
+                log_request(peer, "GET", upgrade.target, status, time.perf_counter() - started)
             # The request is only needed for the handshake: an idle connection must not keep it.
-            upgrade.head, upgrade.headers, upgrade.rest = b"", [], b""
-            if upgraded is not None:
+            upgrade.head, upgrade.headers, upgrade.rest, upgrade.target = b"", [], b"", ""
+            if not isinstance(upgraded, int):
                 await upgraded.serve()
         except Exception:  # one connection's failure must not reach the listener
             log.exception("socket upgrade failed")
@@ -222,14 +239,18 @@ class Router:
 
 
 class _Upgrade:
-    """A WebSocket upgrade's request head, its headers, and the bytes read after it."""
+    """A WebSocket upgrade's request head, its headers, the bytes read after it, and its target
+    as the access log shows it."""
 
-    __slots__ = ("head", "headers", "rest")
+    __slots__ = ("head", "headers", "rest", "target")
 
-    def __init__(self, head: bytes, headers: list[tuple[bytes, bytes]], rest: bytes) -> None:
+    def __init__(
+        self, head: bytes, headers: list[tuple[bytes, bytes]], rest: bytes, target: str
+    ) -> None:
         self.head = head
         self.headers = headers
         self.rest = rest
+        self.target = target
 
 
 def _peer(stream: trio.SocketStream) -> str | None:
@@ -254,13 +275,22 @@ async def serve_public(
     if config.ssl_enabled:
         raise ValueError("the public listener does not do TLS; use plain Hypercorn for that")
     config.set_statsd_logger_class(StatsdLogger)
-    wrapped = wrap_app(app, config.wsgi_max_body_size, None)
+    logged = AccessLog(app) if settings.server.access_log else app
+    wrapped = wrap_app(logged, config.wsgi_max_body_size, None)
     lifespan_state: dict[str, Any] = {}
     lifespan = Lifespan(wrapped, config, lifespan_state)
     context = WorkerContext(None)
     found = app.extensions.get("parley.sockets")
     hub = found if isinstance(found, SocketHub) else None
-    router = Router(wrapped, config, context, lifespan_state, hub, settings.socket.path)
+    router = Router(
+        wrapped,
+        config,
+        context,
+        lifespan_state,
+        hub,
+        settings.socket.path,
+        settings.server.access_log,
+    )
 
     async with trio.open_nursery() as lifespan_nursery:
         await lifespan_nursery.start(lifespan.handle_lifespan)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
 
@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from parley.store.database import Connection, Database, Record
 
 ROLES = ("registered", "moderator", "admin")
+RevokedReason = Literal["logout", "logout_all", "password", "ban", "reuse"]
+"""What revoked a refresh token (`refresh_tokens.revoked_reason`): a logout of its session,
+logout_all, a password change or reset, a ban, or a reuse detected in its family."""
 ONE_TIME_PURPOSES = ("confirm", "reset", "email_change")
 
 
@@ -77,11 +80,17 @@ class ConfirmOutcome:
 
 @dataclass(frozen=True)
 class RefreshOutcome:
-    """What presenting a refresh token led to: a user to issue new tokens for, or why not."""
+    """What presenting a refresh token led to: a user to issue new tokens for, or why not.
+
+    `reason`: "unknown", "expired" (or the owner is banned), "reused" (the token was used before:
+    its family is revoked now), or "revoked" (it was revoked before, for `revoked_by`; None for
+    tokens revoked before the reason was recorded).
+    """
 
     user: User | None
     family_id: uuid.UUID | None
-    reason: str | None = None
+    reason: Literal["unknown", "expired", "reused", "revoked"] | None = None
+    revoked_by: RevokedReason | None = None
 
 
 def _user(row: Record) -> User:
@@ -201,7 +210,7 @@ class UserStore:
 
         async def update(conn: Connection) -> Record:
             if revoke_sessions:
-                await _revoke_all_refresh(conn, user_id)
+                await _revoke_all_refresh(conn, user_id, "password")
             row = await conn.fetchrow(
                 f"""UPDATE users SET password_hash = $2, updated_at = now(),
                         token_version = token_version + CASE WHEN $3 THEN 1 ELSE 0 END
@@ -219,7 +228,7 @@ class UserStore:
         """logout_all: every access token of the user is refused from now on, refresh tokens too."""
 
         async def bump(conn: Connection) -> Record:
-            await _revoke_all_refresh(conn, user_id)
+            await _revoke_all_refresh(conn, user_id, "logout_all")
             row = await conn.fetchrow(
                 f"""UPDATE users SET token_version = token_version + 1, updated_at = now()
                     WHERE id = $1 RETURNING {_USER_COLUMNS}""",
@@ -237,7 +246,7 @@ class UserStore:
 
         async def change(conn: Connection) -> Record | None:
             if banned:
-                await _revoke_all_refresh(conn, user_id)
+                await _revoke_all_refresh(conn, user_id, "ban")
             return await conn.fetchrow(
                 f"""UPDATE users SET
                         role = COALESCE($2, role),
@@ -293,13 +302,14 @@ class UserStore:
     ) -> RefreshOutcome:
         """Use a refresh token once: mark it used and store its successor in the same family.
 
-        A token already used (or revoked) means it was stolen or replayed: the whole family is
-        revoked, and the caller refuses the request.
+        A token already used means it was copied (a rotated token came back): the whole family is
+        revoked, and the caller refuses the request. A token revoked but never used (its session
+        logged out, say) is refused with the recorded reason; its family is revoked already.
         """
 
         async def rotate(conn: Connection) -> RefreshOutcome:
             row = await conn.fetchrow(
-                """SELECT r.id, r.family_id, r.used_at, r.revoked_at,
+                """SELECT r.id, r.family_id, r.used_at, r.revoked_at, r.revoked_reason,
                           r.expires_at < now() AS expired, u.banned_at
                    FROM refresh_tokens r JOIN users u ON u.id = r.user_id
                    WHERE r.token_hash = $1 FOR UPDATE OF r""",
@@ -307,13 +317,15 @@ class UserStore:
             )
             if row is None:
                 return RefreshOutcome(None, None, "unknown")
-            if row["used_at"] is not None or row["revoked_at"] is not None:
+            if row["used_at"] is not None:
                 await conn.execute(
-                    """UPDATE refresh_tokens SET revoked_at = COALESCE(revoked_at, now())
-                       WHERE family_id = $1""",
+                    """UPDATE refresh_tokens SET revoked_at = now(), revoked_reason = 'reuse'
+                       WHERE family_id = $1 AND revoked_at IS NULL""",
                     row["family_id"],
                 )
                 return RefreshOutcome(None, row["family_id"], "reused")
+            if row["revoked_at"] is not None:
+                return RefreshOutcome(None, row["family_id"], "revoked", row["revoked_reason"])
             if row["expired"] or row["banned_at"] is not None:
                 return RefreshOutcome(None, row["family_id"], "expired")
             user_row = await conn.fetchrow(
@@ -336,10 +348,12 @@ class UserStore:
         return await self._db.transaction(rotate)
 
     async def revoke_refresh_family_of(self, token_hash: bytes) -> bool:
-        """logout: revoke the family the presented refresh token belongs to."""
+        """logout: revoke the family the presented refresh token belongs to (its tokens not
+        revoked yet); False when there was none."""
         status = await self._db.execute(
-            """UPDATE refresh_tokens SET revoked_at = COALESCE(revoked_at, now())
-               WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)""",
+            """UPDATE refresh_tokens SET revoked_at = now(), revoked_reason = 'logout'
+               WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)
+                     AND revoked_at IS NULL""",
             token_hash,
         )
         return status != "UPDATE 0"
@@ -470,7 +484,7 @@ class UserStore:
             )
             if user_id is None:
                 return None
-            await _revoke_all_refresh(conn, user_id)
+            await _revoke_all_refresh(conn, user_id, "password")
             # The reset link reached the mailbox, which also proves the address.
             return await conn.fetchrow(
                 f"""UPDATE users SET password_hash = $2, token_version = token_version + 1,
@@ -573,9 +587,10 @@ async def _insert_one_time(conn: Connection, user_id: uuid.UUID, token: NewOneTi
     )
 
 
-async def _revoke_all_refresh(conn: Connection, user_id: uuid.UUID) -> None:
+async def _revoke_all_refresh(conn: Connection, user_id: uuid.UUID, reason: RevokedReason) -> None:
     await conn.execute(
-        """UPDATE refresh_tokens SET revoked_at = COALESCE(revoked_at, now())
+        """UPDATE refresh_tokens SET revoked_at = now(), revoked_reason = $2
            WHERE user_id = $1 AND revoked_at IS NULL""",
         user_id,
+        reason,
     )

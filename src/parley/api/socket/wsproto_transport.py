@@ -556,10 +556,10 @@ async def accept_upgrade(
     rest: bytes,
     hub: SocketHub,
     peer: str | None,
-) -> UpgradedSocket | None:
+) -> UpgradedSocket | int:
     """The handshake of one WebSocket upgrade whose request head (`head`) has been read; `rest`
-    is what followed it. Returns the accepted socket, or None once a refusal was answered (the
-    caller closes the stream)."""
+    is what followed it. Returns the accepted socket, or the HTTP status of the refusal once it
+    was answered (the caller closes the stream)."""
     ws = WSConnection(ConnectionType.SERVER)
     try:
         ws.receive_data(head)
@@ -567,10 +567,10 @@ async def accept_upgrade(
     except RemoteProtocolError as exc:
         log.debug("bad upgrade request: %s", exc)
         await _send_all(stream, _plain_response(400, b"bad WebSocket upgrade\n"))
-        return None
+        return 400
     if not isinstance(event, Request):
         await _send_all(stream, _plain_response(400, b"bad WebSocket upgrade\n"))
-        return None
+        return 400
     request = connect_request(event, headers, peer)
     try:
         decision = await authorize_connect(request, hub.context)
@@ -578,18 +578,18 @@ async def accept_upgrade(
         log.exception("socket connect check failed")
         hub.count("refused_unavailable")
         await _send_all(stream, _reject(ws, 503))
-        return None
+        return 503
     if not isinstance(decision, Accepted):
         hub.count(f"refused_{decision.reason}")
         await _send_all(stream, _reject(ws, decision.status))
-        return None
+        return decision.status
     try:
         handle = await hub.open_session(decision.principal, decision.serializer)
     except Exception:
         log.exception("could not start a session")
         hub.count("refused_unavailable")
         await _send_all(stream, _reject(ws, 503))
-        return None
+        return 503
     settings = hub.settings.socket
     deflate = PerMessageDeflate()
     extensions: list[Extension] = [deflate] if settings.compression else []
