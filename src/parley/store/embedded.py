@@ -71,14 +71,19 @@ def start_embedded(
     pgdata = pgdata.resolve()
     with _turn(pgdata):
         holding = _holders_file(pgdata).open("ab")
+        alone = _try_flock(holding, fcntl.LOCK_EX)
         try:
-            if _try_flock(holding, fcntl.LOCK_EX):
+            if alone:
                 _take_over(pgdata, stop_timeout)
             _clear_stale_pid_file(pgdata)
             _prune_recorded_pids(pgdata)
             dsn = str(_pgserver_start(pgdata).get_uri())
             fcntl.flock(holding, fcntl.LOCK_SH)
         except BaseException:
+            # A failed start (pg_ctl timing out under load, say) may still have left a postmaster
+            # running; with no other holder, nobody would ever stop it.
+            if alone:
+                _stop_postgres(pgdata, stop_timeout)
             holding.close()
             raise
     return dsn, EmbeddedServer(pgdata, stop_timeout, holding)
