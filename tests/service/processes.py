@@ -126,6 +126,8 @@ class MakeServe:
             start_new_session=True,
         )
         self.group = self.make.pid
+        self.gone = False
+        """Whether the whole group was seen to have exited."""
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -176,9 +178,11 @@ class MakeServe:
         finally:
             self._log.close()
         wait_for(lambda: not self.members(), SHUTDOWN_SECONDS, "the process group has exited")
+        self.gone = True
 
     def kill(self) -> None:
         """Whatever is left of the group, for a test's clean-up."""
-        self.signal_group(signal.SIGKILL)
+        if not self.gone:  # else its number may have been reused for somebody else's group
+            self.signal_group(signal.SIGKILL)
         self.make.wait(timeout=SHUTDOWN_SECONDS)
         self._log.close()
