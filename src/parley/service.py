@@ -6,6 +6,8 @@ on
 SIGINT/SIGTERM shuts down in order: the HTTP server stops accepting and drains (bounded), the tree
 stops
 its children in reverse start order (each bounded), the pool closes, and the embedded server stops.
+Signals are received from the start to the very end, so a repeated one (make passes SIGTERM on to
+its child, which the process group got already) cannot cut that cleanup short.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import trio
 from quart_trio import QuartTrio
@@ -53,13 +56,20 @@ async def database_url(settings: Settings) -> AsyncIterator[str]:
         return
     pgdata = settings.data_dir / "pgdata"
     log.info("starting embedded PostgreSQL in %s", pgdata)
-    dsn, server = await trio.to_thread.run_sync(start_embedded, pgdata)
+    # Not abandoned on cancellation (to_thread's default): the handle is needed to stop it.
+    dsn, server = await trio.to_thread.run_sync(
+        partial(start_embedded, pgdata, stop_timeout=settings.database.embedded_stop_seconds)
+    )
     try:
         yield dsn
     finally:
+        log.info("stopping embedded PostgreSQL")
         with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(stop_embedded, server)
-        log.info("embedded PostgreSQL stopped")
+            stopped = await trio.to_thread.run_sync(stop_embedded, server)
+        if stopped:
+            log.info("embedded PostgreSQL stopped")
+        else:
+            log.info("embedded PostgreSQL left running: another process still uses it")
 
 
 def open_database(settings: Settings, dsn: str) -> Database:
@@ -90,6 +100,39 @@ async def serve(
     """
     if settings.server.gc_thresholds:
         gc.set_threshold(*settings.server.gc_thresholds)
+    if stop is not None or not handle_signals:
+        await _serve(settings, http_server, stop, task_status)
+        log.info("Parley stopped")
+        return
+    stop = trio.Event()
+    # Open before the embedded PostgreSQL starts and closed after it stopped: a signal in between
+    # must never get the default action, which would end the process mid-cleanup.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_stop_on_signals, signals, stop)
+            await _serve(settings, http_server, stop, task_status)
+            nursery.cancel_scope.cancel()
+        log.info("Parley stopped")
+
+
+async def _stop_on_signals(signals: AsyncIterator[int], stop: trio.Event) -> None:
+    """Set `stop` at the first signal; later ones are only logged (shutdown is under way)."""
+    async for signum in signals:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            log.info("received %s again: already shutting down", name)
+        else:
+            log.info("received %s: shutting down", name)
+            stop.set()
+
+
+async def _serve(
+    settings: Settings,
+    http_server: bool,
+    stop: trio.Event | None,
+    task_status: trio.TaskStatus[RunningServer],
+) -> None:
+    """`serve` after its signal handling: runs until `stop` is set (or forever when None)."""
     async with database_url(settings) as dsn:
         database = open_database(settings, dsn)
         context = AppContext(
@@ -128,15 +171,10 @@ async def serve(
             if settings.server.gc_freeze:
                 gc.freeze()
             task_status.started(RunningServer(base_url, context, runtime, app))
-            if stop is not None:
-                await stop.wait()
-            elif not handle_signals:
+            if stop is None:
                 await trio.sleep_forever()
             else:
-                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for signum in signals:
-                        log.info("received %s: shutting down", signal.Signals(signum).name)
-                        break
+                await stop.wait()
             # Sockets first: open ones would otherwise hold the HTTP drain for its whole grace.
             closed = runtime.close_all_sockets()
             log.info("closed %d socket(s) with 1012", closed)
@@ -145,7 +183,6 @@ async def serve(
             with trio.move_on_after(_tree_shutdown_bound(settings)):
                 await root.shutdown()
             nursery.cancel_scope.cancel()
-    log.info("Parley stopped")
 
 
 def _tree_shutdown_bound(settings: Settings) -> float:
