@@ -19,7 +19,8 @@ Workloads
      0.1 %; then 1 conversation x 2,000 members at 5 msg/s: first-to-last spread.
   W3 1:1: 500 pairs in their direct conversations, 250 -> 3,000 msg/s; ack p99, delivery p99, rows
      stored = acks.
-  W4 storms: 1,000 bystanders; 20 logins/s, a burst of 200 logins, 5,000 token reconnects + joins.
+  W4 storms: 1,000 bystanders; 20 logins/s, a burst of 200 logins, 5,000 token reconnects + joins;
+     before them, failed logins: wrong password vs unknown e-mail (the same cost, p50 ratio).
   W5 writer: bench/writer.py (messages persisted/s through the conversation-actor path).
 
 Latency = receive time - send time, both read from the same clock (the send time is in the body).
@@ -86,6 +87,7 @@ GOALS: dict[str, tuple[str, Callable[[float], bool]]] = {
     "W2.loss_10k": ("0 %", lambda v: v == 0),
     "W3.ack_p99_3000": ("< 50 ms at 3,000/s", lambda v: v < 50),
     "W4.bystander_p99": ("< 100 ms", lambda v: v < 100),
+    "W4.unknown_vs_wrong": ("0.6 to 1.6", lambda v: 0.6 < v < 1.6),
     "W4.reconnect_s": ("5,000 in <= 15 s", lambda v: v <= 15),
     "W4.reconnect_joined": ("all", lambda v: v == 0),
 }
@@ -603,6 +605,7 @@ FULL: dict[str, Any] = {
     "w3_pairs": 500, "w3_step_s": 10, "w3_steps": [250, 500, 1_000, 2_000, 3_000],
     "w4_bystanders": 1_000, "w4_login_users": 20, "w4_steady_rate": 20, "w4_steady_s": 10,
     "w4_burst": 200, "w4_reconnects": 5_000, "w4_reconnect_window_s": 10, "w4_baseline_s": 10,
+    "w4_failed_logins": 50, "w4_failed_rate": 10,
     "w5_args": [], "settle_s": 2.0, "warm_s": 2.0, "pause_s": 3.0,
 }  # fmt: skip
 QUICK: dict[str, Any] = {
@@ -612,6 +615,7 @@ QUICK: dict[str, Any] = {
     "w3_pairs": 50, "w3_step_s": 1.5, "w3_steps": [250],
     "w4_bystanders": 30, "w4_login_users": 5, "w4_steady_rate": 10, "w4_steady_s": 1,
     "w4_burst": 20, "w4_reconnects": 200, "w4_reconnect_window_s": 1, "w4_baseline_s": 1.5,
+    "w4_failed_logins": 10, "w4_failed_rate": 10,
     "w5_args": ["--messages", "400", "--conversations", "5", "--senders", "10"],
     "settle_s": 0.3, "warm_s": 0.3, "pause_s": 0.2,
 }  # fmt: skip
@@ -979,6 +983,50 @@ async def w3(run: Run) -> dict[str, Any]:
 # W4 storms
 
 
+async def failed_login_times(
+    target: Target, pool: list[Worker], people: list[User], count: int, rate: float
+) -> dict[str, Any]:
+    """Wrong password vs unknown e-mail, one after the other at `rate` on a quiet server: the two
+    401s must cost the same (a full argon2id verification each), or timing tells which e-mails
+    exist. Each wrong password is tried on another bystander (no account reaches its lockout);
+    each unknown address is new."""
+    tag = uuid.uuid4().hex[:8]
+    cases = {
+        "wrong": [{"email": u.email, "password": "not the password!"} for u in people[:count]],
+        "unknown": [
+            {"email": f"nobody{n}-{tag}@bench.test", "password": "not the password!"}
+            for n in range(count)
+        ],
+    }
+    result: dict[str, Any] = {}
+    window = cpu_window(target, pool).start()
+    for case, creds in cases.items():
+        answer = await pool[0].call(
+            {
+                "cmd": "logins",
+                "url": f"{target.http}/api/auth/login",
+                "creds": creds,
+                "rate": rate,
+                "count": len(creds),
+                "timed_status": 401,
+            },
+            limit_s=120,
+        )
+        result[case] = {"status": answer["status"], **Hist().merge(answer["lat"]).summary()}
+    cpu = window.stop()
+    result.update(cpu)
+    wrong, unknown = result["wrong"]["p50_ms"], result["unknown"]["p50_ms"]
+    result["unknown_vs_wrong"] = rnd(unknown / wrong) if wrong else math.nan
+    print(
+        f"W4 failed     Parley           {len(cases['wrong'])} wrong passwords p50 {wrong:.1f} ms, "
+        f"{len(cases['unknown'])} unknown e-mails p50 {unknown:.1f} ms: unknown / wrong "
+        f"{result['unknown_vs_wrong']}, status {result['wrong']['status']} "
+        f"{result['unknown']['status']}  {server_text(cpu)}  | {gen_text(cpu, len(pool))}",
+        flush=True,
+    )
+    return result
+
+
 async def w4(run: Run) -> dict[str, Any]:
     bystanders, login_users = run["w4_bystanders"], run["w4_login_users"]
     steady_rate, steady_s, burst = run["w4_steady_rate"], run["w4_steady_s"], run["w4_burst"]
@@ -998,6 +1046,9 @@ async def w4(run: Run) -> dict[str, Any]:
         creds = [{"email": u.email, "password": PASSWORD} for u in login]
         login_url = f"{target.http}/api/auth/login"
         async with workers(2, run.run_dir) as by, workers(3, run.run_dir) as storm:
+            result["failed_logins"] = await failed_login_times(
+                target, storm, people, run["w4_failed_logins"], run["w4_failed_rate"]
+            )
             opened = await open_conns(by, target, specs, 500, hb_ms)
             result["bystanders_connected"] = opened["ok"]
             pool = [*by, *storm]
@@ -1365,6 +1416,14 @@ def table(results: dict[str, Any]) -> str:
                     lambda r, p=phase: r[p],
                 )
         add("W4 login p99 (burst)", "W4.login", lambda r: r["burst"]["login"]["p99_ms"], " ms")
+        if w4r.get("failed_logins"):
+            add(
+                "W4 failed login p50: unknown e-mail / wrong password",
+                "W4.unknown_vs_wrong",
+                lambda r: r["failed_logins"]["unknown_vs_wrong"],
+                "",
+                lambda r: r["failed_logins"],
+            )
         add(
             f"W4 {w4r['reconnect']['connections']:,} reconnects + joins: all settled in",
             "W4.reconnect_s",

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import statistics
+import threading
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import argon2
 import jwt
@@ -274,71 +273,72 @@ async def test_login_upgrades_a_hash_made_with_older_parameters(
     assert (await login(client, "old@example.com", "an old password")).status_code == 200
 
 
-async def test_unknown_user_and_wrong_password_take_similar_time(
-    tmp_path: Path, database_url: str
+async def test_an_unknown_user_costs_one_full_verification_like_a_wrong_password(
+    client: httpx.AsyncClient, server: RunningServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With the default argon2 parameters, "no such user" costs a full verification too."""
-    auth = {"argon2_memory_kib": 19_456, "argon2_time_cost": 2, "per_ip_requests_per_hour": 1000}
-    async with server_with(tmp_path, database_url, auth=auth) as (_, client):
-        account = await register(client)
-        wrong: list[float] = []
-        unknown: list[float] = []
-        for _ in range(6):
-            for email, bucket in ((account.email, wrong), ("ghost@example.com", unknown)):
-                started = time.perf_counter()
-                response = await login(client, email, "not the password!")
-                bucket.append(time.perf_counter() - started)
-                assert response.status_code == 401
-        ratio = statistics.median(unknown) / statistics.median(wrong)
-        print(
-            f"median wrong={statistics.median(wrong) * 1000:.1f} ms, "
-            f"unknown={statistics.median(unknown) * 1000:.1f} ms, ratio={ratio:.2f}"
-        )
-        assert 0.6 < ratio < 1.6
+    """A login naming no account runs one complete argon2id verification with the configured
+    parameters, as a wrong password does (counted inside argon2-cffi), so the answer's timing does
+    not tell which e-mails exist. The login times themselves are `make bench`'s (W4)."""
+    account = await register(client)
+    real_verify = argon2.PasswordHasher.verify
+    completed: list[str] = []
+
+    def counting_verify(self: argon2.PasswordHasher, hash: str, password: bytes) -> Literal[True]:
+        try:
+            return real_verify(self, hash, password)
+        except argon2.exceptions.VerifyMismatchError:  # computed in full, then compared
+            completed.append(hash)
+            raise
+
+    monkeypatch.setattr(argon2.PasswordHasher, "verify", counting_verify)
+    for email in (account.email, "ghost@example.com"):
+        completed.clear()
+        assert (await login(client, email, "not the password!")).status_code == 401
+        assert len(completed) == 1, email
+        assert not server.context.passwords.needs_rehash(completed[0]), "configured parameters"
 
 
-async def test_logins_do_not_block_the_event_loop(tmp_path: Path, database_url: str) -> None:
-    """20 concurrent logins with the default argon2 cost: the loop keeps ticking.
+async def test_the_server_answers_other_requests_while_logins_are_verifying(
+    client: httpx.AsyncClient, server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """20 concurrent logins, their verifications held in flight: the event loop is not theirs.
 
-    Hashing runs in worker threads; one core is left to the event loop (`cpu_count - 1` hashing
-    threads). With as many hashing threads as cores, the OS scheduler itself starves the loop
-    thread now and then (gaps up to ~115 ms measured on 2 vCPUs) for no gain in logins/s.
+    The first verification is held inside argon2-cffi (in its worker thread) until the test has
+    been answered by the same server; the other logins queue on the hashing limiter meanwhile.
+    Counted, not timed: the loop's stalls during login storms are `make bench`'s (W4 bystanders).
     """
-    hashers = max(1, (os.cpu_count() or 2) - 1)
-    auth = {"argon2_memory_kib": 19_456, "argon2_time_cost": 2, "argon2_max_concurrency": hashers}
-    async with server_with(tmp_path, database_url, auth=auth) as (_, client):
-        account = await register(client)
-        gaps: list[float] = []
-        done = trio.Event()
+    account = await register(client)
+    real_verify = argon2.PasswordHasher.verify
+    verifying = trio.Event()
+    release = threading.Event()
 
-        async def heartbeat() -> None:
-            last = time.perf_counter()
-            while not done.is_set():
-                await trio.sleep(0.01)
-                now = time.perf_counter()
-                gaps.append(now - last)
-                last = now
+    def held_verify(self: argon2.PasswordHasher, hash: str, password: bytes) -> Literal[True]:
+        # On the event loop's own thread (a verification run inline) trio refuses this call.
+        trio.from_thread.run_sync(verifying.set)
+        if not release.wait(timeout=60):
+            raise AssertionError("the test never released the verification")
+        return real_verify(self, hash, password)
 
-        statuses: list[int] = []
+    monkeypatch.setattr(argon2.PasswordHasher, "verify", held_verify)
+    statuses: list[int] = []
 
-        async def one_login() -> None:
-            statuses.append((await login(client, account.email, account.password)).status_code)
+    async def one_login() -> None:
+        statuses.append((await login(client, account.email, account.password)).status_code)
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(heartbeat)
-            started = time.perf_counter()
-            async with trio.open_nursery() as logins:
+    try:
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
                 for _ in range(20):
-                    logins.start_soon(one_login)
-            elapsed = time.perf_counter() - started
-            done.set()
-        print(
-            f"20 logins in {elapsed:.2f}s ({20 / elapsed:.1f}/s); heartbeat max gap "
-            f"{max(gaps) * 1000:.1f} ms over {len(gaps)} ticks"
-        )
-        assert statuses == [200] * 20
-        assert len(gaps) > 10
-        assert max(gaps) < 0.1
+                    nursery.start_soon(one_login)
+                await verifying.wait()
+                assert (await client.get("/health")).status_code == 200
+                me = await client.get("/api/me", headers=account.headers)
+                assert me.status_code == 200, me.text
+                assert statuses == []
+                release.set()
+    finally:
+        release.set()
+    assert statuses == [200] * 20
 
 
 # --- tokens over HTTP ----------------------------------------------------------------------------
@@ -723,36 +723,6 @@ async def test_per_ip_limits_use_x_forwarded_for_only_from_trusted_proxies(
             )
             statuses.append(response.status_code)
         assert statuses == [202, 202, 429]  # no trusted proxy: the header is ignored
-
-
-async def test_logins_per_second_with_default_argon2_parameters(
-    tmp_path: Path, database_url: str
-) -> None:
-    """Throughput figure: sequential and 8-way concurrent logins with DEFAULT argon2 settings."""
-    auth = {"argon2_memory_kib": 19_456, "argon2_time_cost": 2, "argon2_parallelism": 1}
-    async with server_with(tmp_path, database_url, auth=auth) as (server, client):
-        account = await register(client)
-        started = time.perf_counter()
-        for _ in range(10):
-            assert (await login(client, account.email, account.password)).status_code == 200
-        sequential = 10 / (time.perf_counter() - started)
-
-        async def worker() -> None:
-            for _ in range(5):
-                assert (await login(client, account.email, account.password)).status_code == 200
-
-        started = time.perf_counter()
-        async with trio.open_nursery() as nursery:
-            for _ in range(8):
-                nursery.start_soon(worker)
-        concurrent = 40 / (time.perf_counter() - started)
-        limiter = server.context.passwords.limiter.total_tokens
-        print(
-            f"logins/s with default argon2id (m=19456 KiB, t=2, p=1), {limiter} hashing threads: "
-            f"sequential {sequential:.1f}/s, 8 concurrent clients {concurrent:.1f}/s"
-        )
-        assert sequential > 1
-        assert concurrent > 1
 
 
 async def test_every_json_endpoint_answers_400_to_a_body_that_is_not_an_object(

@@ -100,19 +100,19 @@ async def test_a_resent_client_id_returns_the_original_message(client: httpx.Asy
 async def test_concurrent_resends_of_one_client_id_store_it_once(
     client: httpx.AsyncClient,
 ) -> None:
-    # Some resends arrive while the original is being written (they wait on its batch), others
-    # after its commit (the writer finds the stored original): one row, one answer for all.
+    # Ten sends at once (those behind the original wait on its batch), then ten more after its
+    # commit (the writer finds the stored original): one row, one answer for all.
     alice, bob = await register(client), await register(client)
     conversation_id = await open_group(client, alice, bob)
     answers: list[httpx.Response] = []
 
     async def resend(n: int) -> None:
-        await trio.sleep(n * 0.002)
         answers.append(await send(client, alice, conversation_id, f"try {n}", client_id="once"))
 
-    async with trio.open_nursery() as nursery:
-        for n in range(20):
-            nursery.start_soon(resend, n)
+    for wave in (range(10), range(10, 20)):
+        async with trio.open_nursery() as nursery:
+            for n in wave:
+                nursery.start_soon(resend, n)
 
     assert sorted(a.status_code for a in answers) == [200] * 19 + [201]
     assert len({a.json()["id"] for a in answers}) == 1

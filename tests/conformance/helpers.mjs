@@ -195,13 +195,6 @@ export class RawClient {
     return found
   }
 
-  /** Assert that no frame satisfying `predicate` arrives within `ms`. */
-  async nothing(predicate, ms = 500){
-    await sleep(ms)
-    const found = this.frames.find(predicate)
-    assert.equal(found, undefined, `unexpected frame ${JSON.stringify(found)}`)
-  }
-
   /** V2: `[join_ref, ref, topic, event, payload]` then wait for the reply with that ref. */
   async request(joinRef, topic, event, payload = {}, ref = this.ref()){
     this.send([joinRef, ref, topic, event, payload])

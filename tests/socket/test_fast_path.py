@@ -180,10 +180,10 @@ async def test_request_head_and_body_in_one_write_then_a_second_request(
         await stream.send_all(health)
         assert (await read_response(stream)).startswith(b"HTTP/1.1 200 ")
     stream = await trio.open_tcp_stream(host, int(port))
-    async with stream:  # a first head that arrives in pieces
+    async with stream:  # a first head that arrives in pieces, each read before the next is sent
         for start in range(0, len(login), 20):
             await stream.send_all(login[start : start + 20])
-            await trio.sleep(0.01)
+            await trio.testing.wait_all_tasks_blocked()
         assert (await read_response(stream)).startswith(b"HTTP/1.1 401 ")
 
 
@@ -386,7 +386,8 @@ async def test_frames_written_while_the_client_reads_nothing_arrive_whole_and_in
         wire.stream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         refs = [f"{n:03d}" + "r" * 4000 for n in range(20)]
         await wire.send_raw(b"".join(client_frame(0x1, heartbeat(ref)) for ref in refs))
-        await trio.sleep(0.5)  # the server writes into full buffers meanwhile
+        # The server (in this process) writes until its socket buffer is full and waits on it.
+        await trio.testing.wait_all_tasks_blocked()
         assert [(await wire.message())[1] for _ in refs] == refs
 
 

@@ -125,36 +125,30 @@ async def test_slow_consumer_is_cut_off_without_stalling_the_conversation(
             )
             assert (await client.join(topic)).ok
             fast.append(client)
-        pushed_at: dict[int, float] = {}  # by seq: the conversation is new, seqs are 1, 2, ...
-        lag: list[float] = []
+        seen: list[list[int]] = []
 
         async def collect(client: PhoenixClient) -> None:
-            got = 0
-            while got < count:
+            seqs: list[int] = []
+            while len(seqs) < count:
                 message = await client.receive("new_msg", topic, timeout=20)
-                seq = message.payload["seq"]
-                arrived = trio.current_time()
-                lag.append(arrived - pushed_at[seq])
-                got += 1
+                seqs.append(message.payload["seq"])
+            seen.append(seqs)
 
+        # Nobody waits for the slow socket: while it reads nothing (its buffers and its outbound
+        # queue full), every push is acknowledged and every fast member gets every message in
+        # order. Were the conversation to wait on it, a push or a receive would time out here.
         sender = fast[0]
         async with trio.open_nursery() as readers:
             for client in fast:
                 readers.start_soon(collect, client)
-            started = trio.current_time()
             for n in range(1, count + 1):
-                pushed_at[n] = trio.current_time()
                 ack = await sender.push(topic, "new_msg", {"body": body}, timeout=10)
                 assert ack.ok
                 assert ack.response["seq"] == n
-            sending_took = trio.current_time() - started
 
         counters = realtime.hub.statistics()["counters"]
         assert counters.get("slow_consumers") == 1
-        assert len(lag) == count * len(fast)
-        # Nobody waited for the slow socket: every delivery landed soon after its push.
-        assert max(lag) < 2.0, max(lag)
-        assert sending_took < 30
+        assert seen == [list(range(1, count + 1))] * len(fast)
         # The slow client, reading again, finds what had been written before the cut-off, then 1013.
         code = await slow.drain_until_closed()
         assert code == 1013

@@ -49,7 +49,7 @@ async def test_many_concurrent_calls_each_get_their_own_result() -> None:
         async def caller(n: int) -> None:
             results[n] = await bridge.run(square_later, n)
 
-        with trio.fail_after(10):
+        with trio.fail_after(60):
             for _ in range(5):
                 async with trio.open_nursery() as nursery:
                     for n in range(300):
@@ -64,17 +64,27 @@ async def test_cancelling_the_trio_caller_cancels_the_asyncio_task() -> None:
     bridge = AsyncioBridge()
     bridge.start()
     outcome: list[str] = []
+    started = trio.Event()
+    trio_token = trio.lowlevel.current_trio_token()
     try:
 
         async def slow() -> None:
+            trio.from_thread.run_sync(started.set, trio_token=trio_token)
             try:
                 await asyncio.sleep(30)
             except asyncio.CancelledError:
                 outcome.append("asyncio side cancelled")
                 raise
 
-        with trio.move_on_after(0.1):
-            await bridge.run(slow)
+        async def cancel_once_started(scope: trio.CancelScope) -> None:
+            await started.wait()
+            scope.cancel()
+
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                with trio.CancelScope() as call:
+                    nursery.start_soon(cancel_once_started, call)
+                    await bridge.run(slow)
         # The bridge waited for the asyncio task to finish before letting trio move on.
         assert outcome == ["asyncio side cancelled"]
     finally:
@@ -82,21 +92,32 @@ async def test_cancelling_the_trio_caller_cancels_the_asyncio_task() -> None:
 
 
 async def test_cancelled_query_returns_a_healthy_connection_to_the_pool(database_url: str) -> None:
-    database = Database(database_url, min_size=1, max_size=1, command_timeout=30)
+    database = Database(database_url, min_size=1, max_size=1, command_timeout=900)
+    watcher = Database(database_url, min_size=1, max_size=1, command_timeout=30)
     await database.connect()
+    await watcher.connect()
+    sleeping = (
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event = 'PgSleep'"
+    )
     try:
-        started = trio.current_time()
-        with trio.move_on_after(0.2):
-            await database.execute("SELECT pg_sleep(20)")
-        assert trio.current_time() - started < 5
-        # The only connection of the pool is usable at once: the server-side query was cancelled.
-        assert await database.fetchval("SELECT 41 + 1") == 42
-        active = await database.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(20)%'"
-            " AND state = 'active'"
-        )
-        assert active == 0
+        with trio.fail_after(60):  # left to run, the statement would take ten minutes
+
+            async def cancel_once_it_sleeps(scope: trio.CancelScope) -> None:
+                while await watcher.fetchval(sleeping) == 0:  # noqa: ASYNC110 (the server's view)
+                    await trio.sleep(0.01)
+                scope.cancel()
+
+            async with trio.open_nursery() as nursery:
+                with trio.CancelScope() as query:
+                    nursery.start_soon(cancel_once_it_sleeps, query)
+                    await database.execute("SELECT pg_sleep(600)")
+            assert query.cancelled_caught
+            # The pool's only connection is usable at once: the server-side query was cancelled.
+            assert await database.fetchval("SELECT 41 + 1") == 42
+        assert await watcher.fetchval(sleeping) == 0
     finally:
+        await watcher.close()
         await database.close()
 
 

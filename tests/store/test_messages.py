@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC
@@ -167,6 +168,17 @@ async def test_the_database_refuses_a_client_id_or_body_the_message_rules_refuse
     assert written[0].message.seq == 1
 
 
+# This test's database as the server sees it (each test has a database of its own).
+BACKEND_HOLDS_THE_ROW = (
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+    " AND state = 'idle in transaction' AND query LIKE '%FOR UPDATE'"
+)
+BACKEND_WAITS_ON_A_LOCK = (
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+    " AND wait_event_type = 'Lock'"
+)
+
+
 async def test_a_cancelled_batch_writes_nothing_and_leaves_its_connection_usable(
     database_url: str, driver: WriterDriver
 ) -> None:
@@ -174,27 +186,47 @@ async def test_a_cancelled_batch_writes_nothing_and_leaves_its_connection_usable
     # cancellation reuses the cancelled one.
     database = Database(database_url, min_size=1, max_size=1, command_timeout=30)
     other = Database(database_url, min_size=1, max_size=1, command_timeout=30)
+    watcher = Database(database_url, min_size=1, max_size=1, command_timeout=30)
     await database.connect()
     await other.connect()
+    await watcher.connect()
     try:
         _, messages, alice, _, one = await alice_and_bob(database)
         inserter = messages.batch_inserter(driver=driver)
+        release = asyncio.Event()  # set on `other`'s event loop, where the holder waits
 
         async def hold_the_conversation(conn: Connection) -> None:
             await conn.execute("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", one)
-            await conn.execute("SELECT pg_sleep(1)")
+            await release.wait()
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(other.transaction, hold_the_conversation)
-            await trio.sleep(0.2)
-            # The batch waits on the row lock until the caller gives up.
-            with trio.move_on_after(0.3) as waited:
-                await insert(inserter, [NewMessage(one, alice, "cancelled", "c1")])
-            assert waited.cancelled_caught
+        async def let_go(pool: object) -> None:
+            release.set()
+
+        async def until(query: str) -> None:
+            while not await watcher.fetchval(query):  # noqa: ASYNC110 (the server's view)
+                await trio.sleep(0.01)
+
+        async def give_up_once_it_waits(scope: trio.CancelScope) -> None:
+            await until(BACKEND_WAITS_ON_A_LOCK)
+            scope.cancel()
+
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(other.transaction, hold_the_conversation)
+                try:
+                    await until(BACKEND_HOLDS_THE_ROW)
+                    # The batch waits on the row lock until the caller gives up.
+                    with trio.CancelScope() as waited:
+                        nursery.start_soon(give_up_once_it_waits, waited)
+                        await insert(inserter, [NewMessage(one, alice, "cancelled", "c1")])
+                    assert waited.cancelled_caught
+                finally:
+                    await other.run(let_go)
         written = await insert(inserter, [NewMessage(one, alice, "next", "c1")])
         assert (written[0].message.seq, written[0].message.body) == (1, "next")
         assert not written[0].duplicate
     finally:
         await inserter.aclose()
+        await watcher.close()
         await other.close()
         await database.close()

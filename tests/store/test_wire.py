@@ -85,15 +85,27 @@ async def test_an_error_is_raised_and_the_session_goes_on(wire: WireConnection) 
     assert await run(wire, "SELECT 2") == [[b"2"]]
 
 
-async def test_a_cancelled_statement_is_stopped_on_the_server(wire: WireConnection) -> None:
-    await wire.prepare("sleep", "SELECT pg_sleep(30)")
+async def test_a_cancelled_statement_is_stopped_on_the_server(
+    wire: WireConnection, database_url: str
+) -> None:
+    (pid,) = (await run(wire, "SELECT pg_backend_pid()"))[0]
+    await wire.prepare("sleep", "SELECT pg_sleep(600)")
     await wire.send_execute("sleep", [])
-    started = trio.current_time()
+    admin = await connect(database_url)
+    try:
+        with trio.fail_after(60):  # until the server is inside the statement
+            while await run(  # noqa: ASYNC110 (the server's view)
+                admin, "SELECT wait_event FROM pg_stat_activity WHERE pid = $1::int", pid
+            ) != [[b"PgSleep"]]:
+                await trio.sleep(0.01)
+    finally:
+        await admin.aclose()
     with trio.move_on_after(0.2):
         await wire.read_rows()
-    await wire.cancel()
-    assert trio.current_time() - started < 5
-    assert wire.usable and await run(wire, "SELECT 3") == [[b"3"]]
+    # Left to run, the statement would hold the session for ten minutes.
+    with trio.fail_after(60):
+        await wire.cancel()
+        assert wire.usable and await run(wire, "SELECT 3") == [[b"3"]]
 
 
 async def test_a_connection_the_server_dropped_is_broken_not_stuck(
