@@ -3,7 +3,7 @@
 It speaks V1 (`vsn=1.0.0` or no `vsn`, JSON objects) and V2 (`vsn=2.0.0`, JSON arrays and
 binary frames) exactly as PHOENIX_PROTOCOL.md §2 describes, with its own encoder and decoder for
 the client side of the wire (C→S encoding, S→C decoding), written independently of
-`parley.api.socket.serializer` so each checks the other.
+`parley.api.socket.phoenix.serializer` so each checks the other.
 
     async with open_phoenix_client(url, token=jwt) as client:
         reply = await client.join("conversation:1", {})
@@ -31,7 +31,7 @@ import orjson
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
-from parley.api.socket.message import Message, Ref
+from parley.api.socket.core.message import Message, Ref
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping

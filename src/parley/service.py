@@ -28,7 +28,11 @@ from parley.accounts import AuthThrottle, PasswordHasher, TokenService
 from parley.actors.tree import Runtime
 from parley.api.app import create_app
 from parley.api.context import AppContext, Stores
-from parley.api.http import HttpServer
+from parley.api.server.http import HttpServer
+from parley.api.socket.channels import ChannelPorts, routes
+from parley.api.socket.core.hub import SocketHub
+from parley.api.socket.phoenix.connect import PhoenixConnect
+from parley.api.socket.transports.fast_path import FastPathSocket
 from parley.config import Settings
 from parley.store import Database
 from parley.store.embedded import start_embedded, stop_embedded
@@ -42,7 +46,7 @@ class RunningServer:
     """Handed to `task_status.started` by `serve`: where it listens and what it runs."""
 
     base_url: str
-    """Empty when `serve` runs without its own HTTP server (`parley.api.asgi`)."""
+    """Empty when `serve` runs without its own HTTP server (`parley.asgi`)."""
     context: AppContext
     runtime: Runtime
     app: QuartTrio | None = None
@@ -72,6 +76,24 @@ async def database_url(settings: Settings) -> AsyncIterator[str]:
             log.info("embedded PostgreSQL left running: another process still uses it")
 
 
+def socket_hub(settings: Settings, runtime: Runtime) -> SocketHub:
+    """The socket layer of this node over `runtime`, with Parley's channels routed."""
+    ports = ChannelPorts(
+        chat=runtime.chat,
+        pubsub=runtime.pubsub,
+        messages=settings.messages,
+        debug=settings.server.env != "prod",
+    )
+    return SocketHub(
+        settings,
+        pubsub=runtime.pubsub,
+        presence=runtime.presence,
+        router=routes(ports),
+        system=runtime.system,
+        sessions=runtime.sessions,
+    )
+
+
 def open_database(settings: Settings, dsn: str) -> Database:
     return Database(
         dsn,
@@ -95,7 +117,7 @@ async def serve(
     The process's garbage-collector thresholds come from `server.gc_thresholds` (see there why).
 
     `http_server=False` runs everything but the HTTP server (the app is in `RunningServer.app`
-    for an ASGI server to serve, `parley.api.asgi`); `stop`, when given, replaces the signals:
+    for an ASGI server to serve, `parley.asgi`); `stop`, when given, replaces the signals:
     setting it shuts down in order as a signal would.
     """
     if settings.server.gc_thresholds:
@@ -135,6 +157,8 @@ async def _serve(
     """`serve` after its signal handling: runs until `stop` is set (or forever when None)."""
     async with database_url(settings) as dsn:
         database = open_database(settings, dsn)
+        runtime = Runtime(settings, database)
+        hub = socket_hub(settings, runtime)
         context = AppContext(
             settings=settings,
             database=database,
@@ -142,23 +166,28 @@ async def _serve(
             tokens=TokenService(settings.auth),
             passwords=PasswordHasher(settings.auth),
             throttle=AuthThrottle(settings.auth, settings.server),
+            runtime=runtime,
+            sockets=hub,
         )
-        runtime = Runtime(settings, database)
-        context.runtime = runtime
-        app = create_app(context)
-        http = HttpServer(app, settings) if http_server else None
-        root = runtime.build_root(
-            []
-            if http is None
-            else [
+        connect = PhoenixConnect(settings, context.tokens, context.stores.users)
+        app = create_app(context, connect)
+        grace = settings.supervision.child_shutdown_seconds
+        children = [
+            ChildSpec("socket-liveness", hub.watch_liveness, shutdown_timeout=grace),
+            ChildSpec("socket-writes", hub.flush_writes, shutdown_timeout=grace),
+        ]
+        http = None
+        if http_server:
+            http = HttpServer(app, settings, FastPathSocket(hub, connect))
+            children.append(
                 ChildSpec(
                     "http",
                     http.run,
                     restart=Restart.PERMANENT,
                     shutdown_timeout=settings.server.shutdown_grace_seconds,
                 )
-            ]
-        )
+            )
+        root = runtime.build_root(children)
         await context.passwords.warm_up()
         async with trio.open_nursery() as nursery:
             await nursery.start(root.run)
@@ -176,7 +205,7 @@ async def _serve(
             else:
                 await stop.wait()
             # Sockets first: open ones would otherwise hold the HTTP drain for its whole grace.
-            closed = runtime.close_all_sockets()
+            closed = hub.close_all()
             log.info("closed %d socket(s) with 1012", closed)
             if http is not None:
                 await http.drain(settings.server.shutdown_grace_seconds)

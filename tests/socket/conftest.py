@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import trio
 
-from parley.api.socket.hub import SocketHub
+from parley.api.socket.core.hub import SocketHub
 from parley.config import Settings
 from parley.service import RunningServer, serve
 from tests.conftest import make_settings
@@ -54,8 +54,7 @@ class Realtime:
 
     @property
     def hub(self) -> SocketHub:
-        hub: SocketHub = self.context.runtime.sockets
-        return hub
+        return self.context.sockets
 
     async def user(self, role: str = "registered") -> User:
         name = f"sock{next(_names)}_{uuid.uuid4().hex[:6]}"

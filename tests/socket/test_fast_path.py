@@ -32,10 +32,10 @@ from wsproto.events import (
 )
 from wsproto.extensions import PerMessageDeflate
 
-from parley.api.asgi import ParleyAsgi
-from parley.api.listener import ReplayStream, RequestHead
-from parley.api.socket.message import Frame
-from parley.api.socket.wsproto_transport import frame_bytes, frame_header
+from parley.api.server.listener import ReplayStream, RequestHead
+from parley.api.socket.core.message import Frame
+from parley.api.socket.transports.fast_path import frame_bytes, frame_header
+from parley.asgi import ParleyAsgi
 from parley.config import Settings
 from parley.service import RunningServer, serve
 from tests.phoenix_client import open_phoenix_client

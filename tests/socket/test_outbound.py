@@ -7,8 +7,8 @@ import trio
 import trio.testing
 from trio.testing import MockClock
 
-from parley.api.socket.message import Frame
-from parley.api.socket.outbound import OutboundQueue
+from parley.api.socket.core.message import Frame
+from parley.api.socket.core.outbound import OutboundQueue
 
 
 def deferring_queue() -> tuple[OutboundQueue, list[list[bytes]], list[OutboundQueue]]:

@@ -17,9 +17,10 @@ from trio_websocket import (
     serve_websocket,
 )
 
-from parley.api.socket import message as m
-from parley.api.socket.message import Broadcast, Message, Reply
-from parley.api.socket.serializer import V1, V2, FrameError, serializer_for_vsn
+from parley.api.socket.core import message as m
+from parley.api.socket.core.message import Broadcast, Message, Reply
+from parley.api.socket.core.serializer import FrameError
+from parley.api.socket.phoenix.serializer import V1, V2, serializer_for_vsn
 from tests.phoenix_client import (
     PhoenixClientClosedError,
     auth_token_protocols,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from parley.api.socket.ratelimit import TokenBucket
+from parley.api.socket.core.ratelimit import TokenBucket
 from parley.config import SocketSettings
 
 

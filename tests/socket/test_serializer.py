@@ -10,15 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parley.api.socket import message as m
-from parley.api.socket.close_codes import CLOSE_INVALID_DATA, CLOSE_UNSUPPORTED_DATA
-from parley.api.socket.message import Broadcast, Frame, Message, Reply
-from parley.api.socket.serializer import (
+from parley.api.socket.core import message as m
+from parley.api.socket.core.close_codes import CLOSE_INVALID_DATA, CLOSE_UNSUPPORTED_DATA
+from parley.api.socket.core.message import Broadcast, Frame, Message, Reply
+from parley.api.socket.core.serializer import EncodeError, FrameError, Serializer
+from parley.api.socket.phoenix.serializer import (
     V1,
     V2,
-    EncodeError,
-    FrameError,
-    Serializer,
     UnsupportedVsnError,
     V1JsonSerializer,
     V2JsonSerializer,

@@ -89,8 +89,8 @@ async def test_permessage_deflate_is_not_negotiated_by_default(realtime: Realtim
 async def test_origin_allow_list(realtime: Realtime) -> None:
     # Default test settings: an empty list allows any origin outside prod. The list form is
     # exercised by the conformance suite (item 5); the matcher itself here.
-    from parley.api.socket.auth import origin_allowed
-    from parley.api.socket.transport import ConnectRequest
+    from parley.api.socket.core.transport import ConnectRequest
+    from parley.api.socket.phoenix.connect import origin_allowed
     from parley.config import SocketSettings
 
     listed = SocketSettings(allowed_origins=("https://chat.example.com", "//*.example.org"))

@@ -195,7 +195,7 @@ async def test_item_33_revocation_closes_every_socket_with_1001_and_presence_lea
                 joined |= {
                     m["phx_ref"] for m in diff.payload["joins"].get(victim.key, {}).get("metas", [])
                 }
-        realtime.runtime.revoke_user_sockets(victim.id)
+        realtime.hub.revoke_user(victim.id)
         for client in (first, second):
             code, _reason = await client.wait_closed()
             assert code == 1001

@@ -196,6 +196,19 @@ class Chat:
         reply = await ref.call(IsMember(user_id))
         return reply is True
 
+    async def may_join(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+        """Whether `user_id` is a member, from one indexed read rather than the actor: joining a
+        topic must not start the conversation's actor (a reconnect storm would start every
+        conversation at once through the registry); the actor starts when somebody sends."""
+        return await self._conversations.is_member(conversation_id, user_id)
+
+    async def mark_read(
+        self, conversation_id: uuid.UUID, user_id: uuid.UUID, seq: int
+    ) -> int | None:
+        """Move the member's read marker forward to `seq`; the marker now, or None for a
+        non-member (publish it with `publish_read`)."""
+        return await self._conversations.mark_read(conversation_id, user_id, seq)
+
     async def members_added(
         self, conversation_id: uuid.UUID, user_ids: list[uuid.UUID], conversation: dict[str, Any]
     ) -> None:

@@ -1,7 +1,8 @@
 """Parley's supervision tree (DESIGN §3) and the handle the API layer uses to reach it.
 
 Root (rest_for_one): Store -> MessageWriter -> Registry -> PubSub -> Presence ->
-ConversationSupervisor -> SessionSupervisor -> Mailer -> HTTP server (added by the service).
+ConversationSupervisor -> SessionSupervisor -> Mailer, then what the service adds on top (the
+socket layer's liveness watch and write flusher, the HTTP server).
 rest_for_one because each child depends on the ones before it: if the store restarts, everything
 that holds its connections restarts too; if the HTTP server crashes, nothing below it is touched.
 """
@@ -10,9 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-import uuid
 from collections.abc import Sequence
-from typing import Protocol
 
 import trio
 
@@ -47,18 +46,6 @@ async def run_store(
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(5):
             await database.close()
-
-
-class SocketControl(Protocol):
-    """What the runtime may ask of the socket layer."""
-
-    def revoke_user(self, user_id: uuid.UUID) -> None: ...
-
-    def close_all(self) -> int: ...
-
-    async def watch_liveness(self, *, task_status: trio.TaskStatus[None]) -> None: ...
-
-    async def flush_writes(self, *, task_status: trio.TaskStatus[None]) -> None: ...
 
 
 class Runtime:
@@ -116,24 +103,8 @@ class Runtime:
             ChildSpec("presence", self.presence.run, shutdown_timeout=grace),
             self.conversations.child_spec(shutdown_timeout=math.inf),
             self.sessions.child_spec(shutdown_timeout=math.inf),
-            ChildSpec("socket-liveness", self._watch_sockets, shutdown_timeout=grace),
-            ChildSpec("socket-writes", self._flush_socket_writes, shutdown_timeout=grace),
             ChildSpec("mailer", self.mailer.run, shutdown_timeout=grace),
         ]
-
-    async def _watch_sockets(self, *, task_status: trio.TaskStatus[None]) -> None:
-        """Heartbeat timeouts of the socket layer (`SocketControl.watch_liveness`), if any."""
-        if self.sockets is None:
-            task_status.started()
-            await trio.sleep_forever()
-        await self.sockets.watch_liveness(task_status=task_status)
-
-    async def _flush_socket_writes(self, *, task_status: trio.TaskStatus[None]) -> None:
-        """The socket layer's per-turn write flusher (`SocketControl.flush_writes`), if any."""
-        if self.sockets is None:
-            task_status.started()
-            await trio.sleep_forever()
-        await self.sockets.flush_writes(task_status=task_status)
 
     def build_root(self, extra: Sequence[ChildSpec]) -> Supervisor:
         supervision = self.settings.supervision
@@ -165,21 +136,6 @@ class Runtime:
             return False
         ref.kill(reason)
         return True
-
-    sockets: SocketControl | None = None
-    """The socket layer's handle, set when it is installed (`api.socket.asgi_transport.install`).
-    Held as a protocol rather than imported, because actors never import the API layer."""
-
-    def revoke_user_sockets(self, user_id: uuid.UUID) -> None:
-        """Close every socket of `user_id` (logout_all, ban, password change) with 1001: clients
-        reconnect, and their upgrade is refused (403) because their token is dead. Synchronous:
-        the socket layer's user -> sessions index is read at once."""
-        if self.sockets is not None:
-            self.sockets.revoke_user(user_id)
-
-    def close_all_sockets(self) -> int:
-        """Server shutdown: close every socket with 1012 so clients reconnect elsewhere or later."""
-        return self.sockets.close_all() if self.sockets is not None else 0
 
     def describe_tree(self) -> dict[str, object]:
         return self.root.describe() if self.root is not None else {}

@@ -9,12 +9,12 @@ does not look like one is shown as `*`: more than 32 characters, or any but lett
 `-`, `[`, `]` (a bare value: a JWT has dots, Parley's opaque tokens are 43 characters and more).
 The status is `-` when no complete response was sent (the app failed or the client left first).
 
-Requests served by Hypercorn (REST, and socket upgrades on the ASGI path) are logged by
-`AccessLog`, an ASGI middleware, once the response's last byte is handed over (an upgrade once it
-is accepted or refused); the fast path's upgrades by `parley.api.listener` once the handshake is
-answered. Neither writes per frame. `server.access_log = false` turns both off. (Hypercorn's own
-access log is not used: it formats every environment variable into each request's fields, and
-logs a request twice when the client closes while the response's end is being written.)
+Requests served by Hypercorn (REST, and socket upgrades on the ASGI path) are logged by `AccessLog`,
+an ASGI middleware, once the response's last byte is handed over (an upgrade once it is accepted or
+refused); the fast path's upgrades by `parley.api.server.listener` once the handshake is answered.
+Neither writes per frame. `server.access_log = false` turns both off. (Hypercorn's own access log is
+not used: it formats every environment variable into each request's fields, and logs a request twice
+when the client closes while the response's end is being written.)
 """
 
 from __future__ import annotations

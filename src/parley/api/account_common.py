@@ -281,17 +281,12 @@ def mail_links() -> MailLinks:
 
 def wake_mailer() -> None:
     """Tell the Mailer a mail was queued (it would find it at its next poll anyway)."""
-    mailer = getattr(parley_context().runtime, "mailer", None)
-    wake = getattr(mailer, "wake", None)
-    if callable(wake):
-        wake()
+    parley_context().runtime.mailer.wake()
 
 
 def revoke_sockets(user_id: uuid.UUID) -> None:
     """Close the user's sockets: their tokens were just revoked (token_version bumped)."""
-    runtime = parley_context().runtime
-    if runtime is not None:
-        runtime.revoke_user_sockets(user_id)
+    parley_context().sockets.revoke_user(user_id)
 
 
 def invalid_credentials() -> ApiError:

@@ -19,9 +19,9 @@ from parley.api.body import json_object
 from parley.api.context import parley_context
 from parley.api.debug import operator_only
 from parley.api.endpoint import ERROR_RESPONSE, Auth, current_principal, endpoint, ok
-from parley.api.errors import ApiError, invalid, not_found
-from parley.api.socket.close_codes import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART
-from parley.api.socket.hub import SocketHub
+from parley.api.errors import invalid, not_found
+from parley.api.socket.core.close_codes import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART
+from parley.api.socket.core.hub import SocketHub
 from parley.isotime import now_iso
 
 blueprint = Blueprint("realtime", __name__)
@@ -44,12 +44,7 @@ ANNOUNCEMENT: dict[str, Any] = {
 
 
 def hub() -> SocketHub:
-    from quart import current_app
-
-    found: SocketHub | None = current_app.extensions.get("parley.sockets")
-    if found is None:
-        raise ApiError(503, "unavailable", "the socket layer is not running")
-    return found
+    return parley_context().sockets
 
 
 @endpoint(

@@ -19,12 +19,15 @@ from parley.api.me import blueprint as me_blueprint
 from parley.api.metrics import blueprint as metrics_blueprint
 from parley.api.openapi import blueprint as openapi_blueprint
 from parley.api.pages import blueprint as pages_blueprint
-from parley.api.socket.asgi_transport import install as install_socket
+from parley.api.socket.core.transport import Authorize
+from parley.api.socket.transports.asgi import install as install_socket
 from parley.api.tokens import blueprint as tokens_blueprint
 from parley.api.users import blueprint as users_blueprint
 
 
-def create_app(context: AppContext) -> QuartTrio:
+def create_app(context: AppContext, authorize_socket: Authorize) -> QuartTrio:
+    """The app over the running system's parts; its socket path (the portable ASGI transport)
+    asks `authorize_socket` about each upgrade."""
     app = QuartTrio("parley")
     app.config["MAX_CONTENT_LENGTH"] = context.settings.server.max_request_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
@@ -57,6 +60,6 @@ def create_app(context: AppContext) -> QuartTrio:
         pages_blueprint,
     ):
         app.register_blueprint(blueprint)
-    # The Phoenix socket at settings.socket.path, in front of the app (api/socket/asgi_transport).
-    install_socket(app, context)
+    # The socket at settings.socket.path, in front of the app's routes (the ASGI transport).
+    install_socket(app, context.sockets, authorize_socket)
     return app

@@ -1,17 +1,18 @@
 """What request handlers reach: the running system's parts, handed to the app by the service.
 
 Handlers get it with `parley_context()`; nothing in the API layer builds these parts itself, so the
-same app can be served by `parley serve` or by another ASGI server through `parley.api.asgi`.
+same app can be served by `parley serve` or by another ASGI server through `parley.asgi`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from quart import current_app
 
 from parley.accounts import AuthThrottle, PasswordHasher, TokenService
+from parley.actors.tree import Runtime
+from parley.api.socket.core.hub import SocketHub
 from parley.config import Settings
 from parley.store import Database
 from parley.store.conversations import ConversationStore
@@ -37,7 +38,7 @@ class Stores:
         )
 
 
-@dataclass
+@dataclass(frozen=True)
 class AppContext:
     settings: Settings
     database: Database
@@ -45,8 +46,10 @@ class AppContext:
     tokens: TokenService
     passwords: PasswordHasher
     throttle: AuthThrottle
-    runtime: Any = None
-    """The actor runtime (`parley.service.Runtime`): registry, supervisors, pubsub, directory."""
+    runtime: Runtime
+    """The actor runtime: chat, registry, supervisors, pubsub, presence, the actor directory."""
+    sockets: SocketHub
+    """This node's sockets (revocation closes them; operators list and close them)."""
 
 
 def parley_context() -> AppContext:

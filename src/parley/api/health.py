@@ -15,7 +15,7 @@ HEALTH_QUERY_TIMEOUT_SECONDS = 2.0
 @blueprint.get("/health")
 async def health() -> tuple[Response, int]:
     context = parley_context()
-    actors = context.runtime.actor_count() if context.runtime is not None else 0
+    actors = context.runtime.actor_count()
     database = "ok"
     with trio.move_on_after(HEALTH_QUERY_TIMEOUT_SECONDS) as timeout:
         try:

@@ -1,6 +1,6 @@
 """Deciding whether an upgrade request becomes a socket: vsn, Origin, token (PHOENIX_PROTOCOL §3).
 
-`authorize_connect` runs the checks in Phoenix's order (§3.1): origin, auth token from the
+`PhoenixConnect` runs the checks in Phoenix's order (§3.1): origin, auth token from the
 `Sec-WebSocket-Protocol` offer, sub-protocol, `vsn`, then the application's connect (our token
 check). Every refusal is an HTTP status answered before the upgrade; the body is empty, as
 browsers show nothing of it anyway (§3.4).
@@ -23,23 +23,15 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import uuid
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 from urllib.parse import urlsplit
 
-from parley.accounts import InvalidToken
-from parley.api.socket.serializer import (
-    UnsupportedVsnError,
-    V1JsonSerializer,
-    V2JsonSerializer,
-    serializer_for_vsn,
-)
-
-if TYPE_CHECKING:
-    from parley.api.context import AppContext
-    from parley.api.socket.transport import ConnectRequest
-    from parley.config import SocketSettings
+from parley.accounts import InvalidToken, TokenService
+from parley.api.socket.core.principal import SocketPrincipal
+from parley.api.socket.core.transport import Accepted, ConnectRequest, Refused
+from parley.api.socket.phoenix.serializer import UnsupportedVsnError, serializer_for_vsn
+from parley.config import Settings, SocketSettings
+from parley.store.users import UserStore
 
 log = logging.getLogger(__name__)
 
@@ -48,84 +40,73 @@ AUTH_TOKEN_PREFIX: Final = "base64url.bearer.phx."
 MAX_TOKEN_CHARS: Final = 8192
 
 
-@dataclass(frozen=True, slots=True)
-class SocketPrincipal:
-    """Who a connection belongs to, fixed for its lifetime."""
+class PhoenixConnect:
+    """The upgrade decision of a Phoenix socket (an `Authorize` for the transports)."""
 
-    user_id: uuid.UUID
-    role: str
-    username: str
-    token_kind: str
-    """`access`, `api_session` or `channel`."""
-    only_conversation: uuid.UUID | None = None
-    """Set for a channel token: the one conversation this socket may join."""
+    def __init__(self, settings: Settings, tokens: TokenService, users: UserStore) -> None:
+        self._settings = settings
+        self._tokens = tokens
+        self._users = users
 
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
+    async def __call__(self, request: ConnectRequest) -> Accepted | Refused:
+        """Accept or refuse an upgrade; never raises for anything the client sent."""
+        settings = self._settings
+        if not origin_allowed(request, settings.socket, prod=settings.server.env == "prod"):
+            return Refused(403, "origin")
+        auth_token, subprotocol = _subprotocol_token(request.subprotocols)
+        if any(key.startswith("vsn[") for key in request.query):  # vsn[]=x: not a string (§2.3)
+            return Refused(403, "vsn")
+        try:
+            serializer = serializer_for_vsn(request.query.get("vsn"))
+        except UnsupportedVsnError:
+            return Refused(403, "vsn")
+        token = auth_token if auth_token is not None else request.query.get("token")
+        if not token or len(token) > MAX_TOKEN_CHARS:
+            return Refused(403, "no_token")
+        principal = await self.principal_for(token)
+        if principal is None:
+            return Refused(403, "token")
+        return Accepted(principal, serializer, subprotocol)
 
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    principal: SocketPrincipal
-    serializer: V1JsonSerializer | V2JsonSerializer
-    subprotocol: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Refused:
-    status: int
-    reason: str
-    """For logs and counters only; never sent."""
-
-
-async def authorize_connect(request: ConnectRequest, context: AppContext) -> Accepted | Refused:
-    """Accept or refuse an upgrade; never raises for anything the client sent."""
-    settings = context.settings
-    if not origin_allowed(request, settings.socket, prod=settings.server.env == "prod"):
-        return Refused(403, "origin")
-    auth_token, subprotocol = _subprotocol_token(request.subprotocols)
-    if any(key.startswith("vsn[") for key in request.query):  # vsn[]=x: not a string (§2.3)
-        return Refused(403, "vsn")
-    try:
-        serializer = serializer_for_vsn(request.query.get("vsn"))
-    except UnsupportedVsnError:
-        return Refused(403, "vsn")
-    token = auth_token if auth_token is not None else request.query.get("token")
-    if not token or len(token) > MAX_TOKEN_CHARS:
-        return Refused(403, "no_token")
-    principal = await principal_for_socket_token(token, context)
-    if principal is None:
-        return Refused(403, "token")
-    return Accepted(principal, serializer, subprotocol)
-
-
-async def principal_for_socket_token(token: str, context: AppContext) -> SocketPrincipal | None:
-    """The principal a socket token stands for if it is still good, else None."""
-    tokens = context.tokens
-    users = context.stores.users
-    try:
-        claims = tokens.verify_access(token)
-    except InvalidToken as exc:
-        if exc.reason != "wrong_kind":
+    async def principal_for(self, token: str) -> SocketPrincipal | None:
+        """The principal a socket token stands for if it is still good, else None."""
+        tokens, users = self._tokens, self._users
+        try:
+            claims = tokens.verify_access(token)
+        except InvalidToken as exc:
+            if exc.reason != "wrong_kind":
+                return None
+        else:
+            user = await users.get(claims.user_id)
+            if (
+                user is None
+                or user.banned_at is not None
+                or user.token_version != claims.token_version
+            ):
+                return None
+            if claims.api_token_id is not None and not await users.api_token_live(
+                claims.api_token_id
+            ):
+                return None
+            return SocketPrincipal(user.id, user.role, user.username, claims.kind)
+        try:
+            channel = tokens.verify_channel(token)
+        except InvalidToken:
             return None
-    else:
-        user = await users.get(claims.user_id)
-        if user is None or user.banned_at is not None or user.token_version != claims.token_version:
+        user = await users.get(channel.user_id)
+        if (
+            user is None
+            or user.banned_at is not None
+            or user.token_version != channel.token_version
+        ):
             return None
-        if claims.api_token_id is not None and not await users.api_token_live(claims.api_token_id):
-            return None
-        return SocketPrincipal(user.id, user.role, user.username, claims.kind)
-    try:
-        channel = tokens.verify_channel(token)
-    except InvalidToken:
-        return None
-    user = await users.get(channel.user_id)
-    if user is None or user.banned_at is not None or user.token_version != channel.token_version:
-        return None
-    return SocketPrincipal(
-        user.id, user.role, user.username, "channel", only_conversation=channel.conversation_id
-    )
+        return SocketPrincipal(
+            user.id,
+            user.role,
+            user.username,
+            "channel",
+            only_topic=f"conversation:{channel.conversation_id}",
+        )
 
 
 def _subprotocol_token(offered: tuple[str, ...]) -> tuple[str | None, str | None]:

@@ -1,19 +1,19 @@
 """The ASGI transport: `/socket/websocket` served in front of the Quart-Trio app.
 
-`install(app, context)` wraps the app's `asgi_app` with `SocketEndpoint`, which handles the socket
-path itself and passes every other scope to Quart unchanged. So any ASGI server that serves the
-app (Hypercorn under `parley serve`, or another) serves the socket too. The socket does not use
+`install(app, hub, authorize)` wraps the app's `asgi_app` with `SocketEndpoint`, which handles the
+socket path itself and passes every other scope to Quart unchanged. So any ASGI server that serves
+the app (Hypercorn under `parley serve`, or another) serves the socket too. The socket does not use
 a Quart websocket route on purpose: at the ASGI level we choose the refusal status before the
 upgrade (§3.1, ASGI's websocket denial response; plain 403 otherwise), select the `phoenix`
-sub-protocol, keep text and binary frames apart exactly as they arrived (Quart hands an empty
-binary frame to its handlers as None; here `bytes=b""` stays an empty binary frame), and skip
-Quart's per-message context machinery on the hot path.
+sub-protocol, keep text and binary frames apart exactly as they arrived (Quart hands an empty binary
+frame to its handlers as None; here `bytes=b""` stays an empty binary frame), and skip Quart's
+per-message context machinery on the hot path.
 
 * HTTP (non-upgrade) requests on the socket path get 400 (§14 item 1).
-* The upgrade runs `auth.authorize_connect` (origin, vsn, token); a refusal is answered before
-  the upgrade (403), a failure of ours (the database is down) with 503 where the server supports
-  the denial-response extension.
-* Accepted: a `SessionActor` starts under the sessions supervisor and `transport.pump` runs the
+* The upgrade asks `authorize` (Phoenix's `PhoenixConnect`: origin, vsn, token); a refusal is
+  answered before the upgrade (403), a failure of ours (the database is down) with 503 where the
+  server supports the denial-response extension.
+* Accepted: a `SessionActor` starts under the sessions supervisor and `pump` runs the
   connection until either side closes it.
 
 Compression: Hypercorn 0.18 always negotiates permessage-deflate when the client offers it (it
@@ -34,18 +34,16 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 import trio
 
-from parley.api.socket.auth import Accepted, authorize_connect
-from parley.api.socket.close_codes import CLOSE_SERVICE_RESTART
-from parley.api.socket.hub import SocketHub
-from parley.api.socket.transport import ConnectRequest, InboundFrame, pump
+from parley.api.socket.core.close_codes import CLOSE_SERVICE_RESTART
+from parley.api.socket.core.hub import SocketHub
+from parley.api.socket.core.transport import Accepted, Authorize, ConnectRequest, InboundFrame, pump
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping
 
     from quart_trio import QuartTrio
 
-    from parley.api.context import AppContext
-    from parley.api.socket.message import Frame
+    from parley.api.socket.core.message import Frame
 
     Scope = MutableMapping[str, Any]
     Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -103,9 +101,10 @@ class AsgiConnection:
 class SocketEndpoint:
     """ASGI middleware: the Phoenix socket at `socket.path`, everything else to `app`."""
 
-    def __init__(self, app: ASGIApp, hub: SocketHub) -> None:
+    def __init__(self, app: ASGIApp, hub: SocketHub, authorize: Authorize) -> None:
         self.app = app
         self.hub = hub
+        self._authorize = authorize
         self.path = hub.settings.socket.path
         self.compression = hub.settings.socket.compression
 
@@ -127,7 +126,7 @@ class SocketEndpoint:
             return
         request = _connect_request(scope)
         try:
-            decision = await authorize_connect(request, hub.context)
+            decision = await self._authorize(request)
         except Exception:
             log.exception("socket connect check failed")
             hub.count("refused_unavailable")
@@ -225,14 +224,8 @@ def _install_hypercorn_compression_switch() -> None:
     ws_stream.Handshake.accept = accept  # type: ignore[method-assign]
 
 
-def install(app: QuartTrio, context: AppContext) -> SocketHub:
-    """Serve the Phoenix socket on `app` and wire revocations; returns the hub."""
-    hub = SocketHub(context)
+def install(app: QuartTrio, hub: SocketHub, authorize: Authorize) -> None:
+    """Serve the socket on `app` at `socket.path`, in front of its routes."""
     _install_hypercorn_compression_switch()
-    endpoint = SocketEndpoint(cast("ASGIApp", app.asgi_app), hub)
+    endpoint = SocketEndpoint(cast("ASGIApp", app.asgi_app), hub, authorize)
     app.asgi_app = cast("Any", endpoint)  # type: ignore[method-assign]
-    app.extensions["parley.sockets"] = hub
-    runtime = context.runtime
-    if runtime is not None:
-        runtime.sockets = hub
-    return hub

@@ -1,6 +1,6 @@
 """Parley as a plain ASGI application, for an ASGI server other than `parley serve`:
 
-    hypercorn -k trio parley.api.asgi:app
+    hypercorn -k trio parley.asgi:app
 
 Everything `parley serve` runs (database or embedded PostgreSQL, the supervision tree, the
 actors) starts in the ASGI *lifespan* startup, and stops, in order, at lifespan shutdown, so
@@ -112,4 +112,4 @@ class ParleyAsgi:
 
 
 app = ParleyAsgi()
-"""`hypercorn -k trio parley.api.asgi:app`."""
+"""`hypercorn -k trio parley.asgi:app`."""

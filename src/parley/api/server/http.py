@@ -1,6 +1,6 @@
 """The HTTP server child of the supervision tree: the public port of `parley serve`.
 
-With `socket.fast_path` (the default) it runs `parley.api.listener.serve_public`: WebSocket
+With `socket.fast_path` (the default) it runs `parley.api.server.listener.serve_public`: WebSocket
 upgrades to the socket path are served by the wsproto transport, every other connection by
 Hypercorn's trio `TCPServer` for the Quart-Trio app (docs/fast_path.md). Without it, Hypercorn's
 trio `serve()` runs the app alone and the socket goes through ASGI (`asgi_transport`), the
@@ -19,7 +19,8 @@ from hypercorn.trio import serve
 from quart_trio import QuartTrio
 
 from parley.api.access_log import AccessLog
-from parley.api.listener import serve_public
+from parley.api.server.listener import serve_public
+from parley.api.socket.transports.fast_path import FastPathSocket
 from parley.config import Settings
 
 
@@ -43,9 +44,14 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
 class HttpServer:
     """Serves the app until asked to drain; `binds` holds the bound URLs once started."""
 
-    def __init__(self, app: QuartTrio, settings: Settings) -> None:
+    def __init__(
+        self, app: QuartTrio, settings: Settings, socket: FastPathSocket | None = None
+    ) -> None:
         self._app = app
         self._settings = settings
+        self._socket = socket
+        """Serves socket upgrades on the public listener (`socket.fast_path`); None: Hypercorn
+        takes them too, through the app's ASGI transport."""
         self._draining = trio.Event()
         self._drained = trio.Event()
         self.binds: list[str] = []
@@ -60,6 +66,7 @@ class HttpServer:
                 self._app,
                 config,
                 self._settings,
+                self._socket,
                 shutdown_trigger=self._draining.wait,
             )
         else:

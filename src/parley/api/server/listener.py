@@ -5,7 +5,7 @@ served by the fast transport, every other connection by Hypercorn.
 accepted connection straight to Hypercorn's `TCPServer`, it first reads the connection's first
 request head (bounded by Hypercorn's `h11_max_incomplete_size`, within `keep_alive_timeout`).
 
-* `GET <socket.path>` with `Upgrade: websocket` goes to `wsproto_transport.accept_upgrade`
+* `GET <socket.path>` with `Upgrade: websocket` goes to `fast_path.accept_upgrade`
   (handshake, authorization, session, pump), with the bytes after the head passed along.
 * Anything else (REST, the 400 for a plain HTTP request on the socket path, HTTP/2 prior
   knowledge, a malformed or oversized head) goes to Hypercorn's `TCPServer` for the
@@ -42,8 +42,7 @@ from hypercorn.typing import ConnectionState
 from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr, wrap_app
 
 from parley.api.access_log import AccessLog, log_request, logged_target
-from parley.api.socket.hub import SocketHub
-from parley.api.socket.wsproto_transport import accept_upgrade
+from parley.api.socket.transports.fast_path import FastPathSocket, accept_upgrade
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -151,7 +150,7 @@ class Router:
         config: HypercornConfig,
         context: WorkerContext,
         lifespan_state: dict[str, Any],
-        hub: SocketHub | None,
+        socket: FastPathSocket | None,
         socket_path: str,
         access_log: bool = True,
     ) -> None:
@@ -159,7 +158,7 @@ class Router:
         self.config = config
         self.context = context
         self.lifespan_state = lifespan_state
-        self.hub = hub
+        self.socket = socket
         self.socket_path = socket_path.encode("latin-1")
         self.access_log = access_log
         self.head_limit = int(config.h11_max_incomplete_size)
@@ -173,7 +172,7 @@ class Router:
             await stream.aclose()
             return
         head_end = data.find(b"\r\n\r\n")
-        if head_end >= 0 and self.hub is not None:
+        if head_end >= 0 and self.socket is not None:
             upgrade = self._socket_upgrade(data, head_end)
             if upgrade is not None:
                 del data  # held by `upgrade` until the handshake is done, then dropped
@@ -217,12 +216,12 @@ class Router:
         return _Upgrade(head, parsed.headers, data[head_end + 4 :], target)
 
     async def _serve_socket(self, stream: trio.SocketStream, upgrade: _Upgrade) -> None:
-        assert self.hub is not None
+        assert self.socket is not None
         peer = _peer(stream)
         started = time.perf_counter()
         try:
             upgraded = await accept_upgrade(
-                stream, upgrade.head, upgrade.headers, upgrade.rest, self.hub, peer
+                stream, upgrade.head, upgrade.headers, upgrade.rest, self.socket, peer
             )
             if self.access_log:
                 status = upgraded if isinstance(upgraded, int) else 101
@@ -267,11 +266,13 @@ async def serve_public(
     app: QuartTrio,
     config: HypercornConfig,
     settings: Settings,
+    socket: FastPathSocket | None,
     *,
     shutdown_trigger: Callable[[], Awaitable[None]],
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Hypercorn's `worker_serve` with the socket path routed to the fast transport."""
+    """Hypercorn's `worker_serve` with upgrades to the socket path answered by `socket` (the fast
+    transport); None: everything to Hypercorn."""
     if config.ssl_enabled:
         raise ValueError("the public listener does not do TLS; use plain Hypercorn for that")
     config.set_statsd_logger_class(StatsdLogger)
@@ -280,14 +281,12 @@ async def serve_public(
     lifespan_state: dict[str, Any] = {}
     lifespan = Lifespan(wrapped, config, lifespan_state)
     context = WorkerContext(None)
-    found = app.extensions.get("parley.sockets")
-    hub = found if isinstance(found, SocketHub) else None
     router = Router(
         wrapped,
         config,
         context,
         lifespan_state,
-        hub,
+        socket,
         settings.socket.path,
         settings.server.access_log,
     )

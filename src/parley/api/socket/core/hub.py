@@ -1,11 +1,11 @@
-"""The socket layer's one shared place: open sessions, the user -> sessions index, counters.
+"""The socket layer's one shared place per node: open sessions, the user -> sessions index,
+counters, and the per-turn write flusher.
 
-`SocketHub` is created once per app (`install`) and reached by the transports, the channels
-(pubsub, presence, chat, stores, settings) and the realtime admin endpoints. The index of live
-sessions by user is owned here and only here: sessions add themselves when they start and leave
-when they end, and `close_user` reads it synchronously (no await between the look-up and the
-closes, so no session can slip in or out half-way). `Runtime.revoke_user_sockets` reaches it
-through the closer registered at install time; the actors layer never imports this module.
+`SocketHub` is built once, at the composition root (`parley.service`), from typed parts, and
+handed to the transports and the REST handlers that close sockets (revocation, operators). The
+index of live sessions by user is owned here and only here: sessions are added when they start
+and leave when they end, and `close_user` reads it synchronously (no await between the look-up
+and the closes, so no session can slip in or out half-way). The actors layer never imports it.
 """
 
 from __future__ import annotations
@@ -14,23 +14,24 @@ import logging
 import math
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
+from parley.actors import ActorUnavailable
 from parley.actors.presence import Presence
-from parley.api.socket.close_codes import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART
-from parley.api.socket.outbound import OutboundQueue
-from parley.api.socket.session import Inbound, Stop, session_child_spec
-from parley.api.socket.transport import InboundFrame
-
-if TYPE_CHECKING:
-    from parley.actors.pubsub import PubSub
-    from parley.actors.runtime import ActorSystem
-    from parley.api.context import AppContext, Stores
-    from parley.api.socket.auth import SocketPrincipal
-    from parley.api.socket.serializer import V1JsonSerializer, V2JsonSerializer
-    from parley.config import Settings
+from parley.actors.pubsub import PubSub
+from parley.actors.runtime import ActorSystem
+from parley.api.socket.core.close_codes import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART
+from parley.api.socket.core.outbound import OutboundQueue
+from parley.api.socket.core.principal import SocketPrincipal
+from parley.api.socket.core.router import Router
+from parley.api.socket.core.serializer import Serializer
+from parley.api.socket.core.services import SocketServices
+from parley.api.socket.core.session import Inbound, SessionRef, Stop, session_child_spec
+from parley.api.socket.core.transport import InboundFrame
+from parley.config import Settings
+from parley.supervision import DynamicSupervisor, UnknownChildError
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,10 @@ log = logging.getLogger(__name__)
 class SessionHandle:
     """What the transport holds for one connection: the actor's ref, its queue, its name."""
 
-    ref: Any
+    ref: SessionRef
     name: str
     outbound: OutboundQueue
     principal: SocketPrincipal
-    hub: SocketHub
     last_frame_at: float = field(default_factory=trio.current_time)
     """When the client last sent a frame (trio's clock), for `SocketHub.watch_liveness`."""
 
@@ -54,7 +54,7 @@ class SessionHandle:
             return True  # keep reading (and discarding) until the close goes out
         try:
             await self.ref.send(Inbound(frame))
-        except Exception:  # ActorUnavailable: the session ended
+        except ActorUnavailable:  # the session ended
             return False
         return True
 
@@ -66,17 +66,28 @@ class SessionHandle:
         self.outbound.close(code, reason)
         try:
             self.ref.info(Stop(reason))
-        except Exception:
+        except ActorUnavailable:
             log.debug("session %s already gone", self.name)
 
 
 class SocketHub:
-    """Sessions of this app, the user index, counters, and the parts channels use."""
+    """Sessions of this node, the user index, counters, and the parts sessions share."""
 
-    def __init__(self, context: AppContext) -> None:
-        self.context = context
-        self.settings: Settings = context.settings
-        self.debug_enabled = self.settings.server.env != "prod"
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        pubsub: PubSub,
+        presence: Presence,
+        router: Router,
+        system: ActorSystem,
+        sessions: DynamicSupervisor,
+    ) -> None:
+        self.settings = settings
+        self.pubsub = pubsub
+        self.presence = presence
+        self._sessions = sessions
+        self.services = SocketServices(settings, pubsub, presence, router, system, self.count)
         self._handles: dict[str, SessionHandle] = {}
         self._handles_by_user: dict[uuid.UUID, dict[str, SessionHandle]] = {}
         self.counters: dict[str, int] = {}
@@ -86,49 +97,18 @@ class SocketHub:
         self._flusher: trio.lowlevel.Task | None = None
         self._flushing = False
 
-    # -- the running system's parts ---------------------------------------------------------
-
-    @property
-    def runtime(self) -> Any:
-        return self.context.runtime
-
-    @property
-    def pubsub(self) -> PubSub:
-        pubsub: PubSub = self.runtime.pubsub
-        return pubsub
-
-    @property
-    def presence(self) -> Presence:
-        presence: Presence = self.runtime.presence
-        return presence
-
-    @property
-    def chat(self) -> Any:
-        return self.runtime.chat
-
-    @property
-    def stores(self) -> Stores:
-        return self.context.stores
-
-    @property
-    def system(self) -> ActorSystem:
-        system: ActorSystem = self.runtime.system
-        return system
-
     # -- sessions ---------------------------------------------------------------------------
 
     async def open_session(
-        self, principal: SocketPrincipal, serializer: V1JsonSerializer | V2JsonSerializer
+        self, principal: SocketPrincipal, serializer: Serializer
     ) -> SessionHandle:
         """Start a session actor under the sessions supervisor (temporary)."""
         socket = self.settings.socket
         outbound = OutboundQueue(socket.outbound_max_messages, socket.outbound_max_bytes)
         outbound.defer = self._defer_write
-        ref, spec = session_child_spec(
-            self, principal, serializer, outbound, mailbox=self.settings.actors.session_mailbox
-        )
-        await self.runtime.sessions.start_child(spec)
-        handle = SessionHandle(ref, spec.name, outbound, principal, self)
+        ref, spec = session_child_spec(self.services, principal, serializer, outbound)
+        await self._sessions.start_child(spec)
+        handle = SessionHandle(ref, spec.name, outbound, principal)
         self._handles[handle.name] = handle
         self._handles_by_user.setdefault(principal.user_id, {})[handle.name] = handle
         self.count("connections_opened")
@@ -137,13 +117,13 @@ class SocketHub:
     async def end_session(self, handle: SessionHandle) -> None:
         """The transport is done: stop the session (bounded) and forget the handle."""
         self._forget(handle)
-        supervisor = self.runtime.sessions
+        supervisor = self._sessions
         if handle.name in supervisor:
             grace = self.settings.supervision.child_shutdown_seconds
             with trio.move_on_after(grace * 2 if grace > 0 else math.inf):
                 try:
                     await supervisor.terminate_child(handle.name)
-                except Exception:  # UnknownChildError: it ended on its own meanwhile
+                except UnknownChildError:  # it ended on its own meanwhile
                     log.debug("session %s already ended", handle.name)
 
     def _forget(self, handle: SessionHandle) -> None:
@@ -261,12 +241,10 @@ class SocketHub:
         self.counters[name] = self.counters.get(name, 0) + by
 
     def statistics(self) -> dict[str, Any]:
-        presence = self.presence.statistics() if self.context.runtime is not None else None
+        presence = self.presence.statistics()
         return {
             "connections": self.connection_count,
             "users": len(self._handles_by_user),
             "counters": dict(sorted(self.counters.items())),
-            "presence": None
-            if presence is None
-            else {"topics": presence.topics, "metas": presence.metas},
+            "presence": {"topics": presence.topics, "metas": presence.metas},
         }

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import trio
 
-from parley.api.socket.message import Frame
+from parley.api.socket.core.message import Frame
 
 
 @dataclass(frozen=True, slots=True)

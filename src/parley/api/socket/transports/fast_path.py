@@ -1,11 +1,11 @@
 """The fast socket transport: a `transport.Connection` over a trio TCP stream (DESIGN §7).
 
-`parley serve` owns the public listener (`parley.api.listener`); an upgrade to `socket.path`
+`parley serve` owns the public listener (`parley.api.server.listener`); an upgrade to `socket.path`
 comes here with the request head already read, everything else goes to Hypercorn. This module
 does the same job as `asgi_transport.py` (authorize, open a session, run `transport.pump`) with
 less machinery between a frame and the socket:
 
-* **Handshake** with wsproto: the head is parsed into a `ConnectRequest`, `authorize_connect`
+* **Handshake** with wsproto: the head is parsed into a `ConnectRequest`, `authorize`
   decides, a refusal is an HTTP response *before* the upgrade (403, or 400 for a malformed
   upgrade, 503 when our own checks failed), an acceptance selects `phoenix` when offered and
   negotiates permessage-deflate only when `socket.compression` is true.
@@ -35,6 +35,7 @@ import math
 import os
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
@@ -53,18 +54,17 @@ from wsproto.events import (
 from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.utilities import RemoteProtocolError
 
-from parley.api.socket.auth import Accepted, authorize_connect
-from parley.api.socket.close_codes import (
+from parley.api.socket.core.close_codes import (
     CLOSE_INVALID_DATA,
     CLOSE_MESSAGE_TOO_BIG,
     CLOSE_PROTOCOL_ERROR,
 )
-from parley.api.socket.transport import ConnectRequest, InboundFrame, pump
+from parley.api.socket.core.hub import SessionHandle, SocketHub
+from parley.api.socket.core.transport import Accepted, Authorize, ConnectRequest, InboundFrame, pump
 
 if TYPE_CHECKING:
-    from parley.api.socket.hub import SessionHandle, SocketHub
-    from parley.api.socket.message import Frame
-    from parley.api.socket.outbound import OutboundQueue
+    from parley.api.socket.core.message import Frame
+    from parley.api.socket.core.outbound import OutboundQueue
 
 log = logging.getLogger(__name__)
 
@@ -514,6 +514,14 @@ async def _send_all(stream: trio.SocketStream, data: bytes) -> None:
         log.debug("client left during the handshake")
 
 
+@dataclass(frozen=True, slots=True)
+class FastPathSocket:
+    """What the public listener needs to answer socket upgrades itself."""
+
+    hub: SocketHub
+    authorize: Authorize
+
+
 class UpgradedSocket:
     """An accepted WebSocket with its session, ready to run: what outlives the handshake.
 
@@ -521,12 +529,13 @@ class UpgradedSocket:
     idle connection holds only its transport state and its session.
     """
 
-    __slots__ = ("_response", "connection", "handle")
+    __slots__ = ("_hub", "_response", "connection", "handle")
 
     def __init__(
-        self, connection: WsprotoConnection, handle: SessionHandle, response: bytes
+        self, connection: WsprotoConnection, hub: SocketHub, handle: SessionHandle, response: bytes
     ) -> None:
         self.connection = connection
+        self._hub = hub
         self.handle = handle
         self._response = response
         """The 101 response, written first by `serve`."""
@@ -546,7 +555,7 @@ class UpgradedSocket:
                 log.exception("socket connection failed")
         finally:
             with trio.CancelScope(shield=True):
-                await handle.hub.end_session(handle)
+                await self._hub.end_session(handle)
 
 
 async def accept_upgrade(
@@ -554,7 +563,7 @@ async def accept_upgrade(
     head: bytes,
     headers: list[tuple[bytes, bytes]],
     rest: bytes,
-    hub: SocketHub,
+    socket: FastPathSocket,
     peer: str | None,
 ) -> UpgradedSocket | int:
     """The handshake of one WebSocket upgrade whose request head (`head`) has been read; `rest`
@@ -572,8 +581,9 @@ async def accept_upgrade(
         await _send_all(stream, _plain_response(400, b"bad WebSocket upgrade\n"))
         return 400
     request = connect_request(event, headers, peer)
+    hub = socket.hub
     try:
-        decision = await authorize_connect(request, hub.context)
+        decision = await socket.authorize(request)
     except Exception:
         log.exception("socket connect check failed")
         hub.count("refused_unavailable")
@@ -604,11 +614,11 @@ async def accept_upgrade(
         max_frame_bytes=settings.max_frame_bytes,
         compressed=compressed,
         write_stall_seconds=settings.heartbeat_timeout_seconds,
-        on_fail=_failer(handle),
+        on_fail=_failer(hub, handle),
     )
     connection.write_through(handle.outbound)
     hub.count("wsproto_connections")
-    return UpgradedSocket(connection, handle, accept)
+    return UpgradedSocket(connection, hub, handle, accept)
 
 
 _DISCONNECTS = (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, OSError)
@@ -620,12 +630,12 @@ def _only_disconnects(exc: BaseException) -> bool:
     return isinstance(exc, _DISCONNECTS)
 
 
-def _failer(handle: SessionHandle) -> Callable[[int, str], None]:
+def _failer(hub: SocketHub, handle: SessionHandle) -> Callable[[int, str], None]:
     def fail(code: int, reason: str) -> None:
         if code == CLOSE_MESSAGE_TOO_BIG:
-            handle.hub.count("oversize_frames")
+            hub.count("oversize_frames")
         else:
-            handle.hub.count("bad_frames")
+            hub.count("bad_frames")
         handle.outbound.close(code, reason, discard=True)
         handle.close(code, reason)
 

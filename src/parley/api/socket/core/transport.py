@@ -3,23 +3,24 @@
 PHOENIX_PROTOCOL.md §3.1 splits a connection in two phases, and so does this module:
 
 1. **Upgrade**: the transport turns the HTTP upgrade request into a `ConnectRequest` (path, query,
-   headers, offered sub-protocols) and asks `parley.api.socket.auth.authorize_connect` whether to
-   accept it. A refusal is answered *before* the upgrade with its HTTP status (403, or 400 for a
-   request that is not an upgrade at all), never by a WebSocket that opens and closes.
+   headers, offered sub-protocols) and asks its `Authorize` (for Phoenix sockets
+   `parley.api.socket.phoenix.connect.PhoenixConnect`) whether to accept it. A refusal is
+   answered *before* the upgrade with its HTTP status (403, or 400 for a request that is not an
+   upgrade at all), never by a WebSocket that opens and closes.
 2. **Connection**: the transport accepts (selecting the `phoenix` sub-protocol when offered), then
    runs `pump` with an object implementing `Connection`: its reader hands every data frame to
    the session, and its writer drains the session's `OutboundQueue` and finally sends the close
    frame the session asked for.
 
-Everything Phoenix-specific (serializers, sessions, channels) sits above this line, so a faster
-transport (DESIGN §7: wsproto on our own listener) only has to implement `Connection` and build
-`ConnectRequest`s; `asgi_transport.py` is the portable one that runs under any ASGI server.
+Everything above this line (sessions, channels, serializers) is shared, so a transport only has to
+implement `Connection` and build `ConnectRequest`s: `transports.fast_path` (wsproto on our own
+listener, DESIGN §7), `transports.asgi` (the portable one, under any ASGI server).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import parse_qsl
@@ -27,10 +28,35 @@ from urllib.parse import parse_qsl
 import trio
 
 if TYPE_CHECKING:
-    from parley.api.socket.message import Frame
-    from parley.api.socket.outbound import OutboundQueue
+    from parley.api.socket.core.message import Frame
+    from parley.api.socket.core.outbound import OutboundQueue
+    from parley.api.socket.core.principal import SocketPrincipal
+    from parley.api.socket.core.serializer import Serializer
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """Upgrade: the connection's principal, the serializer for its protocol version, and the
+    sub-protocol to select (None: select none)."""
+
+    principal: SocketPrincipal
+    serializer: Serializer
+    subprotocol: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Answer the upgrade request with HTTP `status` instead."""
+
+    status: int
+    reason: str
+    """For logs and counters only; never sent."""
+
+
+Authorize = Callable[["ConnectRequest"], Awaitable[Accepted | Refused]]
+"""The upgrade decision a transport asks for each connection."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,12 +29,13 @@ kind 2 broadcast) and cannot be sent over V1. Unencodable values raise `EncodeEr
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import orjson
 
-from parley.api.socket.close_codes import CLOSE_INVALID_DATA, CLOSE_UNSUPPORTED_DATA
-from parley.api.socket.message import PHX_REPLY, Broadcast, Frame, Message, Ref, Reply
+from parley.api.socket.core.close_codes import CLOSE_UNSUPPORTED_DATA
+from parley.api.socket.core.message import PHX_REPLY, Broadcast, Frame, Message, Ref, Reply
+from parley.api.socket.core.serializer import EncodeError, FrameError
 
 if TYPE_CHECKING:
     from collections.abc import Hashable
@@ -51,26 +52,6 @@ _KIND_BROADCAST: Final = 2
 _PUSH_HEADER: Final = 5  # kind + four lengths (C→S push)
 
 
-class FrameError(ValueError):
-    """A client frame that cannot be decoded; the session closes the socket with `close_code`.
-
-    `reason` is a short machine-readable code (`invalid_json`, `bad_shape`, `wrong_arity`,
-    `missing_key`, `bad_field`, `bad_binary`, `binary_unsupported`) for logs and metrics; the
-    message says what was wrong without echoing the frame.
-    """
-
-    def __init__(self, reason: str, detail: str, *, close_code: int = CLOSE_INVALID_DATA) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-        self.close_code = close_code
-
-
-class EncodeError(ValueError):
-    """An outbound record that this serializer cannot encode (a server-side bug, or a binary
-    payload for a V1 connection); nothing is sent for it."""
-
-
 class UnsupportedVsnError(ValueError):
     """The `vsn` query parameter names no supported protocol; refuse the upgrade with HTTP 403."""
 
@@ -79,53 +60,6 @@ class UnsupportedVsnError(ValueError):
     def __init__(self, vsn: object) -> None:
         super().__init__(f"unsupported protocol version vsn={vsn!r}; supported: 1.0.x, 2.0.x")
         self.vsn = vsn
-
-
-class Serializer(Protocol):
-    """What the socket layer needs from a protocol version."""
-
-    @property
-    def vsn(self) -> str:
-        """The canonical version string (`"1.0.0"` or `"2.0.0"`)."""
-        ...
-
-    @property
-    def cache_key(self) -> Hashable:
-        """Key under which `fastlane` memoizes frames on a `Broadcast`."""
-        ...
-
-    @property
-    def supports_binary(self) -> bool:
-        """Whether binary payloads can be sent and received (V2 over WebSocket only)."""
-        ...
-
-    def decode_text(self, data: str | bytes) -> Message:
-        """Decode a text frame (UTF-8 bytes or str); raises `FrameError` only."""
-        ...
-
-    def decode_binary(self, data: bytes | bytearray | memoryview) -> Message:
-        """Decode a binary frame; raises `FrameError` only."""
-        ...
-
-    def encode_push(self, message: Message) -> Frame:
-        """Encode a server push (F9, F13, F14, F17); raises `EncodeError`."""
-        ...
-
-    def encode_reply(self, reply: Reply) -> Frame:
-        """Encode a `phx_reply` (F2-F6, F8, F12, F16); raises `EncodeError`."""
-        ...
-
-    def encode_broadcast(self, broadcast: Broadcast) -> Frame:
-        """Encode a broadcast (F10, F18) without caching; raises `EncodeError`."""
-        ...
-
-    def fastlane(self, broadcast: Broadcast) -> Frame:
-        """`encode_broadcast`, memoized on the broadcast: at most one encode per serializer."""
-        ...
-
-    def encode(self, item: Message | Reply | Broadcast) -> Frame:
-        """Encode any outbound record; broadcasts go through `fastlane`."""
-        ...
 
 
 class _JsonSerializer:

@@ -1,0 +1,1 @@
+"""Parley's public listener and its Hypercorn glue (every use of Hypercorn internals is here)."""

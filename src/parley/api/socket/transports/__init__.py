@@ -1,0 +1,1 @@
+"""Transports over the channel core: the fast path (our own listener) and the ASGI websocket."""
