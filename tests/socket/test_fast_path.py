@@ -34,7 +34,7 @@ from wsproto.extensions import PerMessageDeflate
 
 from parley.api.server.listener import ReplayStream, RequestHead
 from parley.api.socket.core.message import Frame
-from parley.api.socket.transports.fast_path import frame_bytes, frame_header
+from parley.api.socket.transports.ws_codec import frame_bytes, frame_header
 from parley.asgi import ParleyAsgi
 from parley.config import Settings
 from parley.service import RunningServer, serve

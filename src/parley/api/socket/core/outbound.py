@@ -14,9 +14,10 @@ path's fan-out, DESIGN §7); whatever the transport cannot write at once it keep
 `request_flush`, and the writer takes over. When `defer` is set too (the hub's flusher), such
 frames are not written by `put` itself but once per scheduler turn: `put` queues the frame and
 hands the queue to `defer` once, and the flusher's `write_deferred` writes all the frames the
-connection got in that turn with one system call. A write costs ~8 µs of kernel time however
+connection got in that turn with one system call. A write costs the same kernel time however
 little it carries, and a loaded server publishes several messages of a conversation per turn:
-under load the number of writes per delivery falls by itself (like the writer's batches).
+under load the number of writes per delivery falls by itself, like the writer's batches
+(docs/fast_path.md has the figures).
 
 `close(code, reason)` is how the session (or the hub, for revocations) ends the connection: the
 writer finishes what is queued (unless `discard` is set, as for a slow consumer whose queue is

@@ -1,28 +1,23 @@
-"""The fast socket transport: a `transport.Connection` over a trio TCP stream (DESIGN §7).
+"""The fast socket transport: a `transport.Connection` over a trio TCP stream (DESIGN §7), the
+socket I/O around the sans-IO frame codec of `ws_codec`.
 
 `parley serve` owns the public listener (`parley.api.server.listener`); an upgrade to `socket.path`
 comes here with the request head already read, everything else goes to Hypercorn. This module
-does the same job as `asgi_transport.py` (authorize, open a session, run `transport.pump`) with
+does the same job as `transports.asgi` (authorize, open a session, run `transport.pump`) with
 less machinery between a frame and the socket:
 
 * **Handshake** with wsproto: the head is parsed into a `ConnectRequest`, `authorize`
   decides, a refusal is an HTTP response *before* the upgrade (403, or 400 for a malformed
   upgrade, 503 when our own checks failed), an acceptance selects `phoenix` when offered and
   negotiates permessage-deflate only when `socket.compression` is true.
-* **Inbound**: client frames are parsed here for the common case, a complete, unfragmented,
-  masked text or binary frame without extension bits (~4 µs against wsproto's ~28 µs for a
-  200-byte frame on the development machine). Every other frame (control frames, fragments,
-  compressed frames, protocol errors) is handed to wsproto *whole*, so wsproto never holds a
-  partial frame and the two parsers never disagree about where a frame starts. A frame (or a
-  fragmented message) above `socket.max_frame_bytes` is refused from its header, before its
-  payload is buffered: the session closes with 1009.
-* **Outbound**: server frames are unmasked, so a frame's bytes are the same for every recipient.
-  The writer frames every pending `Frame` (a 2-10 byte header from a table, then the serializer's
-  bytes, which the fastlane already shares between recipients) and writes the whole batch with
-  one non-blocking `send` on the socket: no wsproto, no await unless the kernel buffer is full.
-  Memoizing the framed bytes per `Frame` was measured and not worth it: building the header
-  costs ~0.2 µs, a cache look-up ~0.3 µs (`docs/fast_path.md`).
-  With permessage-deflate negotiated, frames go through wsproto (compressed per connection).
+* **Inbound**: `ws_codec.FrameReader` parses the common case (a whole masked text or binary
+  frame) itself and hands every other frame to wsproto whole; a frame above
+  `socket.max_frame_bytes` is refused from its header: the session closes with 1009.
+* **Outbound**: the writer frames every pending `Frame` (`ws_codec.framed`: unmasked, so the
+  same bytes for every recipient) and writes the whole batch with one non-blocking write on the
+  socket: no wsproto, no await unless the kernel buffer is full. With permessage-deflate
+  negotiated, frames go through wsproto (compressed per connection). docs/fast_path.md has the
+  measurements behind these choices.
 * **Close** via wsproto; afterwards the server lingers (bounded) for the client's close frame
   before closing TCP, so unread input never turns the close into a reset.
 """
@@ -33,34 +28,26 @@ import errno
 import logging
 import math
 import os
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import Connection as FrameConnection
-from wsproto.connection import ConnectionState
-from wsproto.events import (
-    AcceptConnection,
-    BytesMessage,
-    CloseConnection,
-    Ping,
-    RejectConnection,
-    Request,
-    TextMessage,
-)
+from wsproto.events import AcceptConnection, RejectConnection, Request
 from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.utilities import RemoteProtocolError
 
-from parley.api.socket.core.close_codes import (
-    CLOSE_INVALID_DATA,
-    CLOSE_MESSAGE_TOO_BIG,
-    CLOSE_PROTOCOL_ERROR,
-)
+from parley.api.socket.core.close_codes import CLOSE_MESSAGE_TOO_BIG
 from parley.api.socket.core.hub import SessionHandle, SocketHub
 from parley.api.socket.core.transport import Accepted, Authorize, ConnectRequest, InboundFrame, pump
+from parley.api.socket.transports.ws_codec import (
+    FrameReader,
+    ProtocolFailure,
+    close_frame_ahead,
+    framed,
+)
 
 if TYPE_CHECKING:
     from parley.api.socket.core.message import Frame
@@ -72,47 +59,10 @@ RECEIVE_BYTES: Final = 65_536
 LINGER_SECONDS: Final = 2.0
 """After our close frame: how long to wait for the client's before closing TCP."""
 
-# Server frame headers: FIN + opcode, then the 7-bit length (no mask bit).
-_TEXT_HEADERS: Final = tuple(bytes((0x81, n)) for n in range(126))
-_BINARY_HEADERS: Final = tuple(bytes((0x82, n)) for n in range(126))
-_MEDIUM: Final = struct.Struct("!BBH")
-_LARGE: Final = struct.Struct("!BBQ")
 
-_OP_CONTINUATION, _OP_TEXT, _OP_BINARY, _OP_CLOSE = 0x0, 0x1, 0x2, 0x8
-
-
-def frame_header(length: int, binary: bool) -> bytes:
-    """The header of one unfragmented, unmasked server data frame of `length` payload bytes."""
-    if length < 126:
-        return _BINARY_HEADERS[length] if binary else _TEXT_HEADERS[length]
-    opcode = 0x82 if binary else 0x81
-    if length < 65_536:
-        return _MEDIUM.pack(opcode, 126, length)
-    return _LARGE.pack(opcode, 127, length)
-
-
-def frame_bytes(frame: Frame) -> bytes:
-    """One `Frame` as a complete server WebSocket frame (tests and benchmarks use this)."""
-    return frame_header(len(frame.data), frame.binary) + frame.data
-
-
-def _unmask(payload: bytes, mask: bytes) -> bytes:
-    length = len(payload)
-    key = (mask * (length // 4 + 1))[:length]
-    return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(length, "big")
-
-
-class _Fail(Exception):
-    """The client broke the protocol or a limit; the connection closes with `code`."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
-
-class WsprotoConnection:
-    """`transport.Connection` over an accepted WebSocket on a trio socket stream.
+class FastConnection:
+    """`transport.Connection` over an accepted WebSocket on a trio socket stream: the socket I/O
+    around a `ws_codec.FrameReader`.
 
     `on_fail(code, reason)` is called when the *transport* decides to close (an oversize frame,
     a protocol error); it must make the session close with that code (the writer then sends the
@@ -132,32 +82,29 @@ class WsprotoConnection:
     ) -> None:
         self._stream = stream
         self._socket = stream.socket
-        self._protocol = protocol
-        """wsproto's frame protocol, built on first use: most connections only ever carry the
-        frames parsed here, and an idle connection should not hold its buffers."""
-        self._buffer = buffered
-        self._max = max_frame_bytes
+        self._reader = FrameReader(
+            protocol,
+            buffered=buffered,
+            max_frame_bytes=max_frame_bytes,
+            compressed=compressed,
+            write_soon=self._write_soon,
+        )
         self._compressed = compressed
         self._stall = write_stall_seconds if write_stall_seconds > 0 else math.inf
         self._on_fail = on_fail
         self._request_flush: Callable[[], None] | None = None
-        self._parts: list[Any] = []
-        """Parts of a fragmented (or compressed) message wsproto is assembling."""
-        self._message_bytes = 0
-        self._fragmented = False
         self._writing = False
         self._backlog: list[bytes] = []
-        self.close_sent = False
-        self.peer_closed = False
         self.broken = False
 
     # -- reading ----------------------------------------------------------------------------
 
     async def receive(self) -> InboundFrame | None:
+        reader = self._reader
         while True:
             try:
-                frame = self._next_frame()
-            except _Fail as fail:
+                frame = reader.next_frame()
+            except ProtocolFailure as fail:
                 self._on_fail(fail.code, fail.reason)
                 await trio.sleep_forever()  # the writer sends the close and ends the pump
             if frame is not None:
@@ -165,7 +112,7 @@ class WsprotoConnection:
                     return frame
                 return None  # the peer closed
             if not await self._fill():
-                self.peer_closed = True
+                reader.peer_closed = True
                 return None
 
     async def _fill(self) -> bool:
@@ -187,97 +134,13 @@ class WsprotoConnection:
                 return False
         if not data:
             return False
-        self._buffer = self._buffer + data if self._buffer else data
+        self._reader.feed(data)
         return True
-
-    def _next_frame(self) -> InboundFrame | bool | None:
-        """The next complete data frame from the buffer; False when the peer closed; None when
-        more bytes are needed. Raises `_Fail` to close the connection."""
-        while True:
-            buffer = self._buffer
-            if len(buffer) < 2:
-                return None
-            header = _frame_header(buffer)
-            if header is None:
-                return None
-            first = buffer[0]
-            masked = buffer[1] & 0x80
-            opcode, start, length = header
-            if opcode in (_OP_CONTINUATION, _OP_TEXT, _OP_BINARY):
-                if opcode != _OP_CONTINUATION:
-                    self._message_bytes = 0
-                if self._message_bytes + length > self._max:
-                    raise _Fail(CLOSE_MESSAGE_TOO_BIG, "frame too large")
-            elif length > 125:
-                raise _Fail(CLOSE_PROTOCOL_ERROR, "control frame too long")
-            end = start + length
-            if len(buffer) < end:
-                return None
-            self._buffer = buffer[end:]
-            if masked and not self._fragmented and (first == 0x81 or first == 0x82):
-                # The common case: a whole masked text/binary frame with no extension bits.
-                payload = _unmask(buffer[start:end], buffer[start - 4 : start])
-                if first == 0x82:
-                    return InboundFrame(payload)
-                try:
-                    return InboundFrame(payload.decode())
-                except UnicodeDecodeError:
-                    raise _Fail(CLOSE_INVALID_DATA, "invalid UTF-8") from None
-            if opcode in (_OP_CONTINUATION, _OP_TEXT, _OP_BINARY):
-                self._message_bytes += length
-                self._fragmented = not first & 0x80
-            result = self._wsproto_frame(buffer[:end])
-            if result is not None:
-                return result
-
-    def _wsproto_frame(self, raw: bytes) -> InboundFrame | bool | None:
-        """Hand one complete frame to wsproto; a finished data message, False on close, or
-        None (a control frame or a fragment was handled)."""
-        ws = self._wsproto()
-        ws.receive_data(raw)
-        result: InboundFrame | bool | None = None
-        for event in ws.events():
-            if isinstance(event, TextMessage | BytesMessage):
-                self._parts.append(event.data)
-                if not event.message_finished:
-                    continue
-                parts, self._parts = self._parts, []
-                if isinstance(event, TextMessage):
-                    text = "".join(parts)
-                    size = len(text.encode()) if self._compressed else 0
-                    result = InboundFrame(text)
-                else:
-                    data = b"".join(parts)
-                    size = len(data)
-                    result = InboundFrame(data)
-                if size > self._max:  # a compressed message that inflated past the limit
-                    raise _Fail(CLOSE_MESSAGE_TOO_BIG, "frame too large")
-            elif isinstance(event, Ping):
-                self._write_soon(ws.send(event.response()))
-            elif isinstance(event, CloseConnection):
-                if ws.state is ConnectionState.REMOTE_CLOSING:
-                    self.peer_closed = True
-                    if not self.close_sent:
-                        self.close_sent = True
-                        self._write_soon(ws.send(event.response()))
-                    return False
-                if ws.state is ConnectionState.CLOSED:  # the answer to our close
-                    self.peer_closed = True
-                    return False
-                raise _Fail(event.code, event.reason or "protocol error")  # wsproto's ParseFailed
-        return result
 
     # -- writing ----------------------------------------------------------------------------
 
     async def send_frames(self, frames: list[Frame]) -> None:
-        if self._compressed:
-            ws = self._wsproto()
-            chunks = [
-                ws.send(BytesMessage(frame.data) if frame.binary else TextMessage(frame.text()))
-                for frame in frames
-            ]
-        else:
-            chunks = _framed(frames)
+        chunks = self._reader.compressed_frames(frames) if self._compressed else framed(frames)
         await self._write(chunks)
 
     def write_through(self, outbound: OutboundQueue) -> None:
@@ -292,7 +155,7 @@ class WsprotoConnection:
         flush."""
         if self._writing or self._backlog or self.broken:
             return False
-        chunks = _framed(frames)
+        chunks = framed(frames)
         data = chunks[0] + chunks[1] if len(chunks) == 2 else b"".join(chunks)
         try:
             sent = _send_nowait(self._socket, data)
@@ -308,24 +171,15 @@ class WsprotoConnection:
             self._request_flush()
 
     async def close(self, code: int, reason: str) -> None:
-        if self.close_sent or self.broken:
+        reader = self._reader
+        if reader.close_sent or self.broken:
             return
-        self.close_sent = True
-        ws = self._wsproto()
-        if ws.state is ConnectionState.OPEN:
-            data = ws.send(CloseConnection(code, reason))
-        else:  # wsproto refused the frame (ParseFailed left it OPEN, but be safe)
-            encoded = struct.pack("!H", code) + reason.encode()[:123]
-            data = bytes((0x88, len(encoded))) + encoded
+        reader.close_sent = True
+        data = reader.close_frame(code, reason)
         try:
             await self._write([data])
         except Exception as exc:
             log.debug("close(%d) not written: %r", code, exc)
-
-    def _wsproto(self) -> FrameConnection:
-        if self._protocol is None:
-            self._protocol = FrameConnection(ConnectionType.SERVER)
-        return self._protocol
 
     def _write_soon(self, data: bytes) -> None:
         """A control frame from the reader (pong, close reply): written now if the socket takes
@@ -396,29 +250,19 @@ class WsprotoConnection:
 
     async def linger(self) -> None:
         """After our close frame: wait (bounded) for the client's, reading and discarding."""
-        if not self.close_sent or self.peer_closed or self.broken:
+        reader = self._reader
+        if not reader.close_sent or reader.peer_closed or self.broken:
             return
         with trio.move_on_after(LINGER_SECONDS):
             try:
                 await self._stream.send_eof()
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 return
-            buffer, skip = self._buffer, 0
+            buffer, skip = reader.buffer, 0
             while True:
-                if skip:
-                    dropped = min(skip, len(buffer))
-                    buffer, skip = buffer[dropped:], skip - dropped
-                while not skip:
-                    extent = _frame_extent(buffer)
-                    if extent is None:
-                        break
-                    opcode, size = extent
-                    if opcode == _OP_CLOSE:
-                        return
-                    if len(buffer) >= size:
-                        buffer = buffer[size:]
-                    else:
-                        buffer, skip = b"", size - len(buffer)
+                found, buffer, skip = close_frame_ahead(buffer, skip)
+                if found:
+                    return
                 try:
                     data = await self._stream.receive_some(RECEIVE_BYTES)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -426,21 +270,6 @@ class WsprotoConnection:
                 if not data:
                     return
                 buffer += data
-
-
-def _framed(frames: list[Frame]) -> list[bytes]:
-    """Server frames (unmasked, uncompressed) for `frames`: header, payload, header, ..."""
-    chunks: list[bytes] = []
-    append = chunks.append
-    for frame in frames:
-        data = frame.data
-        length = len(data)
-        if length < 126:
-            append((_BINARY_HEADERS if frame.binary else _TEXT_HEADERS)[length])
-        else:
-            append(frame_header(length, frame.binary))
-        append(data)
-    return chunks
 
 
 def _send_nowait(sock: trio.socket.SocketType, data: bytes) -> int:
@@ -452,37 +281,6 @@ def _send_nowait(sock: trio.socket.SocketType, data: bytes) -> int:
         return os.write(fd, data)
     except BlockingIOError:
         return 0
-
-
-def _frame_header(buffer: bytes) -> tuple[int, int, int] | None:
-    """(opcode, payload start, payload length) of the frame at the start of `buffer`, or None
-    while its header is incomplete. The payload start is past the masking key, if any."""
-    if len(buffer) < 2:
-        return None
-    length = buffer[1] & 0x7F
-    start = 2
-    if length == 126:
-        if len(buffer) < 4:
-            return None
-        length = int.from_bytes(buffer[2:4], "big")
-        start = 4
-    elif length == 127:
-        if len(buffer) < 10:
-            return None
-        length = int.from_bytes(buffer[2:10], "big")
-        start = 10
-    if buffer[1] & 0x80:
-        start += 4
-    return buffer[0] & 0x0F, start, length
-
-
-def _frame_extent(buffer: bytes) -> tuple[int, int] | None:
-    """(opcode, total length) of the frame at the start of `buffer`, if its header is there."""
-    header = _frame_header(buffer)
-    if header is None:
-        return None
-    opcode, start, length = header
-    return opcode, start + length
 
 
 # -- the upgrade ---------------------------------------------------------------------------
@@ -532,7 +330,7 @@ class UpgradedSocket:
     __slots__ = ("_hub", "_response", "connection", "handle")
 
     def __init__(
-        self, connection: WsprotoConnection, hub: SocketHub, handle: SessionHandle, response: bytes
+        self, connection: FastConnection, hub: SocketHub, handle: SessionHandle, response: bytes
     ) -> None:
         self.connection = connection
         self._hub = hub
@@ -605,7 +403,7 @@ async def accept_upgrade(
     extensions: list[Extension] = [deflate] if settings.compression else []
     accept = ws.send(AcceptConnection(subprotocol=decision.subprotocol, extensions=extensions))
     compressed = settings.compression and deflate.enabled()
-    connection = WsprotoConnection(
+    connection = FastConnection(
         stream,
         # The negotiated compressor lives in wsproto's frame protocol; without one, the protocol
         # is only built if a frame needs it.
