@@ -301,7 +301,7 @@ async def test_an_unknown_user_costs_one_full_verification_like_a_wrong_password
 async def test_the_server_answers_other_requests_while_logins_are_verifying(
     client: httpx.AsyncClient, server: RunningServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """20 concurrent logins, their verifications held in flight: the event loop is not theirs.
+    """20 concurrent logins with their verifications held in flight: the server answers others.
 
     The first verification is held inside argon2-cffi (in its worker thread) until the test has
     been answered by the same server; the other logins queue on the hashing limiter meanwhile.
