@@ -14,7 +14,7 @@ other entries, so the two never mix.
 
 Quart answers `OPTIONS` itself (PROVIDE_AUTOMATIC_OPTIONS, 200 with `Allow`, before any role
 check); an accepted preflight is turned into a 204, the usual status for a bodiless answer. The
-Phoenix socket is outside Quart (api/socket/asgi_transport) and checks `socket.allowed_origins`.
+Phoenix socket is outside Quart (api/socket/transports/) and checks `socket.allowed_origins`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 With `socket.fast_path` (the default) it runs `parley.api.server.listener.serve_public`: WebSocket
 upgrades to the socket path are served by the wsproto transport, every other connection by
 Hypercorn's trio `TCPServer` for the Quart-Trio app (docs/fast_path.md). Without it, Hypercorn's
-trio `serve()` runs the app alone and the socket goes through ASGI (`asgi_transport`), the
+trio `serve()` runs the app alone and the socket goes through ASGI (`transports.asgi`), the
 portable path.
 """
 

@@ -17,7 +17,7 @@ its shutdown after the last connection). Drain, when `shutdown_trigger` returns:
 tell Hypercorn's connections (`WorkerContext.terminated`: idle keep-alive connections close,
 in-flight requests finish), then wait for the connections to end, at most `graceful_timeout`,
 and cancel what is left. Sockets are closed with 1012 before that by `service.serve`
-(`Runtime.close_all_sockets`), on either transport; a socket session ends its connection (close
+(`SocketHub.close_all`), on either transport; a socket session ends its connection (close
 frame, bounded linger) as soon as its session is stopped.
 
 Each upgrade gets one access-log line once its handshake is answered (101 or the refusal,
