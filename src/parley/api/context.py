@@ -14,7 +14,9 @@ from quart import current_app
 from parley.accounts import AuthThrottle, PasswordHasher, TokenService
 from parley.config import Settings
 from parley.store import Database
+from parley.store.audit import AuditStore
 from parley.store.conversations import ConversationStore
+from parley.store.listings import ListingStore
 from parley.store.messages import MessageStore
 from parley.store.outbox import OutboxStore
 from parley.store.users import UserStore
@@ -26,6 +28,8 @@ class Stores:
     conversations: ConversationStore
     messages: MessageStore
     outbox: OutboxStore
+    listings: ListingStore
+    audit: AuditStore
 
     @classmethod
     def on(cls, database: Database) -> Stores:
@@ -34,6 +38,8 @@ class Stores:
             ConversationStore(database),
             MessageStore(database),
             OutboxStore(database),
+            ListingStore(database),
+            AuditStore(database),
         )
 
 

@@ -44,6 +44,8 @@ from parley.actors.message_rules import NewMessageFields, validate_new_message
 from parley.api.socket import message as m
 from parley.api.socket.message import Broadcast, Message, Payload
 from parley.isotime import iso
+from parley.marketplace.events import DELETED, HIDDEN
+from parley.marketplace.permissions import Action, allowed, level_of
 from parley.store.conversations import UnknownUsers
 
 if TYPE_CHECKING:
@@ -565,6 +567,48 @@ class SystemChannel(Channel):
         return ok() if self.signed_in else refused(UNAUTHORIZED)
 
 
+# -- listing:{id} (the marketplace) ------------------------------------------------------------
+
+
+class ListingChannel(Channel):
+    """`listing:{id}`: any signed-in user, for a listing they may see (a hidden one: its seller
+    and staff). Subscribers get `reply`, `updated`, `sold`, `reply_deleted`, `reply_hidden`
+    (`marketplace.events`). When the listing is hidden, the channels of everybody else stop
+    (`phx_close`), and its seller and staff get `hidden`; when it is deleted, every channel stops.
+    """
+
+    intercept = frozenset({HIDDEN, DELETED})
+
+    def __init__(self, socket: ChannelInstance, topic: str) -> None:
+        super().__init__(socket, topic)
+        self.listing_id = _uuid(topic.partition(":")[2])
+        self._sees_hidden = False
+
+    async def join(self, payload: Any) -> HandlerReply:
+        level = level_of(self.principal.role)
+        if self.listing_id is None or not self.signed_in or not allowed(Action.WATCH, level):
+            return refused(UNAUTHORIZED)
+        try:
+            listing = await self.hub.stores.listings.get(self.listing_id)
+        except Exception as exc:
+            log.warning("listing look-up for %s failed: %r", self.topic, exc)
+            return refused("unavailable")
+        if listing is None:
+            return refused(UNAUTHORIZED)
+        is_seller = listing.seller.id == self.user_id
+        self._sees_hidden = allowed(Action.SEE_HIDDEN, level, is_owner=is_seller)
+        if listing.hidden_at is not None and not self._sees_hidden:
+            return refused(UNAUTHORIZED)
+        return ok()
+
+    def handle_out(self, broadcast: Broadcast) -> Broadcast | Message | StopChannel | None:
+        if broadcast.event == DELETED:
+            return StopChannel("deleted")
+        if not self._sees_hidden:
+            return StopChannel("hidden")
+        return broadcast
+
+
 # -- debug:{name} (outside prod only) ----------------------------------------------------------
 
 
@@ -639,6 +683,7 @@ _PREFIX: Final[dict[str, type[Channel]]] = {
     "user": UserChannel,
     "private_chat": PrivateChatChannel,
     "conversation": ConversationChannel,
+    "listing": ListingChannel,
 }
 
 
