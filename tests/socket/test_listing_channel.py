@@ -1,6 +1,6 @@
-"""`listing:{id}` and the seller's `listing_reply` over real sockets (DESIGN §5, docs/marketplace.md):
-replies, edits and sales reach watchers; hiding stops everybody but the seller and staff;
-deleting stops everybody; a hidden listing refuses other joins.
+"""`listing:{id}` and the seller's `listing_reply` over real sockets (DESIGN §5,
+docs/marketplace.md): replies, edits and sales reach watchers; hiding stops everybody but the
+seller and staff; deleting stops everybody; a hidden listing refuses other joins.
 
 Listings are made in the store; every change goes through the REST API (what publishes), with
 the users' access tokens.
