@@ -6,7 +6,7 @@ UV := $(BIN)/uv
 STAMP := $(VENV)/.synced
 NODE_STAMP := tests/conformance/node_modules/.installed
 
-.PHONY: serve test test-slow lint migrate clean
+.PHONY: serve demo test test-slow lint migrate clean
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ $(NODE_STAMP): tests/conformance/package.json tests/conformance/package-lock.jso
 
 serve: $(STAMP)
 	$(BIN)/parley serve
+
+# Seeds a demo marketplace and chat (accounts printed once) into the database, then serves it.
+demo: $(STAMP)
+	$(BIN)/parley demo
 
 migrate: $(STAMP)
 	$(BIN)/parley migrate

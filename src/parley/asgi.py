@@ -8,9 +8,9 @@ the server must support the lifespan protocol and run trio (Quart-Trio and the a
 code: Hypercorn's `-k trio` worker). Settings come from `config/parley.toml` and the environment
 as for `parley serve`; `server.host`/`server.port` are the ASGI server's business here.
 
-The socket is served through the ASGI transport (`api.socket.transports.asgi`, the portable path); the fast
-path needs `parley serve`'s own listener (docs/fast_path.md). Requests that arrive before the
-startup finished (or on a server without lifespan support) get 503.
+The socket is served through the ASGI transport (`api.socket.transports.asgi`, the portable path);
+the fast path needs `parley serve`'s own listener (docs/fast_path.md). Requests that arrive before
+the startup finished (or on a server without lifespan support) get 503.
 """
 
 from __future__ import annotations

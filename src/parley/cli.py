@@ -1,4 +1,4 @@
-"""The `parley` command: `serve`, `migrate`, and `users create` for the first admin.
+"""The `parley` command: `serve`, `migrate`, `users create` for the first admin, and `demo`.
 
 Logging goes through the `logging` module in one format, at `--log-level` (default
 `PARLEY_LOG_LEVEL`, else INFO). Below DEBUG, libraries that narrate their work at INFO are held to
@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 from urllib.parse import urlsplit
 
 import trio
@@ -50,6 +51,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--password", help="asked on the terminal when omitted (required without one)"
     )
     create.add_argument("--admin", action="store_true", help="give the user the admin role")
+    demo = commands.add_parser(
+        "demo", help="seed a demo marketplace and chat (accounts printed once), then serve"
+    )
+    demo.add_argument("--no-serve", action="store_true", help="seed, print, and exit")
+    demo.add_argument(
+        "--listings", type=int, default=300, help="how many listings to seed (default 300)"
+    )
     args = parser.parse_args(argv)
 
     level = logging.getLevelNamesMapping().get(args.log_level.upper())
@@ -90,6 +98,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         except ValueError as exc:
             sys.exit(f"parley: {exc}")
         print(f"created {role} {args.username} <{args.email}> id={user_id}")
+    elif args.command == "demo":
+        from parley.demo import run_demo
+
+        try:
+            trio.run(
+                partial(run_demo, settings, listings=args.listings, serve_after=not args.no_serve)
+            )
+        except ValueError as exc:
+            sys.exit(f"parley: {exc}")
 
 
 def configure_logging(level: int) -> None:

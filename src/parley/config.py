@@ -201,6 +201,20 @@ class MessageSettings:
 
 
 @dataclass(frozen=True)
+class MarketplaceSettings:
+    page_default_limit: int = 20
+    """Listings (and replies, and audit entries) per page when `limit` is not given."""
+    page_max_limit: int = 100
+    q_max_chars: int = 200
+    """The longest search text `q`: longer is a 422, not a query over thousands of terms."""
+    search_timeout_seconds: float = 2.0
+    """A search still running after this is cancelled by the database (503): a query that would
+    run long never holds a pooled connection for long."""
+    reason_max_chars: int = 500
+    """The longest reason a moderator may give for a hide, unhide or delete."""
+
+
+@dataclass(frozen=True)
 class SocketSettings:
     path: str = "/socket/websocket"
     max_frame_bytes: int = 65_536
@@ -253,6 +267,7 @@ class Settings:
     supervision: SupervisionSettings = field(default_factory=SupervisionSettings)
     writer: WriterSettings = field(default_factory=WriterSettings)
     messages: MessageSettings = field(default_factory=MessageSettings)
+    marketplace: MarketplaceSettings = field(default_factory=MarketplaceSettings)
     socket: SocketSettings = field(default_factory=SocketSettings)
     mail: MailSettings = field(default_factory=MailSettings)
     debug: DebugSettings = field(default_factory=DebugSettings)
@@ -481,6 +496,15 @@ def _validate(settings: Settings) -> None:
         (
             1 <= settings.messages.body_max_chars <= MESSAGE_BODY_CEILING_CHARS,
             f"messages.body_max_chars: must be 1 to {MESSAGE_BODY_CEILING_CHARS}",
+        ),
+        (
+            1 <= settings.marketplace.page_default_limit <= settings.marketplace.page_max_limit,
+            "marketplace.page_default_limit: must be >= 1 and <= marketplace.page_max_limit",
+        ),
+        (settings.marketplace.q_max_chars >= 1, "marketplace.q_max_chars: must be >= 1"),
+        (
+            settings.marketplace.search_timeout_seconds > 0,
+            "marketplace.search_timeout_seconds: must be > 0",
         ),
         (settings.socket.max_frame_bytes >= 1024, "socket.max_frame_bytes: must be >= 1024"),
         (settings.socket.pushes_per_second > 0, "socket.pushes_per_second: must be > 0"),

@@ -36,6 +36,7 @@ from parley.api.socket.transports.fast_path import FastPathSocket
 from parley.config import Settings
 from parley.store import Database
 from parley.store.embedded import start_embedded, stop_embedded
+from parley.store.listings import ListingStore
 from parley.supervision import ChildSpec, Restart
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ def socket_hub(settings: Settings, runtime: Runtime) -> SocketHub:
     """The socket layer of this node over `runtime`, with Parley's channels routed."""
     ports = ChannelPorts(
         chat=runtime.chat,
+        listings=ListingStore(runtime.database),
         pubsub=runtime.pubsub,
         messages=settings.messages,
         debug=settings.server.env != "prod",

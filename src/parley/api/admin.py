@@ -1,4 +1,4 @@
-"""Administration: roles and bans (admins only)."""
+"""Administration: roles and bans (admins only); each change is recorded in the audit log."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from parley.api.body import json_object
 from parley.api.context import parley_context
 from parley.api.endpoint import ERROR_RESPONSE, Auth, current_principal, endpoint, ok
 from parley.api.errors import ApiError, invalid, not_found
+from parley.marketplace.rules import check_reason
 
 if TYPE_CHECKING:
     import uuid
@@ -19,8 +20,8 @@ blueprint = Blueprint("admin", __name__)
 
 ADMIN_PATCH_BODY: dict[str, Any] = {
     "type": "object",
-    "description": "role and/or banned; at least one.",
-    "properties": {"role": ROLE, "banned": {"type": "boolean"}},
+    "description": "role and/or banned; at least one. reason: recorded in the audit log.",
+    "properties": {"role": ROLE, "banned": {"type": "boolean"}, "reason": {"type": "string"}},
 }
 ROLES = ("registered", "moderator", "admin")
 
@@ -45,6 +46,15 @@ async def patch_user(user_id: uuid.UUID) -> Response:
         errors["role"] = [f"must be one of: {', '.join(ROLES)}"]
     if banned is not None and not isinstance(banned, bool):
         errors["banned"] = ["must be true or false"]
+    reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        errors["reason"] = ["must be a string"]
+    elif isinstance(reason, str):
+        reason_errors = check_reason(
+            reason, parley_context().settings.marketplace.reason_max_chars, required=False
+        )
+        if reason_errors:
+            errors["reason"] = reason_errors
     if not errors and role is None and banned is None:
         errors["_body"] = ["give role and/or banned"]
     if errors:
@@ -55,7 +65,13 @@ async def patch_user(user_id: uuid.UUID) -> Response:
             "cannot_change_self",
             "admins cannot ban or demote themselves; ask another admin",
         )
-    user = await parley_context().stores.users.set_role_and_ban(user_id, role=role, banned=banned)
+    user = await parley_context().stores.users.set_role_and_ban(
+        user_id,
+        role=role,
+        banned=banned,
+        audit_actor=principal.user.id,
+        reason=reason.strip() if isinstance(reason, str) else None,
+    )
     if user is None:
         raise not_found("no such user")
     revoke_sockets(user.id)

@@ -1,7 +1,8 @@
 """Realtime administration: announcements on `system:general`, and the operator's socket controls.
 
 * `POST /api/admin/announcements` {message} (admins): broadcast `announcement`
-  {message, from, inserted_at} to every socket joined to `system:general`.
+  {message, from, inserted_at} to every socket joined to `system:general` (and record it in the
+  audit log).
 * `GET /debug/sockets` (operator token or admin JWT): connection count and socket counters.
 * `POST /debug/sockets/{user_id}/close` (same guard): close every socket of that user with 1012
   ("service restart": every phoenix.js version reconnects, §9.2); `?code=1001` closes with
@@ -23,6 +24,7 @@ from parley.api.errors import invalid, not_found
 from parley.api.socket.core.close_codes import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART
 from parley.api.socket.core.hub import SocketHub
 from parley.isotime import now_iso
+from parley.store.audit import AuditEntry
 
 blueprint = Blueprint("realtime", __name__)
 
@@ -70,6 +72,15 @@ async def announce() -> Response:
         "inserted_at": now_iso(),
     }
     recipients = hub().pubsub.publish("system:general", "announcement", payload)
+    await parley_context().stores.audit.add(
+        AuditEntry(
+            current_principal().user.id,
+            "announcement",
+            "topic",
+            "system:general",
+            details={"message": message, "recipients": recipients},
+        )
+    )
     return jsonify({**payload, "recipients": recipients})
 
 

@@ -7,6 +7,7 @@ from quart_trio import QuartTrio
 
 from parley.api.admin import blueprint as admin_blueprint
 from parley.api.admin_realtime import blueprint as realtime_blueprint
+from parley.api.audit import blueprint as audit_blueprint
 from parley.api.auth import blueprint as auth_blueprint
 from parley.api.context import AppContext
 from parley.api.conversations import blueprint as conversations_blueprint
@@ -15,6 +16,7 @@ from parley.api.debug import blueprint as debug_blueprint
 from parley.api.dev import blueprint as dev_blueprint
 from parley.api.errors import install_error_handlers
 from parley.api.health import blueprint as health_blueprint
+from parley.api.listings import blueprint as listings_blueprint
 from parley.api.me import blueprint as me_blueprint
 from parley.api.metrics import blueprint as metrics_blueprint
 from parley.api.openapi import blueprint as openapi_blueprint
@@ -58,6 +60,8 @@ def create_app(context: AppContext, authorize_socket: Authorize) -> QuartTrio:
         dev_blueprint,
         realtime_blueprint,
         pages_blueprint,
+        listings_blueprint,
+        audit_blueprint,
     ):
         app.register_blueprint(blueprint)
     # The socket at settings.socket.path, in front of the app's routes (the ASGI transport).

@@ -15,7 +15,9 @@ from parley.actors.tree import Runtime
 from parley.api.socket.core.hub import SocketHub
 from parley.config import Settings
 from parley.store import Database
+from parley.store.audit import AuditStore
 from parley.store.conversations import ConversationStore
+from parley.store.listings import ListingStore
 from parley.store.messages import MessageStore
 from parley.store.outbox import OutboxStore
 from parley.store.users import UserStore
@@ -27,6 +29,8 @@ class Stores:
     conversations: ConversationStore
     messages: MessageStore
     outbox: OutboxStore
+    listings: ListingStore
+    audit: AuditStore
 
     @classmethod
     def on(cls, database: Database) -> Stores:
@@ -35,6 +39,8 @@ class Stores:
             ConversationStore(database),
             MessageStore(database),
             OutboxStore(database),
+            ListingStore(database),
+            AuditStore(database),
         )
 
 

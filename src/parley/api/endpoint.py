@@ -65,6 +65,7 @@ class Operation:
     operation_id: str = ""
     request_required: bool = True
     request_media_types: tuple[str, ...] = (JSON,)
+    optional_auth: bool = False
 
 
 OPERATIONS: list[Operation] = []
@@ -99,15 +100,19 @@ def endpoint(
     body_required: bool = True,
     form: bool = False,
     query: list[dict[str, Any]] | None = None,
+    optional_auth: bool = False,
 ) -> Callable[[F], F]:
     """Register `rule` on `blueprint`, enforce `auth`, and document the operation.
 
     `form=True` documents `body` as an `application/x-www-form-urlencoded` form as well as JSON;
-    the handler then reads it with `body.json_or_form_object`.
+    the handler then reads it with `body.json_or_form_object`. `optional_auth=True` (with
+    `Auth.ANONYMOUS`): anybody may call it, and a bearer token, when one is sent, is checked
+    (401 if it is bad) and makes the caller `optional_principal()` (what they see may depend on
+    who they are, as a seller sees their own hidden listing).
     """
     path, path_parameters = openapi_path(rule)
     documented = dict(responses)
-    if auth > Auth.ANONYMOUS:
+    if auth > Auth.ANONYMOUS or optional_auth:
         documented.setdefault(401, ERROR_RESPONSE)
     if auth > Auth.REGISTERED:
         documented.setdefault(403, ERROR_RESPONSE)
@@ -132,6 +137,7 @@ def endpoint(
                 operation_id=f"{blueprint.name}_{handler.__name__}",
                 request_required=body_required,
                 request_media_types=(JSON, FORM) if form else (JSON,),
+                optional_auth=optional_auth,
             )
         )
 
@@ -141,6 +147,8 @@ def endpoint(
                 principal = await authenticate()
                 if principal.level < auth:
                     raise forbidden(f"requires the {auth.name.lower()} role")
+            elif optional_auth and "Authorization" in request.headers:
+                await authenticate()
             return await handler(*args, **kwargs)
 
         blueprint.add_url_rule(rule, handler.__name__, guarded, methods=[method])

@@ -31,6 +31,9 @@ def _operation(op: Operation) -> dict[str, Any]:
     if op.auth > Auth.ANONYMOUS:
         doc["security"] = [{"bearer": []}]
         doc["description"] = f"Requires the {op.auth.name.lower()} role or above."
+    elif op.optional_auth:
+        doc["security"] = [{}, {"bearer": []}]
+        doc["description"] = "Open to anybody; a bearer token, when sent, must be valid."
     if op.request_body is not None:
         doc["requestBody"] = {
             "required": op.request_required,

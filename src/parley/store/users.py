@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
 
+from parley.store.audit import AuditEntry, record
 from parley.store.outbox import Mail, enqueue
 
 if TYPE_CHECKING:
@@ -240,13 +241,37 @@ class UserStore:
         return _user(await self._db.transaction(bump))
 
     async def set_role_and_ban(
-        self, user_id: uuid.UUID, *, role: str | None, banned: bool | None
+        self,
+        user_id: uuid.UUID,
+        *,
+        role: str | None,
+        banned: bool | None,
+        audit_actor: uuid.UUID | None = None,
+        reason: str | None = None,
     ) -> User | None:
-        """Admin change; a ban (or a role change) bumps token_version so old tokens stop at once."""
+        """Admin change; a ban (or a role change) bumps token_version so old tokens stop at once.
+
+        With `audit_actor` (the admin), each change that happened is recorded in the audit log in
+        the same transaction: `user.ban` / `user.unban`, and `user.role` {from, to}.
+        """
 
         async def change(conn: Connection) -> Record | None:
+            before = await conn.fetchrow(
+                "SELECT role, banned_at FROM users WHERE id = $1 FOR UPDATE", user_id
+            )
+            if before is None:
+                return None
             if banned:
                 await _revoke_all_refresh(conn, user_id, "ban")
+            if audit_actor is not None:
+                target = str(user_id)
+                if banned is not None and banned != (before["banned_at"] is not None):
+                    action = "user.ban" if banned else "user.unban"
+                    await record(conn, AuditEntry(audit_actor, action, "user", target, reason))
+                if role is not None and role != before["role"]:
+                    details = {"from": before["role"], "to": role}
+                    entry = AuditEntry(audit_actor, "user.role", "user", target, reason, details)
+                    await record(conn, entry)
             return await conn.fetchrow(
                 f"""UPDATE users SET
                         role = COALESCE($2, role),

@@ -10,6 +10,7 @@ topic goes to which channel, built at the composition root:
 | `private_chat:{id}` | `private_chat.PrivateChatChannel` |
 | `room:chat` | `room_chat.RoomChatChannel` |
 | `conversation:{id}` | `conversation.ConversationChannel` |
+| `listing:{id}` | `listing.ListingChannel` |
 | `system:general` | `system.SystemChannel` |
 | `debug:{name}` (outside prod) | `debug.DebugChannel` |
 """
@@ -20,7 +21,8 @@ from functools import partial
 
 from parley.api.socket.channels.conversation import ConversationChannel
 from parley.api.socket.channels.debug import DebugChannel
-from parley.api.socket.channels.ports import ChannelPorts, ChatPort
+from parley.api.socket.channels.listing import ListingChannel
+from parley.api.socket.channels.ports import ChannelPorts, ChatPort, ListingPort
 from parley.api.socket.channels.private_chat import PrivateChatChannel
 from parley.api.socket.channels.room_chat import RoomChatChannel
 from parley.api.socket.channels.system import SystemChannel
@@ -28,7 +30,7 @@ from parley.api.socket.channels.user import UserChannel
 from parley.api.socket.core.channel import ChannelFactory
 from parley.api.socket.core.router import Router
 
-__all__ = ["ChannelPorts", "ChatPort", "routes"]
+__all__ = ["ChannelPorts", "ChatPort", "ListingPort", "routes"]
 
 
 def routes(ports: ChannelPorts) -> Router:
@@ -41,6 +43,7 @@ def routes(ports: ChannelPorts) -> Router:
         "user": UserChannel,
         "private_chat": partial(PrivateChatChannel, ports=ports),
         "conversation": partial(ConversationChannel, ports=ports),
+        "listing": partial(ListingChannel, ports=ports),
     }
     if ports.debug:
         prefixes["debug"] = DebugChannel

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from parley.actors.pubsub import PubSub
     from parley.config import MessageSettings
     from parley.store.conversations import Conversation
+    from parley.store.listings import Listing
     from parley.store.messages import Message, Written
 
 
@@ -55,11 +56,18 @@ class ChatPort(Protocol):
     ) -> None: ...
 
 
+class ListingPort(Protocol):
+    """Listings as the `listing:` channel reads them (`parley.store.listings.ListingStore`)."""
+
+    async def get(self, listing_id: uuid.UUID) -> Listing | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelPorts:
     """Everything the application's channels are given."""
 
     chat: ChatPort
+    listings: ListingPort
     pubsub: PubSub
     messages: MessageSettings
     """Message limits (body length, recovery window)."""
