@@ -88,6 +88,14 @@ def batch_of(body: str, committed: list[str] | None = None) -> WriteBatch:
     return batch
 
 
+async def rows(batch: WriteBatch) -> list[Written]:
+    """A batch's stored rows once it is finished (raises its `WriteFailed`)."""
+    result = await batch.outcome()
+    if isinstance(result, WriteFailed):
+        raise result
+    return result
+
+
 async def start_writer(
     nursery: trio.Nursery, store: ScriptedStore, settings: WriterSettings
 ) -> MessageWriter:
@@ -125,7 +133,7 @@ async def test_requests_queued_during_a_commit_form_the_next_batch_without_waiti
     store.release.set()
     started = trio.current_time()
     for batch in [first, *later]:
-        await batch.wait()
+        await rows(batch)
     assert store.batches == [["m1"], ["m2", "m3", "m4"]]
     assert trio.current_time() == started  # nobody waited on a timer
 
@@ -142,7 +150,7 @@ async def test_the_next_batch_is_sent_before_the_last_one_is_answered(
     second = batch_of("m2")
     await writer.submit(second)
     store.release.set()
-    await second.wait()
+    await rows(second)
     # m1's commit returned with m2 queued: m2 went to the database before m1 was published.
     assert batches_sent_when_answered == [[["m1"], ["m2"]]]
 
@@ -157,7 +165,7 @@ async def test_a_batch_taken_from_the_queue_holds_at_most_batch_max_rows(
     await submit_all(writer, batches[1:])
     store.release.set()
     for batch in batches:
-        await batch.wait()
+        await rows(batch)
     assert store.batches == [["m1"], ["m2", "m3"], ["m4", "m5"], ["m6"]]
 
 
@@ -174,7 +182,7 @@ async def test_a_batch_closes_after_a_quiet_gap_or_its_linger(
         await writer.submit(batch)
         await trio.sleep(pause / 1000)
     for batch in batches:
-        await batch.wait()
+        await rows(batch)
     assert store.batches == [["m1", "m2", "m3", "m4", "m5"], ["m6"], ["m7"]]
 
 
@@ -189,10 +197,10 @@ async def test_a_refused_message_fails_alone_and_the_others_commit_in_order(
     batches = [batch_of(body, committed) for body in ("m1", "refused", "m2")]
     await submit_all(writer, batches)
     store.release.set()
-    assert [w.message.body for w in await batches[0].wait()] == ["m1"]
+    assert [w.message.body for w in await rows(batches[0])] == ["m1"]
     with pytest.raises(WriteFailed, match="refused"):
-        await batches[1].wait()
-    assert [w.message.body for w in await batches[2].wait()] == ["m2"]
+        await rows(batches[1])
+    assert [w.message.body for w in await rows(batches[2])] == ["m2"]
     assert committed == ["m0", "m1", "m2"]
     assert writer.statistics().failed_messages == 1
 
@@ -209,8 +217,8 @@ async def test_a_batch_that_fails_otherwise_fails_only_its_own_messages(
     await writer.submit(after)
     store.release.set()
     with pytest.raises(WriteFailed, match="nothing was written"):
-        await failing.wait()
-    assert [w.message.body for w in await after.wait()] == ["m2"]
+        await rows(failing)
+    assert [w.message.body for w in await rows(after)] == ["m2"]
 
 
 def test_a_batch_calls_back_after_on_commit_and_at_once_when_already_done(

@@ -113,7 +113,7 @@ class Chat:
         if isinstance(outcome, Refused):
             raise NotAMember(str(conversation_id))
         waited_on = outcome.original if isinstance(outcome, Resend) else batch
-        await waited_on.wait_finished()
+        await waited_on.outcome()
         written = _answer(waited_on, resent=waited_on is not batch)
         if isinstance(written, ChatUnavailable):
             raise written

@@ -66,8 +66,6 @@ class WriteBatch:
     submitted: bool = False
     result: list[Written] | WriteFailed | None = None
     _callbacks: list[Callable[[list[Written] | WriteFailed], None]] | None = None
-    _finished: trio.Event | None = None
-    """Made only for a task that waits (`wait_finished`); a push answered by callbacks has none."""
 
     @property
     def finished(self) -> bool:
@@ -75,8 +73,6 @@ class WriteBatch:
 
     def finish(self, result: list[Written] | WriteFailed) -> None:
         self.result = result
-        if self._finished is not None:
-            self._finished.set()
         if self.on_commit is not None and not isinstance(result, WriteFailed):
             try:
                 self.on_commit(result)
@@ -104,21 +100,16 @@ class WriteBatch:
         except Exception:
             log.exception("a batch's done callback failed")
 
-    async def wait_finished(self) -> None:
-        """Wait until the batch is finished, however it ended (a checkpoint either way)."""
-        if self.finished:
+    async def outcome(self) -> list[Written] | WriteFailed:
+        """`when_done`, awaited: the rows or why they failed, once there is one (a checkpoint
+        either way). The one way to wait; the event exists only for a task that waits."""
+        if self.result is None:
+            done = trio.Event()
+            self.when_done(lambda _: done.set())
+            await done.wait()
+        else:
             await trio.lowlevel.checkpoint()
-            return
-        if self._finished is None:
-            self._finished = trio.Event()
-        await self._finished.wait()
-
-    async def wait(self) -> list[Written]:
-        """The stored rows, in the order given (raises `WriteFailed`)."""
-        await self.wait_finished()
         assert self.result is not None
-        if isinstance(self.result, WriteFailed):
-            raise self.result
         return self.result
 
 
@@ -187,7 +178,10 @@ class MessageWriter:
         """Submit and wait: the rows the messages became (raises `WriteFailed`)."""
         batch = WriteBatch(messages)
         await self.submit(batch)
-        return await batch.wait()
+        result = await batch.outcome()
+        if isinstance(result, WriteFailed):
+            raise result
+        return result
 
     async def run(
         self, *, task_status: trio.TaskStatus[MessageWriter] = trio.TASK_STATUS_IGNORED
