@@ -41,6 +41,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # `make bench` (bench/run.py): BENCH_ARGS="--quick", "--large" or "--only W2".
 .PHONY: bench
@@ -54,4 +55,4 @@ bench: $(STAMP) $(BENCH_NODE_STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .parley .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .parley .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

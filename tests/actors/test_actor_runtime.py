@@ -18,7 +18,6 @@ from parley.actors import (
     CallTimeout,
     ExitKind,
     MailboxFull,
-    actor_child_spec,
 )
 from parley.actors.mailbox import Failed, Ok
 from parley.supervision import DynamicSupervisor, Restart, Supervisor
@@ -363,12 +362,6 @@ async def test_an_idle_transient_actor_returns_normally_and_stays_down(
     assert system.directory.get(ref.id) is None
 
 
-def test_an_idle_timeout_needs_the_idle_watch(system: ActorSystem) -> None:
-    ref = system.create_ref(Recorder, capacity=4)
-    with pytest.raises(ValueError, match="idle watch"):
-        actor_child_spec(ref, lambda: Recorder(Journal()), idle_timeout=1.0)
-
-
 async def test_an_actor_that_calls_stop_returns_normally(
     autojump_clock: MockClock, system: ActorSystem, supervisor: DynamicSupervisor
 ) -> None:
@@ -469,4 +462,4 @@ def test_an_actor_class_without_a_kind_is_rejected(system: ActorSystem) -> None:
         pass
 
     with pytest.raises(TypeError, match="kind"):
-        system.create_ref(Nameless, capacity=1)
+        system.child(Nameless, Nameless, capacity=1)

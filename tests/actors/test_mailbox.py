@@ -6,7 +6,7 @@ import pytest
 import trio
 import trio.testing
 
-from parley.actors.mailbox import Mailbox, Ok, ReplySlot
+from parley.actors.mailbox import Mailbox, Ok, ReplyCallback, ReplySlot
 
 MockClock = trio.testing.MockClock
 
@@ -199,18 +199,18 @@ async def test_a_reply_after_the_caller_gave_up_is_dropped(autojump_clock: MockC
         await slot.wait()
 
 
-def test_a_reply_slot_with_a_callback_calls_it_once_with_the_reply_or_none(
+def test_a_reply_callback_is_called_once_with_the_reply_or_none(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     answered: list[object] = []
-    slot = ReplySlot[int](answered.append)
+    slot = ReplyCallback[int](answered.append)
     slot.send(Ok(7))
     slot.send(Ok(8))
     slot.close()
     assert answered == [Ok(7)]
 
     closed: list[object] = []
-    unanswered = ReplySlot[int](closed.append)
+    unanswered = ReplyCallback[int](closed.append)
     unanswered.close()
     unanswered.send(Ok(9))
     assert closed == [None]
@@ -218,5 +218,5 @@ def test_a_reply_slot_with_a_callback_calls_it_once_with_the_reply_or_none(
     def broken(_: object) -> None:
         raise RuntimeError("callback bug")
 
-    ReplySlot[int](broken).send(Ok(1))  # logged, never raised into whoever answers
+    ReplyCallback[int](broken).send(Ok(1))  # logged, never raised into whoever answers
     assert "reply callback failed" in caplog.text

@@ -1,5 +1,6 @@
 """The actor runtime (mailboxes, refs, call/cast/info, actors as supervised children) and the
-registry. Actor kinds (conversation, writer, pubsub, ...) live in their own modules here.
+registry. Actor kinds and services (conversation, writer, pubsub, ...) live in their own modules
+here; docs/architecture.md ("Actors") says which is which, and how the runtime's modules stack.
 """
 
 from parley.actors.actor import Actor as Actor
@@ -14,12 +15,11 @@ from parley.actors.errors import CallTimeout as CallTimeout
 from parley.actors.errors import MailboxFull as MailboxFull
 from parley.actors.mailbox import Overflow as Overflow
 from parley.actors.ref import ActorRef as ActorRef
-from parley.actors.ref import ActorStats as ActorStats
 from parley.actors.registry import Registry as Registry
 from parley.actors.runtime import ActorChild as ActorChild
 from parley.actors.runtime import ActorDirectory as ActorDirectory
 from parley.actors.runtime import ActorSystem as ActorSystem
-from parley.actors.runtime import actor_child_spec as actor_child_spec
+from parley.actors.slot import ActorStats as ActorStats
 
 __all__ = [
     "Actor",
@@ -39,5 +39,4 @@ __all__ = [
     "MailboxFull",
     "Overflow",
     "Registry",
-    "actor_child_spec",
 ]

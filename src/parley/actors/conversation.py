@@ -19,10 +19,10 @@ see seq order.
 Resends: one arriving while the original is still being written waits on the original's batch; one
 arriving later goes to the writer like any message, and the writer's statement finds the stored
 original by the unique (conversation, sender, client_id) and answers with it, unpublished. So only
-messages in flight are remembered here. Keeping every recent batch (up to
-`actors.client_id_cache_size` per conversation) held about a dozen objects per message for
-thousands of messages, which the garbage collector promoted and then scanned in full collections
-of 0.5-1 s under load (W2).
+messages in flight are remembered here: keeping every recent batch (up to
+`actors.client_id_cache_size` per conversation) held thousands of objects that the garbage
+collector promoted and then scanned in long full collections under load (docs/architecture.md,
+"Measurements behind the runtime").
 
 Sequence numbers come from the writer's single statement (conversation's last_seq + position), not
 from this actor's memory, so no restart, crash or failed batch can leave a gap or a duplicate.

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeAlias, TypeVar
 
-import outcome
 import trio
+
+from parley.actors.waiter import Waiter
 
 if TYPE_CHECKING:
     from parley.actors.errors import ActorError
@@ -61,25 +62,21 @@ class Failed:
 Reply: TypeAlias = Ok[ReplyT] | Failed
 
 
-class ReplySlot(Generic[ReplyT]):
-    """A call's one-shot answer: the actor fills it (or closes it unanswered), the caller waits.
+class ReplySlot(Waiter[Reply[ReplyT] | None]):
+    """An awaited call's one-shot answer: the actor fills it (or closes it unanswered), the caller
+    waits in `wait`.
 
-    Lighter than a one-message memory channel (a call is on every chat send's path): no channel
-    ends, no task sets, one wake-up. A caller that stops waiting (a timeout, a cancellation)
-    closes it, and a reply that comes later is dropped.
-
-    A caller that must not wait in a task (`ActorRef.call_soon`) gives a `callback` instead: it is
-    called once, with the reply or with None when the slot closes unanswered, from whichever task
-    answers or closes it (the actor's, or its slot's end). It must not block; an exception from
-    it is logged, never raised into that task.
+    Lighter than a one-message memory channel (a call is on every REST send's path): no channel
+    ends, no task sets, one wake-up, and it is its own `Waiter`, so a call costs one object. A
+    caller that stops waiting (a timeout, a cancellation) closes it, and a reply that comes later
+    is dropped.
     """
 
-    __slots__ = ("_callback", "_reply", "_waiter", "closed")
+    __slots__ = ("_reply", "closed")
 
-    def __init__(self, callback: Callable[[Reply[ReplyT] | None], None] | None = None) -> None:
+    def __init__(self) -> None:
+        self.task = None  # `Waiter.__init__`'s one line, without the call (one slot per call)
         self._reply: Reply[ReplyT] | None = None
-        self._waiter: trio.lowlevel.Task | None = None
-        self._callback = callback
         self.closed = False
 
     def send(self, reply: Reply[ReplyT]) -> None:
@@ -88,63 +85,79 @@ class ReplySlot(Generic[ReplyT]):
             return
         self.closed = True
         self._reply = reply
-        if self._callback is not None:
-            self._call_back(reply)
-        else:
-            self._wake(outcome.Value(reply))
+        self.wake(reply)
 
     def close(self) -> None:
-        """No answer will come: a waiting caller gets `trio.EndOfChannel` (a callback, None)."""
+        """No answer will come: a waiting caller gets `trio.EndOfChannel`."""
         if self.closed:
             return
         self.closed = True
-        if self._callback is not None:
-            self._call_back(None)
-        else:
-            self._wake(outcome.Error(trio.EndOfChannel()))
+        self.wake(None)
 
     async def wait(self) -> Reply[ReplyT]:
         """The reply; `trio.EndOfChannel` if the slot was closed without one."""
         await trio.lowlevel.checkpoint_if_cancelled()
         if self.closed:
             await trio.lowlevel.cancel_shielded_checkpoint()
-            if self._reply is None:
-                raise trio.EndOfChannel
-            return self._reply
-        self._waiter = trio.lowlevel.current_task()
-        reply: Reply[ReplyT] = await trio.lowlevel.wait_task_rescheduled(self._give_up)
+            reply = self._reply
+        else:
+            try:
+                reply = await self.park()
+            except BaseException:
+                self.closed = True  # the caller gave up: an answer after this is dropped
+                raise
+        if reply is None:
+            raise trio.EndOfChannel
         return reply
 
+
+class ReplyCallback(Generic[ReplyT]):
+    """A call's answer for a caller that does not wait in a task (`ActorRef.call_soon`).
+
+    `callback` is called once, with the reply or with None when the call is closed unanswered,
+    from whichever task answers or closes it (the actor's, or its slot's end). It must not block;
+    an exception from it is logged, never raised into that task.
+    """
+
+    __slots__ = ("_callback", "closed")
+
+    def __init__(self, callback: Callable[[Reply[ReplyT] | None], None]) -> None:
+        self._callback = callback
+        self.closed = False
+
+    def send(self, reply: Reply[ReplyT]) -> None:
+        """Answer the call; a no-op once answered or closed."""
+        if not self.closed:
+            self.closed = True
+            self._call_back(reply)
+
+    def close(self) -> None:
+        """No answer will come: the callback gets None (a no-op once answered)."""
+        if not self.closed:
+            self.closed = True
+            self._call_back(None)
+
     def _call_back(self, reply: Reply[ReplyT] | None) -> None:
-        callback, self._callback = self._callback, None
-        assert callback is not None
         try:
-            callback(reply)
+            self._callback(reply)
         except Exception:
             log.exception("a call's reply callback failed")
 
-    def _wake(self, result: outcome.Outcome[Reply[ReplyT]]) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            trio.lowlevel.reschedule(waiter, result)
 
-    def _give_up(self, _: object) -> trio.lowlevel.Abort:
-        self._waiter = None
-        self.closed = True
-        return trio.lowlevel.Abort.SUCCEEDED
+ReplyTo: TypeAlias = ReplySlot[ReplyT] | ReplyCallback[ReplyT]
+"""Where a call's answer goes: a waiting caller's slot, or a callback."""
 
 
 @dataclass(frozen=True, slots=True)
 class Call(Generic[CallT, ReplyT]):
-    """A request that waits for an answer in its own `ReplySlot` (pykka's `reply_to`).
+    """A request answered through its own `reply_to` (pykka's name).
 
     The actor closes `reply_to` once it is done with the call, whatever happens, so a caller whose
-    actor went down sees `EndOfChannel` instead of waiting forever.
+    actor went down learns it (`EndOfChannel`, or None for a callback) instead of waiting forever.
     """
 
     message: CallT
-    reply_to: ReplySlot[ReplyT]
+    reply_to: ReplyTo[ReplyT]
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,17 +181,15 @@ class Mailbox(Generic[ItemT]):
     """A bounded FIFO with one reader (the actor) that can be closed (failing every queued call)
     and opened again.
 
-    Built on trio's low-level parking rather than a memory channel: every session is an actor, so
-    the mailbox is paid once per connection, and a memory channel with its two ends, its state
-    and its deque costs ~3 KB per idle actor where this costs a list. Semantics follow trio's
-    channels but one: `put` and `get` are cancellation points, `get` is cancellation-atomic, and
-    a full mailbox makes `put` wait until the actor takes a message; but neither yields to the
-    scheduler unless it has to wait. So an actor takes every message already queued in one turn
-    (at most `capacity`), and its throughput does not depend on how long a scheduler round takes:
-    when each message cost the actor a round, a conversation receiving 40 messages a second
-    fell behind as soon as rounds grew past 25 ms under load, and its queue grew without bound
-    (W2 at 40,000 deliveries/s: 7 messages waiting per conversation, p50 latency 1-2 s). Its
-    methods raise trio's own channel errors; `ActorRef` turns them into actor errors.
+    Built on a `Waiter` for its reader rather than on a memory channel: every session is an
+    actor, so the mailbox is paid once per connection, and a channel's two ends, state and deque
+    cost kilobytes per idle actor where this costs a list and a waiter (docs/architecture.md,
+    "Measurements behind the runtime"). Semantics follow trio's channels but one: `put` and `get`
+    are cancellation points, `get` is cancellation-atomic, and a full mailbox makes `put` wait
+    until the actor takes a message; but neither yields to the scheduler unless it has to wait.
+    So an actor takes every message already queued in one turn (at most `capacity`), and its
+    throughput does not depend on how long a scheduler round takes under load. Its methods raise
+    trio's own channel errors; `ActorRef` turns them into actor errors.
     """
 
     __slots__ = ("_items", "_reader", "_senders", "capacity", "closed")
@@ -191,8 +202,8 @@ class Mailbox(Generic[ItemT]):
         self._items: list[ItemT] = []
         """Queued messages, oldest first (short in practice, so a list beats a deque's 0.5 KB
         first block)."""
-        self._reader: trio.lowlevel.Task | None = None
-        """The actor while it waits in `get` on an empty mailbox."""
+        self._reader: Waiter[ItemT] = Waiter()
+        """Where the actor waits in `get` on an empty mailbox."""
         self._senders: trio.lowlevel.ParkingLot | None = None
         """Senders waiting for room; made on the first overflow."""
 
@@ -206,10 +217,9 @@ class Mailbox(Generic[ItemT]):
         if self.closed:
             raise trio.ClosedResourceError("the mailbox is closed")
         reader = self._reader
-        if reader is not None:
+        if reader.task is not None:  # not `reader.wake(item)`: no call per message while busy
             # The reader is parked on an empty mailbox: hand the item over directly.
-            self._reader = None
-            trio.lowlevel.reschedule(reader, outcome.Value(item))
+            reader.wake(item)
             return
         if len(self._items) >= self.capacity:
             raise trio.WouldBlock
@@ -231,7 +241,12 @@ class Mailbox(Generic[ItemT]):
 
     async def get(self) -> ItemT:
         """The next message, waiting only if there is none; cancellation-atomic, so a timeout
-        around it never loses one."""
+        around it never loses one.
+
+        Raises:
+            trio.ClosedResourceError: the mailbox is closed (or closes while waiting).
+            trio.BusyResourceError: another task is already waiting in `get`.
+        """
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._items:
             item = self._items.pop(0)
@@ -240,30 +255,17 @@ class Mailbox(Generic[ItemT]):
             return item
         if self.closed:
             raise trio.ClosedResourceError("the mailbox is closed")
-        if self._reader is not None:
-            raise trio.BusyResourceError("another task is already reading this mailbox")
-        self._reader = trio.lowlevel.current_task()
-        handed: ItemT = await trio.lowlevel.wait_task_rescheduled(self._abort_get)
-        return handed
+        return await self._reader.park()
 
     @property
     def waiting(self) -> bool:
         """The reader is parked in `get` on an empty mailbox."""
-        return self._reader is not None
+        return self._reader.task is not None
 
     def interrupt(self, item: ItemT) -> bool:
         """Hand `item` to a reader parked on an empty mailbox, outside the queue (no message can
         be behind it); False, and nothing done, when no reader waits."""
-        reader = self._reader
-        if reader is None:
-            return False
-        self._reader = None
-        trio.lowlevel.reschedule(reader, outcome.Value(item))
-        return True
-
-    def _abort_get(self, _: object) -> trio.lowlevel.Abort:
-        self._reader = None
-        return trio.lowlevel.Abort.SUCCEEDED
+        return self._reader.wake(item)
 
     def close(self) -> list[ItemT]:
         """Refuse new messages, wake blocked senders with an error, and return what was queued."""
@@ -273,12 +275,7 @@ class Mailbox(Generic[ItemT]):
         leftovers, self._items = self._items, []
         if self._senders is not None:
             self._senders.unpark_all()  # they find the mailbox closed and raise
-        reader = self._reader
-        if reader is not None:
-            self._reader = None
-            trio.lowlevel.reschedule(
-                reader, outcome.Error(trio.ClosedResourceError("the mailbox is closed"))
-            )
+        self._reader.fail(trio.ClosedResourceError("the mailbox is closed"))
         return leftovers
 
     def reopen(self) -> None:

@@ -1,42 +1,35 @@
-"""`ActorRef`: the stable handle to an actor, and its statistics.
+"""`ActorRef`: the stable, public handle to an actor.
 
-A ref is created once per actor slot and stays valid across restarts: it owns the mailbox, the
-counters and a handle on the current incarnation. The runtime (`runtime.py`) drives it through the
-underscore methods below; everyone else uses the public ones.
+A ref is made once per actor, over the actor's slot (`slot.py`), and stays valid across restarts:
+messages go into the slot's mailbox whichever incarnation is running. It holds no state of its
+own beyond the actor's identity; starting, ending and counting incarnations is the runtime's
+business, on the slot.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import trio
 
-from parley.actors.errors import (
-    ActorError,
-    ActorUnavailable,
-    CallTimeout,
-    MailboxFull,
-)
+from parley.actors.errors import ActorUnavailable, CallTimeout, MailboxFull
 from parley.actors.mailbox import (
     Call,
     Cast,
     Envelope,
     Failed,
     Info,
-    Mailbox,
     Overflow,
     Reply,
+    ReplyCallback,
     ReplySlot,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from parley.actors.actor import Actor
-    from parley.actors.runtime import ActorDirectory
+    from parley.actors.slot import ActorSlot, ActorStats
 
 CallT = TypeVar("CallT")
 ReplyT = TypeVar("ReplyT")
@@ -45,88 +38,23 @@ CastT = TypeVar("CastT")
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class ActorStats:
-    """A snapshot of one actor, for `/debug/actors` and `/metrics`."""
-
-    id: str
-    """Unique within the actor system and stable across restarts (`<kind>-<n>`)."""
-    kind: str
-    key: str | None
-    running: bool
-    """An incarnation is up (False while restarting, or after the slot ended)."""
-    mailbox_depth: int
-    mailbox_capacity: int
-    processed: int
-    """Messages handled to completion, over all incarnations."""
-    dropped: int
-    """Casts that found the mailbox full, whatever the overflow policy did about it."""
-    restarts: int
-    started_at: datetime | None
-    """Wall-clock time (UTC) the current incarnation started."""
-    last_error: str | None
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "key": self.key,
-            "running": self.running,
-            "mailbox_depth": self.mailbox_depth,
-            "mailbox_capacity": self.mailbox_capacity,
-            "processed": self.processed,
-            "dropped": self.dropped,
-            "restarts": self.restarts,
-            "started_at": self.started_at.isoformat() if self.started_at else None,
-            "last_error": self.last_error,
-        }
-
-
-class _Running:
-    """The current incarnation, as far as its ref needs to know: what `kill()` cancels."""
-
-    __slots__ = ("actor", "kill_reason", "scope")
-
-    def __init__(self, actor: Actor[Any, Any, Any]) -> None:
-        self.actor = actor
-        self.scope = trio.CancelScope()
-        self.kill_reason: str | None = None
-
-
 class ActorRef(Generic[CallT, ReplyT, CastT]):
     """How other tasks talk to an actor: call, cast, info, send, kill, statistics.
 
-    Made by `ActorSystem.create_ref` (or `ActorSystem.child`). Cheap to pass around; holding one
-    never keeps anything alive. Once the actor's slot has ended (`alive` is False) every operation
-    raises `ActorUnavailable`.
+    Made by `ActorSystem.child`. Cheap to pass around; holding one never keeps anything alive.
+    Once the actor's slot has ended (`alive` is False) every operation raises `ActorUnavailable`.
     """
 
     def __init__(
-        self,
-        *,
-        actor_id: str,
-        kind: str,
-        key: str | None,
-        capacity: int,
-        overflow: Overflow,
-        call_timeout: float,
-        directory: ActorDirectory,
+        self, slot: ActorSlot[CallT, ReplyT, CastT], *, overflow: Overflow, call_timeout: float
     ) -> None:
-        self.id = actor_id
-        self.kind = kind
-        self.key = key
+        self.id = slot.id
+        self.kind = slot.kind
+        self.key = slot.key
         self.overflow = overflow
+        self._slot = slot
+        self._mailbox = slot.mailbox  # the same object for the slot's life: one look-up less
         self._call_timeout = call_timeout
-        self._directory = directory
-        self._mailbox: Mailbox[Envelope[CallT, ReplyT, CastT]] = Mailbox(capacity)
-        self._running: _Running | None = None
-        self._incarnations = 0
-        self._processed = 0
-        self._dropped = 0
-        self._started_at: datetime | None = None
-        self._last_error: str | None = None
-        self._monitors: list[tuple[ActorRef[Any, Any, Any], object]] = []
-        directory.add(self)
 
     def __repr__(self) -> str:
         return f"<ActorRef {self.id}>"
@@ -139,7 +67,7 @@ class ActorRef(Generic[CallT, ReplyT, CastT]):
     @property
     def running(self) -> bool:
         """An incarnation is up right now."""
-        return self._running is not None
+        return self._slot.incarnation is not None
 
     async def call(
         self,
@@ -159,8 +87,8 @@ class ActorRef(Generic[CallT, ReplyT, CastT]):
             ActorUnavailable: the actor is gone, or went down (killed, stopped) before replying.
         """
         limit = self._call_timeout if timeout is None else timeout
-        # Not `ReplySlot[ReplyT]()`: calling a subscripted generic costs ~1 % of the server on
-        # the chat path (py-spy, W2); the annotation says the same.
+        # Not `ReplySlot[ReplyT]()`: calling a subscripted generic is measurably slower on a
+        # path every call takes; the annotation says the same.
         reply_to: ReplySlot[ReplyT] = ReplySlot()
         with trio.move_on_after(limit) as deadline:
             try:
@@ -190,7 +118,7 @@ class ActorRef(Generic[CallT, ReplyT, CastT]):
         `Chat.send_soon`), and whose own client keeps the deadline.
         """
         try:
-            self._mailbox.put_nowait(Call(message, ReplySlot(on_reply)))
+            self._mailbox.put_nowait(Call(message, ReplyCallback(on_reply)))
         except (trio.WouldBlock, trio.ClosedResourceError):
             return False
         return True
@@ -234,12 +162,7 @@ class ActorRef(Generic[CallT, ReplyT, CastT]):
         """
         if not self.alive:
             raise ActorUnavailable(self.id, "not running")
-        running = self._running
-        if running is None:
-            return
-        if running.kill_reason is None:
-            running.kill_reason = reason
-        running.scope.cancel()
+        self._slot.kill(reason)
 
     def monitor(self, watcher: ActorRef[Any, Any, Any], message: object) -> None:
         """Have `message` delivered to `watcher.info` once this actor's slot ends (Erlang's DOWN).
@@ -247,39 +170,14 @@ class ActorRef(Generic[CallT, ReplyT, CastT]):
         Delivered at once if it has ended already. Delivery uses `info`, so it obeys the watcher's
         overflow policy; a lost notice is logged.
         """
-        if self.alive:
-            self._monitors.append((watcher, message))
-        else:
-            self._notify(watcher, message)
+        self._slot.monitor(watcher.id, watcher.info, message)
 
     def statistics(self) -> ActorStats:
-        return ActorStats(
-            id=self.id,
-            kind=self.kind,
-            key=self.key,
-            running=self._running is not None,
-            mailbox_depth=self._mailbox.depth,
-            mailbox_capacity=self._mailbox.capacity,
-            processed=self._processed,
-            dropped=self._dropped,
-            restarts=max(self._incarnations - 1, 0),
-            started_at=self._started_at,
-            last_error=self._last_error,
-        )
+        return self._slot.statistics()
 
     def describe(self) -> dict[str, object]:
         """Statistics plus the running incarnation's own `describe()`, as JSON-able data."""
-        description = self.statistics().as_dict()
-        running = self._running
-        if running is not None:
-            try:
-                description["state"] = running.actor.describe()
-            except Exception as exc:
-                # An operator's look at one actor must not fail because its describe() is broken.
-                description["state"] = {"describe_error": repr(exc)}
-        return description
-
-    # -- driven by the runtime ----------------------------------------------------------------
+        return self._slot.describe()
 
     def _deliver(self, envelope: Envelope[CallT, ReplyT, CastT]) -> bool:
         try:
@@ -291,7 +189,7 @@ class ActorRef(Generic[CallT, ReplyT, CastT]):
         return True
 
     def _overflowed(self, envelope: Envelope[CallT, ReplyT, CastT]) -> bool:
-        self._dropped += 1
+        self._slot.dropped += 1
         what = type(envelope.message).__name__
         capacity = self._mailbox.capacity
         if self.overflow is Overflow.RAISE:
@@ -300,47 +198,3 @@ class ActorRef(Generic[CallT, ReplyT, CastT]):
             logger.warning("%s: mailbox full (%d) on %s; killing it", self.id, capacity, what)
             self.kill(f"mailbox overflow ({capacity} messages)")
         return False
-
-    def _open(self) -> None:
-        """Make sure the slot can take messages: a slot started again after it ended reopens."""
-        if self._mailbox.closed:
-            self._mailbox.reopen()
-            self._directory.add(self)
-
-    def _begin(self, actor: Actor[Any, Any, Any]) -> _Running:
-        running = self._running = _Running(actor)
-        self._incarnations += 1
-        self._started_at = datetime.now(UTC)
-        return running
-
-    def _end(self, running: _Running, error: Exception | None) -> None:
-        if self._running is running:
-            self._running = None
-        if error is not None:
-            self._last_error = repr(error)
-
-    def _count_processed(self) -> None:
-        self._processed += 1
-
-    def _retire(self) -> None:
-        """The slot ended for good: fail queued calls, leave the directory, tell the monitors."""
-        leftovers = self._mailbox.close()
-        for envelope in leftovers:
-            if isinstance(envelope, Call):
-                # Closing the reply slot wakes the caller with ActorUnavailable.
-                envelope.reply_to.close()
-        if leftovers:
-            logger.info("%s: ended with %d message(s) unhandled", self.id, len(leftovers))
-        self._directory.discard(self)
-        monitors, self._monitors = self._monitors, []
-        for watcher, message in monitors:
-            self._notify(watcher, message)
-
-    def _notify(self, watcher: ActorRef[Any, Any, Any], message: object) -> None:
-        try:
-            if watcher.info(message):
-                return
-            problem = "its mailbox is full"
-        except ActorError as exc:
-            problem = str(exc)
-        logger.warning("%s: could not tell %s that it ended: %s", self.id, watcher.id, problem)

@@ -1,25 +1,27 @@
 """Running actors: the actor system, the operator's directory, and actors as supervised children.
 
-An actor runs as a supervised child: `actor_child_spec` (or `ActorSystem.child`) turns a ref and a
-factory into a `ChildSpec`. Each time the supervisor starts that child, the factory builds a fresh
-actor, which serves the slot's mailbox until it stops. Whether it comes back is its supervisor's
-business (its restart type and strategy); the ref and mailbox stay the same throughout.
+`ActorSystem.child` makes an actor's slot (`slot.py`: mailbox, incarnation, counters), its public
+ref (`ref.py`) and the `ChildSpec` that runs it. Each time the supervisor starts that child, the
+factory builds a fresh actor, which serves the slot's mailbox until it stops. Whether it comes
+back is its supervisor's business (its restart type and strategy); the slot, ref and mailbox stay
+the same throughout. This module is the only one that drives a slot.
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import trio
 
 from parley.actors.actor import Actor, ExitKind, ExitReason
 from parley.actors.errors import ActorCrashed, ActorKilled
-from parley.actors.mailbox import Call, Cast, Envelope, Failed, Info, Ok
-from parley.actors.ref import ActorRef, ActorStats
+from parley.actors.idle import IDLE, IdleWatch
+from parley.actors.mailbox import Call, Cast, Envelope, Failed, Ok
+from parley.actors.ref import ActorRef
+from parley.actors.slot import ActorSlot, ActorStats
 from parley.config import ActorSettings, SupervisionSettings
 from parley.supervision import ChildSpec, Restart
 
@@ -32,15 +34,13 @@ CastT = TypeVar("CastT")
 
 logger = logging.getLogger(__name__)
 
-_DEFAULT_SHUTDOWN = SupervisionSettings().child_shutdown_seconds
-
 
 class ActorDirectory:
     """Every live actor by id: the operator's view (`/debug/actors`, the kill endpoint, metrics).
 
-    A ref adds itself when created (or when its slot is started again) and leaves when its slot
-    ends. Reads are plain synchronous look-ups, safe because trio runs every task on one thread and
-    only switches tasks at checkpoints; no read here awaits.
+    A ref is listed when it is made (and again when its slot is started after it ended) and leaves
+    when its slot ends. Reads are plain synchronous look-ups, safe because trio runs every task on
+    one thread and only switches tasks at checkpoints; no read here awaits.
     """
 
     def __init__(self) -> None:
@@ -64,65 +64,6 @@ class ActorDirectory:
             del self._refs[ref.id]
 
 
-_IDLE: Final = Info("idle")
-"""What the idle watch hands an actor waiting with nothing to do past its idle timeout."""
-
-
-class IdleWatch:
-    """Stops actors that had no message for their idle timeout: one task checks them all.
-
-    A timer per actor (a cancel scope around every mailbox wait) cost ~6 % of the server's CPU
-    on the chat path (py-spy, W2 at 10,000 deliveries/s: one scope per message per conversation)
-    and a deadline per idle actor. Instead, an actor with an idle timeout notes when it starts
-    to wait (`Watched.since`), and `run` looks every `period` seconds: one that has waited for
-    its timeout with an empty mailbox is handed `_IDLE` (`Mailbox.interrupt`) and returns with
-    `ExitKind.IDLE`. So it stops between its timeout and its timeout plus `period`. Only the
-    actor's own task writes its entry and `run` only reads it, on trio's one thread.
-    """
-
-    def __init__(self, period: float) -> None:
-        if not period > 0:
-            raise ValueError("the idle check period must be positive")
-        self.period = period
-        self._watched: dict[ActorRef[Any, Any, Any], Watched] = {}
-
-    def __len__(self) -> int:
-        return len(self._watched)
-
-    def add(self, ref: ActorRef[Any, Any, Any], timeout: float) -> Watched:
-        watched = self._watched[ref] = Watched(timeout)
-        return watched
-
-    def discard(self, ref: ActorRef[Any, Any, Any]) -> None:
-        self._watched.pop(ref, None)
-
-    def stop_idle(self, now: float) -> int:
-        """Hand `_IDLE` to every watched actor waiting past its timeout; returns how many."""
-        stopped = 0
-        for ref, watched in list(self._watched.items()):
-            mailbox = ref._mailbox
-            if mailbox.waiting and now - watched.since >= watched.timeout:
-                stopped += mailbox.interrupt(_IDLE)
-        return stopped
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Check every `period` seconds, for as long as the system runs (a supervised child)."""
-        task_status.started()
-        while True:
-            await trio.sleep(self.period)
-            self.stop_idle(trio.current_time())
-
-
-class Watched:
-    """One actor under the idle watch: its timeout, and when it last began to wait."""
-
-    __slots__ = ("since", "timeout")
-
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-        self.since = trio.current_time()
-
-
 @dataclass(frozen=True, slots=True)
 class ActorChild(Generic[CallT, ReplyT, CastT]):
     """An actor ready to be started: its ref, and the spec its supervisor runs it with."""
@@ -134,8 +75,8 @@ class ActorChild(Generic[CallT, ReplyT, CastT]):
 class ActorSystem:
     """What every actor needs, passed explicitly (no module globals): settings and the directory.
 
-    Composition code makes one per process (tests make one per test) and hands it to the factories
-    that build refs and child specs.
+    Composition code makes one per process (tests make one per test) and builds every actor with
+    `child`.
     """
 
     def __init__(
@@ -150,31 +91,6 @@ class ActorSystem:
         """Stops actors with an idle timeout; its `run` must be running for them to stop."""
         self._ids = itertools.count(1)
 
-    def create_ref(
-        self,
-        actor_class: type[Actor[CallT, ReplyT, CastT]],
-        *,
-        capacity: int,
-        key: str | None = None,
-    ) -> ActorRef[CallT, ReplyT, CastT]:
-        """A ref (and mailbox of `capacity` messages) for an actor of `actor_class`'s kind.
-
-        The ref is listed in the directory at once and accepts messages before the actor starts;
-        they wait in the mailbox.
-        """
-        kind = getattr(actor_class, "kind", None)
-        if not isinstance(kind, str) or not kind:
-            raise TypeError(f"{actor_class.__name__} must set the class attribute `kind`")
-        return ActorRef(
-            actor_id=f"{kind}-{next(self._ids)}",
-            kind=kind,
-            key=key,
-            capacity=capacity,
-            overflow=actor_class.overflow,
-            call_timeout=self.settings.call_timeout_seconds,
-            directory=self.directory,
-        )
-
     def child(
         self,
         actor_class: type[Actor[CallT, ReplyT, CastT]],
@@ -187,127 +103,141 @@ class ActorSystem:
         shutdown_timeout: float | None = None,
         name: str | None = None,
     ) -> ActorChild[CallT, ReplyT, CastT]:
-        """A new ref and the child spec that runs it: `create_ref` plus `actor_child_spec`."""
-        ref = self.create_ref(actor_class, capacity=capacity, key=key)
-        spec = actor_child_spec(
+        """A new actor of `actor_class`'s kind: its ref, and the spec that runs it.
+
+        The ref is listed in the directory at once and accepts messages before the actor starts;
+        they wait in its mailbox of `capacity` messages.
+
+        Args:
+            factory: builds a fresh actor for every incarnation.
+            restart: PERMANENT (always back), TRANSIENT (back after a crash or kill, not after
+                `stop()` or an idle exit), TEMPORARY (never back; sessions).
+            idle_timeout: seconds without a message after which the actor returns normally
+                (noticed by `idle_watch`).
+            shutdown_timeout: grace for `terminate()` when its supervisor stops it (default
+                `supervision.child_shutdown_seconds`).
+            name: the child's name under its supervisor; defaults to the actor id, which is unique.
+
+        The child reports `started(ref)` once `init()` has returned; an `init()` error is a
+        startup error. When the slot ends for good, queued calls fail with `ActorUnavailable`, the
+        ref leaves the directory and its monitors are told.
+        """
+        kind = getattr(actor_class, "kind", None)
+        if not isinstance(kind, str) or not kind:
+            raise TypeError(f"{actor_class.__name__} must set the class attribute `kind`")
+        slot: ActorSlot[CallT, ReplyT, CastT] = ActorSlot(
+            f"{kind}-{next(self._ids)}", kind, key, capacity
+        )
+        ref = ActorRef(
+            slot, overflow=actor_class.overflow, call_timeout=self.settings.call_timeout_seconds
+        )
+        self.directory.add(ref)
+        grace = shutdown_timeout
+        if grace is None:
+            grace = self.supervision.child_shutdown_seconds
+        runner = _Runner(
+            slot,
             ref,
             factory,
+            self.directory,
+            None if idle_timeout is None else (self.idle_watch, idle_timeout),
+            grace,
+        )
+        spec = ChildSpec(
+            name=name or slot.id,
+            start=runner.run,
             restart=restart,
-            idle_timeout=idle_timeout,
-            idle_watch=self.idle_watch,
-            shutdown_timeout=(
-                self.supervision.child_shutdown_seconds
-                if shutdown_timeout is None
-                else shutdown_timeout
-            ),
-            name=name,
+            shutdown_timeout=grace,
+            describe=slot.describe,
+            on_terminated=runner.retire,
         )
         return ActorChild(ref, spec)
 
 
-def actor_child_spec(
-    ref: ActorRef[CallT, ReplyT, CastT],
-    factory: Callable[[], Actor[CallT, ReplyT, CastT]],
-    *,
-    restart: Restart = Restart.PERMANENT,
-    idle_timeout: float | None = None,
-    idle_watch: IdleWatch | None = None,
-    shutdown_timeout: float = _DEFAULT_SHUTDOWN,
-    name: str | None = None,
-) -> ChildSpec:
-    """The spec that runs the actor behind `ref` under a supervisor.
+class _Runner(Generic[CallT, ReplyT, CastT]):
+    """What a child spec's `start` and `on_terminated` need: the slot they drive, and how."""
 
-    Args:
-        ref: the actor's stable ref; its mailbox survives restarts.
-        factory: builds a fresh actor for every incarnation.
-        restart: PERMANENT (always back), TRANSIENT (back after a crash or kill, not after `stop()`
-            or an idle exit), TEMPORARY (never back; sessions).
-        idle_timeout: seconds without a message after which the actor returns normally;
-            `idle_watch` (the system's) notices it.
-        shutdown_timeout: grace for `terminate()` when its supervisor stops it.
-        name: the child's name under its supervisor; defaults to the actor id, which is unique.
+    __slots__ = ("directory", "factory", "grace", "idle", "ref", "slot")
 
-    The child reports `started(ref)` once `init()` has returned; an `init()` error is a startup
-    error. When the slot ends for good, queued calls fail with `ActorUnavailable`, the ref leaves
-    the directory and its monitors are told.
-    """
-    idle: tuple[IdleWatch, float] | None = None
-    if idle_timeout is not None:
-        if idle_watch is None:
-            raise ValueError("an idle timeout needs the actor system's idle watch")
-        idle = (idle_watch, idle_timeout)
-    return ChildSpec(
-        name=name or ref.id,
-        start=functools.partial(_run_actor, ref, factory, idle, shutdown_timeout),
-        restart=restart,
-        shutdown_timeout=shutdown_timeout,
-        describe=ref.describe,
-        on_terminated=ref._retire,
-    )
+    def __init__(
+        self,
+        slot: ActorSlot[CallT, ReplyT, CastT],
+        ref: ActorRef[CallT, ReplyT, CastT],
+        factory: Callable[[], Actor[CallT, ReplyT, CastT]],
+        directory: ActorDirectory,
+        idle: tuple[IdleWatch, float] | None,
+        grace: float,
+    ) -> None:
+        self.slot = slot
+        self.ref = ref
+        self.factory = factory
+        self.directory = directory
+        self.idle = idle
+        self.grace = grace
 
+    async def run(self, *, task_status: trio.TaskStatus[ActorRef[CallT, ReplyT, CastT]]) -> None:
+        """One incarnation: build, init, report started, serve the mailbox, terminate."""
+        slot = self.slot
+        if slot.reopen():
+            self.directory.add(self.ref)
+        actor = self.factory()
+        actor.ref = self.ref
+        incarnation = slot.begin(actor.describe)
+        initialized = False
+        try:
+            with incarnation.scope:
+                await actor.init()
+                initialized = True
+                task_status.started(self.ref)
+                reason = await _serve(slot, actor, self.idle)
+            if incarnation.scope.cancelled_caught:
+                # Only kill() cancels this scope; a supervisor's stop arrives through an outer
+                # scope and is not caught here.
+                raise ActorKilled(slot.id, incarnation.kill_reason or "killed")
+        except BaseException as exc:
+            slot.end(incarnation, exc if isinstance(exc, Exception) else None)
+            if initialized:
+                await _terminate(slot.id, actor, _exit_reason(exc), self.grace)
+            raise
+        slot.end(incarnation, None)
+        await _terminate(slot.id, actor, reason, self.grace)
 
-async def _run_actor(
-    ref: ActorRef[CallT, ReplyT, CastT],
-    factory: Callable[[], Actor[CallT, ReplyT, CastT]],
-    idle: tuple[IdleWatch, float] | None,
-    grace: float,
-    *,
-    task_status: trio.TaskStatus[ActorRef[CallT, ReplyT, CastT]],
-) -> None:
-    """One incarnation: build, init, report started, serve the mailbox, terminate."""
-    ref._open()
-    actor = factory()
-    actor.ref = ref
-    running = ref._begin(actor)
-    initialized = False
-    try:
-        with running.scope:
-            await actor.init()
-            initialized = True
-            task_status.started(ref)
-            reason = await _serve(ref, actor, idle)
-        if running.scope.cancelled_caught:
-            # Only kill() cancels this scope; a supervisor's stop arrives through an outer scope
-            # and is not caught here.
-            raise ActorKilled(ref.id, running.kill_reason or "killed")
-    except BaseException as exc:
-        ref._end(running, exc if isinstance(exc, Exception) else None)
-        if initialized:
-            await _terminate(ref, actor, _exit_reason(exc), grace)
-        raise
-    ref._end(running, None)
-    await _terminate(ref, actor, reason, grace)
+    def retire(self) -> None:
+        """The slot ended for good: it leaves the directory, then fails its queued calls and
+        tells its monitors."""
+        self.directory.discard(self.ref)
+        self.slot.retire()
 
 
 async def _serve(
-    ref: ActorRef[CallT, ReplyT, CastT],
+    slot: ActorSlot[CallT, ReplyT, CastT],
     actor: Actor[CallT, ReplyT, CastT],
     idle: tuple[IdleWatch, float] | None,
 ) -> ExitReason:
-    mailbox = ref._mailbox
+    mailbox = slot.mailbox
     if idle is None:
         while not actor.stop_requested:
-            await _dispatch(ref, actor, await mailbox.get())
-            ref._count_processed()
+            await _dispatch(slot, actor, await mailbox.get())
+            slot.processed += 1
         return ExitReason(ExitKind.NORMAL)
     idle_watch, timeout = idle
-    watched = idle_watch.add(ref, timeout)
+    watched = idle_watch.add(mailbox, timeout)
     try:
         while not actor.stop_requested:
             if not mailbox.depth:
                 watched.since = trio.current_time()
             envelope = await mailbox.get()
-            if envelope is _IDLE:
+            if envelope is IDLE:
                 return ExitReason(ExitKind.IDLE)
-            await _dispatch(ref, actor, envelope)
-            ref._count_processed()
+            await _dispatch(slot, actor, envelope)
+            slot.processed += 1
         return ExitReason(ExitKind.NORMAL)
     finally:
-        idle_watch.discard(ref)
+        idle_watch.discard(mailbox)
 
 
 async def _dispatch(
-    ref: ActorRef[CallT, ReplyT, CastT],
+    slot: ActorSlot[CallT, ReplyT, CastT],
     actor: Actor[CallT, ReplyT, CastT],
     envelope: Envelope[CallT, ReplyT, CastT],
 ) -> None:
@@ -316,7 +246,7 @@ async def _dispatch(
         try:
             result = await actor.handle_call(envelope.message)
         except Exception as exc:
-            crashed = ActorCrashed(ref.id, f"crashed handling {type(envelope.message).__name__}")
+            crashed = ActorCrashed(slot.id, f"crashed handling {type(envelope.message).__name__}")
             crashed.__cause__ = exc
             reply_to.send(Failed(crashed))
             raise
@@ -341,7 +271,7 @@ def _exit_reason(exc: BaseException) -> ExitReason:
 
 
 async def _terminate(
-    ref: ActorRef[Any, Any, Any], actor: Actor[Any, Any, Any], reason: ExitReason, grace: float
+    actor_id: str, actor: Actor[Any, Any, Any], reason: ExitReason, grace: float
 ) -> None:
     # Shielded so cleanup runs even though we are being cancelled, and bounded by the same grace
     # the supervisor gives us, so it cannot turn a stop into an abandonment on its own.
@@ -349,4 +279,4 @@ async def _terminate(
         try:
             await actor.terminate(reason)
         except Exception:
-            logger.exception("%s: terminate(%s) failed", ref.id, reason.kind.value)
+            logger.exception("%s: terminate(%s) failed", actor_id, reason.kind.value)

@@ -71,7 +71,7 @@ class _Incarnation:
         """Set when the supervisor asked it to stop: its exit is then expected, not a crash."""
 
 
-class _Slot:
+class ChildSlot:
     """A child's place under its supervisor: it outlives incarnations and holds the stats."""
 
     __slots__ = ("incarnation", "last_error", "restarts", "retired", "spec", "started_at", "status")
@@ -111,7 +111,7 @@ class _Slot:
 class _Exit:
     """An incarnation ended after `started()`: returned (`error` None) or crashed."""
 
-    slot: _Slot
+    slot: ChildSlot
     incarnation: _Incarnation
     error: Exception | None
 
@@ -192,7 +192,7 @@ class SupervisorBase(abc.ABC):
         """The strategy applied when a child has to be restarted."""
 
     @abc.abstractmethod
-    def _slots_in_order(self) -> list[_Slot]:
+    def _slots_in_order(self) -> list[ChildSlot]:
         """Every current slot, in start order."""
 
     @abc.abstractmethod
@@ -204,13 +204,13 @@ class SupervisorBase(abc.ABC):
         """Start the children a run begins with (raising the first startup error)."""
 
     @abc.abstractmethod
-    def _restart_group(self, slot: _Slot) -> list[_Slot]:
+    def _restart_group(self, slot: ChildSlot) -> list[ChildSlot]:
         """The slots (in start order) restarted along with `slot`, `slot` included."""
 
-    def _discard(self, slot: _Slot) -> None:  # noqa: B027 - optional hook, a no-op by default
+    def _discard(self, slot: ChildSlot) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Forget a retired slot (a dynamic supervisor drops it; a static one keeps it listed)."""
 
-    def _holds(self, slot: _Slot) -> bool:
+    def _holds(self, slot: ChildSlot) -> bool:
         """Whether `slot` is still this supervisor's to restart."""
         return not slot.retired
 
@@ -315,7 +315,7 @@ class SupervisorBase(abc.ABC):
 
     # -- starting and stopping one child ------------------------------------------------------
 
-    async def _start_slot(self, slot: _Slot, *, restart: bool) -> object:
+    async def _start_slot(self, slot: ChildSlot, *, restart: bool) -> object:
         """Start an incarnation of `slot`; return its `started()` value or raise its start error."""
         run = self._run
         assert run is not None, "children are only started while running"
@@ -345,7 +345,7 @@ class SupervisorBase(abc.ABC):
     async def _run_incarnation(
         self,
         run: _Run,
-        slot: _Slot,
+        slot: ChildSlot,
         incarnation: _Incarnation,
         *,
         task_status: trio.TaskStatus[object],
@@ -378,7 +378,7 @@ class SupervisorBase(abc.ABC):
                 )
         run.exits_send.send_nowait(_Exit(slot, incarnation, error))
 
-    async def _stop_slot(self, slot: _Slot) -> None:
+    async def _stop_slot(self, slot: ChildSlot) -> None:
         """Cancel the child's scope and wait up to its shutdown_timeout for it to exit."""
         incarnation = slot.incarnation
         if incarnation is None:
@@ -401,7 +401,7 @@ class SupervisorBase(abc.ABC):
                 slot.spec.shutdown_timeout,
             )
 
-    def _retire(self, slot: _Slot) -> None:
+    def _retire(self, slot: ChildSlot) -> None:
         """End a slot for good: it will not be started again, and its owner is told once."""
         if slot.retired:
             return
@@ -437,9 +437,9 @@ class SupervisorBase(abc.ABC):
                 continue
             await self._restart(run, slot, event.error)
 
-    async def _restart(self, run: _Run, failed: _Slot, error: Exception | None) -> None:
+    async def _restart(self, run: _Run, failed: ChildSlot, error: Exception | None) -> None:
         """Restart `failed` and its strategy group; a failed restart counts as another crash."""
-        pending: tuple[_Slot, Exception | None] | None = (failed, error)
+        pending: tuple[ChildSlot, Exception | None] | None = (failed, error)
         while pending is not None:
             failed, error = pending
             pending = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from parley.config import SupervisionSettings
-from parley.supervision._core import SupervisorBase, _Slot
+from parley.supervision._core import ChildSlot, SupervisorBase
 from parley.supervision.errors import (
     DuplicateChildError,
     SupervisorNotRunningError,
@@ -43,7 +43,7 @@ class DynamicSupervisor(SupervisorBase):
         if max_children is not None and max_children < 1:
             raise ValueError("max_children must be >= 1 (or None for no limit)")
         self.max_children = max_children
-        self._slots: dict[str, _Slot] = {}
+        self._slots: dict[str, ChildSlot] = {}
 
     @property
     def strategy(self) -> Strategy:
@@ -75,7 +75,7 @@ class DynamicSupervisor(SupervisorBase):
             raise TooManyChildrenError(
                 f"supervisor {self.name!r} already holds {self.max_children} children"
             )
-        slot = _Slot(spec)
+        slot = ChildSlot(spec)
         # Claimed before the first await, so a concurrent start of the same name fails at once.
         self._slots[spec.name] = slot
         try:
@@ -98,7 +98,7 @@ class DynamicSupervisor(SupervisorBase):
         await self._stop_slot(slot)
         self._retire(slot)
 
-    def _slots_in_order(self) -> list[_Slot]:
+    def _slots_in_order(self) -> list[ChildSlot]:
         return list(self._slots.values())
 
     def _reset_slots(self) -> None:
@@ -107,12 +107,12 @@ class DynamicSupervisor(SupervisorBase):
     async def _start_initial(self) -> None:
         """A dynamic supervisor starts empty."""
 
-    def _restart_group(self, slot: _Slot) -> list[_Slot]:
+    def _restart_group(self, slot: ChildSlot) -> list[ChildSlot]:
         return [slot]
 
-    def _discard(self, slot: _Slot) -> None:
+    def _discard(self, slot: ChildSlot) -> None:
         if self._holds(slot):
             del self._slots[slot.spec.name]
 
-    def _holds(self, slot: _Slot) -> bool:
+    def _holds(self, slot: ChildSlot) -> bool:
         return self._slots.get(slot.spec.name) is slot

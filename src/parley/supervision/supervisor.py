@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from parley.config import SupervisionSettings
-from parley.supervision._core import SupervisorBase, _Slot
+from parley.supervision._core import ChildSlot, SupervisorBase
 from parley.supervision.spec import ChildSpec, Strategy
 
 if TYPE_CHECKING:
@@ -56,23 +56,23 @@ class Supervisor(SupervisorBase):
             raise ValueError(f"supervisor {name!r}: duplicate child names {duplicates}")
         self._strategy = strategy
         self._specs = tuple(children)
-        self._slots = [_Slot(spec) for spec in self._specs]
+        self._slots = [ChildSlot(spec) for spec in self._specs]
 
     @property
     def strategy(self) -> Strategy:
         return self._strategy
 
-    def _slots_in_order(self) -> list[_Slot]:
+    def _slots_in_order(self) -> list[ChildSlot]:
         return list(self._slots)
 
     def _reset_slots(self) -> None:
-        self._slots = [_Slot(spec) for spec in self._specs]
+        self._slots = [ChildSlot(spec) for spec in self._specs]
 
     async def _start_initial(self) -> None:
         for slot in self._slots:
             await self._start_slot(slot, restart=False)
 
-    def _restart_group(self, slot: _Slot) -> list[_Slot]:
+    def _restart_group(self, slot: ChildSlot) -> list[ChildSlot]:
         if self._strategy is Strategy.ONE_FOR_ALL:
             return list(self._slots)
         if self._strategy is Strategy.REST_FOR_ONE:
