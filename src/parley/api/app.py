@@ -20,6 +20,7 @@ from parley.api.metrics import blueprint as metrics_blueprint
 from parley.api.openapi import blueprint as openapi_blueprint
 from parley.api.pages import blueprint as pages_blueprint
 from parley.api.socket.asgi_transport import install as install_socket
+from parley.api.socket.longpoll import install as install_longpoll
 from parley.api.tokens import blueprint as tokens_blueprint
 from parley.api.users import blueprint as users_blueprint
 
@@ -57,6 +58,7 @@ def create_app(context: AppContext) -> QuartTrio:
         pages_blueprint,
     ):
         app.register_blueprint(blueprint)
-    # The Phoenix socket at settings.socket.path, in front of the app (api/socket/asgi_transport).
-    install_socket(app, context)
+    # The Phoenix socket at settings.socket.path, in front of the app (api/socket/asgi_transport),
+    # and over long polling at its sibling path (api/socket/longpoll).
+    install_longpoll(app, install_socket(app, context))
     return app
