@@ -89,7 +89,7 @@ class ParleyAsgi:
                 await send({"type": "lifespan.startup.failed", "message": repr(exc)})
                 return
             app = running.app
-            assert app is not None
+
             # The Quart app's own lifespan (its before/after_serving hooks), driven by ours.
             to_app, app_inbox = trio.open_memory_channel[Any](1)
             app_outbox, from_app = trio.open_memory_channel[Any](1)

@@ -230,6 +230,20 @@ class SocketSettings:
     fast_path: bool = True
     """`parley serve` answers upgrades to `path` on its own listener (wsproto, one pre-built
     frame per broadcast, docs/fast_path.md); false: everything through Hypercorn and ASGI."""
+    longpoll_window_seconds: float = 10.0
+    """How long a long poll (`GET` on the sibling path `.../longpoll`) is held when there is
+    nothing to send before it is answered 204 (Phoenix's `window_ms`)."""
+    longpoll_session_timeout_seconds: float = 15.0
+    """A long-poll session with no poll outstanding for this long ends (Phoenix: 1.5 windows);
+    the client gets 410 on its next request and rejoins."""
+    longpoll_max_lines: int = 100
+    """Frames one long-poll `POST` may carry (phoenix.js never sends more); more: 400."""
+    longpoll_max_body_bytes: int = 1_048_576
+    """The largest long-poll `POST` body (at most `server.max_request_body_bytes`); more: 413."""
+    longpoll_max_sessions: int = 10_000
+    """Long-poll sessions alive at once; they outlive requests, so they are counted (503)."""
+    longpoll_max_sessions_per_user: int = 32
+    """Long-poll sessions of one user at once (429): one account cannot take the whole count."""
 
 
 @dataclass(frozen=True)
@@ -508,6 +522,25 @@ def _validate(settings: Settings) -> None:
         ),
         (settings.socket.max_frame_bytes >= 1024, "socket.max_frame_bytes: must be >= 1024"),
         (settings.socket.pushes_per_second > 0, "socket.pushes_per_second: must be > 0"),
+        (
+            settings.socket.longpoll_window_seconds > 0,
+            "socket.longpoll_window_seconds: must be > 0",
+        ),
+        (
+            settings.socket.longpoll_session_timeout_seconds > 0,
+            "socket.longpoll_session_timeout_seconds: must be > 0",
+        ),
+        (settings.socket.longpoll_max_lines >= 1, "socket.longpoll_max_lines: must be >= 1"),
+        (
+            1 <= settings.socket.longpoll_max_body_bytes <= settings.server.max_request_body_bytes,
+            "socket.longpoll_max_body_bytes: must be >= 1 and <= server.max_request_body_bytes",
+        ),
+        (
+            1
+            <= settings.socket.longpoll_max_sessions_per_user
+            <= settings.socket.longpoll_max_sessions,
+            "socket.longpoll_max_sessions_per_user: must be 1 to socket.longpoll_max_sessions",
+        ),
         (settings.supervision.max_restarts >= 0, "supervision.max_restarts: must be >= 0"),
         (
             len(settings.server.gc_thresholds) <= 3

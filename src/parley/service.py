@@ -33,6 +33,7 @@ from parley.api.socket.channels import ChannelPorts, routes
 from parley.api.socket.core.hub import SocketHub
 from parley.api.socket.phoenix.connect import PhoenixConnect
 from parley.api.socket.transports.fast_path import FastPathSocket
+from parley.api.socket.transports.longpoll import LongPollTransport
 from parley.config import Settings
 from parley.store import Database
 from parley.store.embedded import start_embedded, stop_embedded
@@ -50,7 +51,8 @@ class RunningServer:
     """Empty when `serve` runs without its own HTTP server (`parley.asgi`)."""
     context: AppContext
     runtime: Runtime
-    app: QuartTrio | None = None
+    app: QuartTrio
+    longpoll: LongPollTransport
 
 
 @asynccontextmanager
@@ -172,7 +174,8 @@ async def _serve(
             sockets=hub,
         )
         connect = PhoenixConnect(settings, context.tokens, context.stores.users)
-        app = create_app(context, connect)
+        longpoll = LongPollTransport(hub, connect)
+        app = create_app(context, connect, longpoll)
         grace = settings.supervision.child_shutdown_seconds
         children = [
             ChildSpec("socket-liveness", hub.watch_liveness, shutdown_timeout=grace),
@@ -201,7 +204,7 @@ async def _serve(
             # over such long-lived objects stalled a busy server 100-130 ms each.
             if settings.server.gc_freeze:
                 gc.freeze()
-            task_status.started(RunningServer(base_url, context, runtime, app))
+            task_status.started(RunningServer(base_url, context, runtime, app, longpoll))
             if stop is None:
                 await trio.sleep_forever()
             else:

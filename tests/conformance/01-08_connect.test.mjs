@@ -3,12 +3,13 @@
 import {test} from "node:test"
 import {
   assert, fixture, skip, alice, openSocket, closeSocket, waitFor, join,
-  upgradeStatus, RawClient, socketUrl, v1Codec
+  upgradeStatus, RawClient, socketUrl, v1Codec, longPoll, webSocketOnly
 } from "./helpers.mjs"
 
 const HEARTBEAT_OK = (ref) => [null, ref, "phoenix", "phx_reply", {status: "ok", response: {}}]
 
-test("item 1: GET with Upgrade gives 101; non-upgrade GET and POST give 400", {skip}, async () => {
+test("item 1: GET with Upgrade gives 101; non-upgrade GET and POST give 400",
+  {skip: webSocketOnly("the upgrade handshake (its open GET is §14 item 35, tests/socket/test_longpoll.py)")}, async () => {
   assert.equal(await upgradeStatus({token: alice().token}), 101)
   const url = socketUrl({token: alice().token}).replace(/^ws/, "http")
   const plainGet = await fetch(url)
@@ -47,7 +48,8 @@ test("item 2: without vsn the server speaks V1 (objects, no join_ref key)", {ski
   }
 })
 
-test("item 2: phoenix.js with vsn=1.0.0 and a V1 codec joins and pushes", {skip}, async () => {
+test("item 2: phoenix.js with vsn=1.0.0 and a V1 codec joins and pushes",
+  {skip: webSocketOnly("phoenix.js's Socket ignores a custom encode/decode with LongPoll, so it cannot speak V1 (the raw V1 test above runs)")}, async () => {
   const raw = []
   const state = openSocket(alice(), v1Codec(raw))
   try {
@@ -105,7 +107,8 @@ test("item 6: authToken travels in Sec-WebSocket-Protocol and the server selects
   const good = openSocket(alice(), {token: null, authToken: alice().token})
   try {
     await waitFor(() => good.opens === 1, {what: "open with authToken"})
-    assert.equal(good.socket.conn.protocol, "phoenix")
+    // Over long polling the token travels as X-Phoenix-AuthToken: no sub-protocol to select.
+    if(!longPoll){ assert.equal(good.socket.conn.protocol, "phoenix") }
     const reply = await join(good.socket.channel(`user:${alice().id}`))
     assert.equal(reply.status, "ok")
   } finally {

@@ -1,13 +1,14 @@
-// Shared helpers for the conformance suite: fixture loading, phoenix.js sockets over `ws`,
-// promise wrappers for joins/pushes, and a raw WebSocket client for frame-level checks.
-// See README.md for the fixture format and the server behaviours these tests assume.
+// Shared helpers for the conformance suite: fixture loading, phoenix.js sockets over `ws` (or
+// over long polling), promise wrappers for joins/pushes, and a raw client for frame-level checks
+// (a WebSocket, or GETs and POSTs on /socket/longpoll). See README.md for the fixture format and
+// the server behaviours these tests assume.
 
 import {readFileSync} from "node:fs"
 import assert from "node:assert/strict"
-import {Socket, Presence} from "phoenix"
+import {Socket, Presence, LongPoll} from "phoenix"
 import WebSocket from "ws"
 
-export {Socket, Presence, WebSocket, assert}
+export {Socket, Presence, LongPoll, WebSocket, assert}
 
 function loadFixture(){
   const path = process.env.PARLEY_CONFORMANCE_FIXTURE
@@ -25,6 +26,12 @@ export const fixture = loadFixture()
 
 /** Pass as `{skip}` to every test: the suite is skipped, not failed, without a server. */
 export const skip = fixture ? false : "PARLEY_URL / PARLEY_CONFORMANCE_FIXTURE not set"
+
+/** `fixture.transport` "longpoll": phoenix.js and the raw client use long polling (§8). */
+export const longPoll = Boolean(fixture && fixture.transport === "longpoll")
+
+/** `{skip}` for a test that only means something over a WebSocket; `reason` says why. */
+export const webSocketOnly = (reason) => skip || (longPoll ? `long polling: ${reason}` : false)
 
 /** users[0..3] play fixed roles, see README.md. */
 export const user = (index) => {
@@ -73,7 +80,7 @@ export const v1Codec = (rawLog) => ({
 export function openSocket(who, {token = who && who.token, params = {}, ...opts} = {}){
   const allParams = token == null ? {...params} : {...params, token}
   const socket = new Socket(fixture.url, {
-    transport: WebSocket,
+    transport: longPoll ? LongPoll : WebSocket,
     params: allParams,
     timeout: 5000,
     reconnectAfterMs: () => 50,
@@ -130,11 +137,36 @@ export function socketUrl({token, vsn = "2.0.0", query = {}} = {}){
   return `${fixture.url}/websocket${qs ? "?" + qs : ""}`
 }
 
+/** The long-poll URL for raw clients: `{url}/longpoll?token=..&vsn=..[&token=<session token>]`. */
+export function longPollUrl(urlOpts = {}, sessionToken = null){
+  const url = socketUrl(urlOpts).replace(/^ws/, "http").replace("/websocket", "/longpoll")
+  if(sessionToken == null){ return url }
+  return `${url}${url.includes("?") ? "&" : "?"}token=${encodeURIComponent(sessionToken)}`
+}
+
+/** Long-poll request headers: `Origin`, and phoenix.js's `authToken` decoded from its offer. */
+function longPollHeaders({origin, protocols} = {}){
+  const headers = {accept: "application/json"}
+  if(origin){ headers.origin = origin }
+  const offer = (protocols || []).find(p => p.startsWith("base64url.bearer.phx."))
+  if(offer){
+    headers["x-phoenix-authtoken"] = Buffer.from(offer.slice("base64url.bearer.phx.".length), "base64").toString("latin1")
+  }
+  return headers
+}
+
 /**
  * Attempt an upgrade; resolves with the HTTP status: 101 when the WebSocket opened (then closed
- * again at once), otherwise the refusal status (403, 400, ...).
+ * again at once), otherwise the refusal status (403, 400, ...). Over long polling: the status of
+ * the session-opening GET, with 410 ("session created", §8.2) reported as 101.
  */
-export function upgradeStatus({origin, protocols, ...urlOpts} = {}){
+export async function upgradeStatus({origin, protocols, ...urlOpts} = {}){
+  if(longPoll){
+    const response = await fetch(longPollUrl(urlOpts), {headers: longPollHeaders({origin, protocols})})
+    assert.equal(response.status, 200, "long-poll protocol answers are HTTP 200")
+    const {status} = await response.json()
+    return status === 410 ? 101 : status
+  }
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(socketUrl(urlOpts), protocols, origin ? {origin} : {})
     ws.on("upgrade", response => { resolve(response.statusCode) })
@@ -151,6 +183,7 @@ export function upgradeStatus({origin, protocols, ...urlOpts} = {}){
 /** A raw protocol client: sends exact frames, records every received frame (parsed JSON). */
 export class RawClient {
   static open({token, vsn = "2.0.0", query, origin, protocols} = {}){
+    if(longPoll){ return LongPollClient.open({token, vsn, query, origin, protocols}) }
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(socketUrl({token, vsn, query}), protocols, origin ? {origin} : {})
       const client = new RawClient(ws, vsn)
@@ -209,6 +242,71 @@ export class RawClient {
   }
 
   close(code = 1000){ this.ws.close(code); return this.closed }
+}
+
+/**
+ * RawClient's interface over long polling (§8): one GET opens the session, a loop of GETs polls
+ * (each message a frame as a WebSocket would carry it), each `send` is a POST, one after the
+ * other (V2: ndjson; V1: the object as the whole body). A 410 while polling ends it like a close
+ * (phoenix.js's code 3410). `close` stops polling; the server ends the session after its timeout.
+ */
+class LongPollClient extends RawClient {
+  static async open({token, vsn = "2.0.0", query, origin, protocols} = {}){
+    const urlOpts = {token, vsn, query}
+    const headers = longPollHeaders({origin, protocols})
+    const response = await fetch(longPollUrl(urlOpts), {headers})
+    const body = await response.json()
+    if(body.status !== 410){ throw new Error(`long-poll open refused: ${JSON.stringify(body)}`) }
+    return new LongPollClient(urlOpts, headers, body.token, vsn)
+  }
+
+  constructor(urlOpts, headers, sessionToken, vsn){
+    let onClose
+    super({on(event, handler){ if(event === "close"){ onClose = handler } }}, vsn)
+    this.urlOpts = urlOpts
+    this.headers = headers
+    this.sessionToken = sessionToken
+    this.sending = Promise.resolve()
+    this.controller = new AbortController()
+    this.polling = this.poll(onClose)
+  }
+
+  async poll(onClose){
+    try {
+      for(;;){
+        const response = await fetch(longPollUrl(this.urlOpts, this.sessionToken), {headers: this.headers, signal: this.controller.signal})
+        const body = await response.json()
+        if(body.status === 410){ onClose(3410, Buffer.from("session_gone")); return }
+        assert.ok(body.status === 200 || body.status === 204, `poll answered ${JSON.stringify(body)}`)
+        this.sessionToken = body.token
+        for(const message of body.messages){
+          this.rawFrames.push(message)
+          this.frames.push(JSON.parse(message))
+        }
+      }
+    } catch(error){
+      if(error.name !== "AbortError"){ throw error }
+    }
+  }
+
+  send(frame){
+    const text = typeof frame === "string" ? frame : JSON.stringify(frame)
+    const type = this.vsn === "2.0.0" ? "application/x-ndjson" : "application/json"
+    this.sending = this.sending.then(async () => {
+      const response = await fetch(longPollUrl(this.urlOpts, this.sessionToken), {
+        method: "POST", body: text, headers: {...this.headers, "content-type": type}
+      })
+      const body = await response.json()
+      assert.equal(body.status, 200, `POST answered ${JSON.stringify(body)}`)
+    })
+  }
+
+  async close(){
+    await this.sending
+    this.controller.abort()
+    await this.polling
+    return this.closeEvent
+  }
 }
 
 /** POST to the server's HTTP side (debug endpoints) with the operator token. */

@@ -3,7 +3,9 @@
 Starts the whole service (real PostgreSQL, real sockets) with the settings the suite assumes
 (README.md: a 2 s idle timeout, a channel limit of 4, an origin allow-list), creates the users and
 conversations of the fixture file, and runs `node --test --test-concurrency=1 tests/conformance/`.
-The test passes when Node exits 0; Node's report is printed on failure.
+The test passes when Node exits 0; Node's report is printed on failure. It runs three times: over
+the fast path, over ASGI, and over long polling (phoenix.js's `LongPoll` and a raw long-poll
+client), where the tests that only mean something on a WebSocket are skipped with their reason.
 """
 
 from __future__ import annotations
@@ -31,9 +33,20 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(params=["wsproto", "asgi"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path, database_url: str) -> Settings:
-    # Both socket transports (docs/fast_path.md): parley serve's own listener, and ASGI.
+LONGPOLL_SKIP = "# SKIP long polling: "
+"""How the suite marks a test skipped over long polling (`webSocketOnly` in helpers.mjs)."""
+
+
+@pytest.fixture(params=["wsproto", "asgi", "longpoll"])
+def transport(request: pytest.FixtureRequest) -> str:
+    # The socket transports: parley serve's own listener and ASGI (docs/fast_path.md), and long
+    # polling (requests to Hypercorn through the same listener).
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def settings(transport: str, tmp_path: Path, database_url: str) -> Settings:
     return make_settings(
         tmp_path,
         database_url,
@@ -41,12 +54,17 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path, database_url: str) 
             "heartbeat_timeout_seconds": 2.0,
             "max_channels_per_socket": 4,
             "allowed_origins": ["//localhost", "//127.0.0.1"],
-            "fast_path": request.param == "wsproto",
+            "fast_path": transport != "asgi",
+            # A client that stops polling (a closed phoenix.js socket) is gone this soon, as a
+            # closed WebSocket is at once (item 34).
+            "longpoll_session_timeout_seconds": 2.0,
         },
     )
 
 
-async def _fixture(running: RunningServer, path: Path, settings: Settings) -> dict[str, Any]:
+async def _fixture(
+    running: RunningServer, path: Path, settings: Settings, transport: str
+) -> dict[str, Any]:
     context = running.context
     users: list[dict[str, Any]] = []
     for index, role in enumerate(("registered",) * 4 + ("admin", "registered")):
@@ -81,17 +99,18 @@ async def _fixture(running: RunningServer, path: Path, settings: Settings) -> di
         "users_1815": [{"id": erin["id"], "token": erin["token"]}],
         "allowed_origin": f"http://localhost:{port}",
         "disallowed_origin": "http://evil.example",
+        "transport": "longpoll" if transport == "longpoll" else "websocket",
     }
     await trio.Path(path).write_text(json.dumps(data, indent=2))
     return data
 
 
 async def test_phoenix_js_conformance_suite(
-    settings: Settings, nursery: trio.Nursery, tmp_path: Path
+    transport: str, settings: Settings, nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     running: RunningServer = await nursery.start(partial(serve, settings, handle_signals=False))
     fixture_path = tmp_path / "fixture.json"
-    data = await _fixture(running, fixture_path, settings)
+    data = await _fixture(running, fixture_path, settings, transport)
     assert NODE is not None
     env = {
         **os.environ,
@@ -110,6 +129,14 @@ async def test_phoenix_js_conformance_suite(
     report = result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
     assert result.returncode == 0, report[-20_000:]
     assert "# fail 0" in report, report[-20_000:]
-    # Every test ran: none was skipped for a missing fixture field or server setting.
-    assert "# skipped 0" in report, report[-20_000:]
+    # Every test ran: none was skipped for a missing fixture field or server setting; over long
+    # polling only the WebSocket-only tests were, each with its reason.
+    skipped = report.count(LONGPOLL_SKIP) if transport == "longpoll" else 0
+    assert f"# skipped {skipped}" in report, report[-20_000:]
+    assert (skipped > 0) == (transport == "longpoll"), report[-20_000:]
+    counters = running.context.sockets.counters
+    if transport == "longpoll":  # every session of the run was a long-poll one
+        assert counters["connections_opened"] == counters["longpoll_opened"], counters
+    else:  # only 41_longpoll.test.mjs's sessions were
+        assert 0 < counters["longpoll_opened"] < counters["connections_opened"], counters
     print(report[-600:])

@@ -23,11 +23,15 @@ from parley.api.openapi import blueprint as openapi_blueprint
 from parley.api.pages import blueprint as pages_blueprint
 from parley.api.socket.core.transport import Authorize
 from parley.api.socket.transports.asgi import install as install_socket
+from parley.api.socket.transports.longpoll import LongPollTransport
+from parley.api.socket.transports.longpoll import install as install_longpoll
 from parley.api.tokens import blueprint as tokens_blueprint
 from parley.api.users import blueprint as users_blueprint
 
 
-def create_app(context: AppContext, authorize_socket: Authorize) -> QuartTrio:
+def create_app(
+    context: AppContext, authorize_socket: Authorize, longpoll: LongPollTransport
+) -> QuartTrio:
     """The app over the running system's parts; its socket path (the portable ASGI transport)
     asks `authorize_socket` about each upgrade."""
     app = QuartTrio("parley")
@@ -64,6 +68,8 @@ def create_app(context: AppContext, authorize_socket: Authorize) -> QuartTrio:
         audit_blueprint,
     ):
         app.register_blueprint(blueprint)
-    # The socket at settings.socket.path, in front of the app's routes (the ASGI transport).
+    # The socket at settings.socket.path, in front of the app's routes (the ASGI transport), and
+    # over long polling at its sibling path (transports.longpoll).
     install_socket(app, context.sockets, authorize_socket)
+    install_longpoll(app, longpoll)
     return app
