@@ -1,4 +1,5 @@
-# Parley: `make serve` and `make test` do all set-up themselves (Python 3.11+ and make are enough).
+# Parley: `make serve` and `make test` do all set-up themselves (Python 3.11+ and make; the tests and
+# benchmarks also need Node.js 18+ with npm, for the official phoenix client).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -16,7 +17,13 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --quiet --python $(BIN)/python
 	touch $@
 
+NEED_NODE = @command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { \
+	echo "This needs Node.js 18+ with npm (the suites drive Parley with the official phoenix"; \
+	echo "client). Install them (Debian/Ubuntu: apt-get install nodejs npm) and run make again."; \
+	exit 2; }
+
 $(NODE_STAMP): tests/conformance/package.json tests/conformance/package-lock.json
+	$(NEED_NODE)
 	cd tests/conformance && npm ci --silent --no-audit --no-fund
 	touch $@
 
@@ -47,6 +54,7 @@ lint: $(STAMP)
 .PHONY: bench
 BENCH_NODE_STAMP := bench/node/node_modules/.installed
 $(BENCH_NODE_STAMP): bench/node/package.json bench/node/package-lock.json
+	$(NEED_NODE)
 	cd bench/node && npm ci --silent --no-audit --no-fund
 	touch $@
 
