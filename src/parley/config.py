@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 Environment = Literal["dev", "test", "prod"]
-WriterDriver = Literal["trio", "asyncpg"]
+WriterDriver = Literal["trio", "asyncpg", "libpq"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "config" / "parley.toml"

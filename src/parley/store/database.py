@@ -21,6 +21,7 @@ from typing import Any, TypeAlias, TypeVar
 import asyncpg
 import trio
 
+from parley.store import pg
 from parley.store.bridge import AsyncioBridge, PendingCall
 from parley.store.migrate import apply_migrations
 from parley.store.wire import WireConnection
@@ -94,6 +95,23 @@ class Database:
             return await WireConnection.connect(
                 self._dsn, application_name=application_name, time_zone=SESSION_TIME_ZONE
             )
+
+    async def connect_own(self, application_name: str) -> pg.PgConnection:
+        """A connection of its own, driven from the trio thread (`store.pg`, libpq), to the
+        pool's database as the pool's user, in the session time zone `SESSION_TIME_ZONE`.
+
+        Unless the DSN (or `PGTARGETSESSIONATTRS`) says otherwise, it goes to a host that takes
+        writes (`target_session_attrs=read-write`): of a primary and its standbys, the primary.
+        """
+        return await pg.connect(
+            self._dsn,
+            connect_timeout=self._connect_timeout,
+            defaults={
+                "fallback_application_name": application_name,
+                "target_session_attrs": "read-write",
+            },
+            session={"TimeZone": SESSION_TIME_ZONE},
+        )
 
     async def connect(self) -> None:
         """Start the bridge thread and open the pool (raises if PostgreSQL is unreachable)."""

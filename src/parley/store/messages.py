@@ -15,6 +15,7 @@ import trio
 
 from parley.config import WriterDriver
 from parley.store.database import Database, Record
+from parley.store.pg import PgClosed, PgConnection, PgError
 from parley.store.wire import WireBroken, WireConnection, WireError, WireUnsupported
 
 log = logging.getLogger(__name__)
@@ -315,7 +316,9 @@ class BatchInserter:
     def __init__(self, database: Database, *, driver: WriterDriver) -> None:
         self._db = database
         self._use_pool = driver == "asyncpg"
+        self._use_libpq = driver == "libpq"
         self._connection: WireConnection | None = None
+        self._own: PgConnection | None = None
 
     async def __aenter__(self) -> BatchInserter:
         return self
@@ -328,12 +331,26 @@ class BatchInserter:
         if connection is not None:
             with trio.CancelScope(shield=True):
                 await connection.aclose()
+        own, self._own = self._own, None
+        if own is not None:
+            own.close()
 
     async def start(self, batch: list[NewMessage]) -> PendingInsert:
         """Send `batch` now; raises `RejectedMessages` for data no statement could carry, or the
         connection's error if it could not be sent."""
         unique, slots = _fold_repeats(batch)
         parameter = _batch_parameter(unique)
+        if self._use_libpq:
+            own = await self._own_connection()
+            try:
+                await own.send_prepared(_INSERT_STATEMENT_NAME, [parameter])
+            except PgClosed as exc:
+                # Closed while idle (a restart, a failover, a terminated backend): nothing of
+                # the batch was sent, so it goes to a new connection.
+                log.info("the writer's connection had closed (%s); opening another", exc)
+                own = await self._own_connection()
+                await own.send_prepared(_INSERT_STATEMENT_NAME, [parameter])
+            return _OwnInsert(own, unique, slots, self._db.command_timeout)
         if not self._use_pool:
             connection = await self._wire()
             if connection is not None:
@@ -370,6 +387,23 @@ class BatchInserter:
                 await connection.aclose()
             raise
         self._connection = connection
+        return connection
+
+    async def _own_connection(self) -> PgConnection:
+        """The writer's connection, opened (and the statement prepared) if it has none that
+        works."""
+        connection = self._own
+        if connection is not None and connection.usable:
+            return connection
+        self._own = None
+        connection = await self._db.connect_own("parley-writer")
+        try:
+            await connection.prepare(_INSERT_STATEMENT_NAME, _INSERT_BATCH)
+        except BaseException:
+            connection.close()
+            raise
+        log.info("the message writer is connected to %s:%d", connection.host, connection.port)
+        self._own = connection
         return connection
 
     async def _discard(self, connection: WireConnection) -> None:
@@ -421,3 +455,32 @@ class _WireInsert:
                     waited.cancel()
             if waited.cancelled_caught:
                 await self._inserter._discard(connection)
+
+
+class _OwnInsert:
+    """A batch sent on the writer's own connection."""
+
+    def __init__(
+        self,
+        connection: PgConnection,
+        unique: list[NewMessage],
+        slots: list[tuple[int, bool]],
+        timeout: float,
+    ) -> None:
+        self._connection = connection
+        self._unique = unique
+        self._slots = slots
+        self._timeout = timeout
+
+    async def result(self) -> list[Written]:
+        """The rows. A caller cancelled (or out of `command_timeout`) first has the statement
+        cancelled and waits for the server to confirm (`PgConnection`), so nothing of the batch
+        is written afterwards."""
+        try:
+            with trio.fail_after(self._timeout):
+                rows = await self._connection.result()
+        except PgError as exc:
+            if exc.sqlstate.startswith(("22", "23")):
+                raise RejectedMessages(str(exc)) from exc
+            raise
+        return _written_from(rows[0][0] if rows else None, self._unique, self._slots)
