@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from parley.actors.writer import MessageWriter, WriteBatch, WriteFailed
-from parley.config import WriterDriver, WriterSettings
+from parley.config import WriterSettings
 from parley.store import Database, pg
 from parley.store.conversations import ConversationStore
 from parley.store.database import Connection
@@ -28,16 +28,9 @@ async def database(database_url: str) -> AsyncIterator[Database]:
         await database.close()
 
 
-@pytest.fixture(params=["trio", "asyncpg", "libpq"])
-def driver(request: pytest.FixtureRequest) -> WriterDriver:
-    """The writer's two ways to PostgreSQL run the same statement; both are tested."""
-    value: WriterDriver = request.param
-    return value
-
-
 @pytest.fixture
-async def inserter(database: Database, driver: WriterDriver) -> AsyncIterator[BatchInserter]:
-    async with MessageStore(database).batch_inserter(driver=driver) as inserter:
+async def inserter(database: Database) -> AsyncIterator[BatchInserter]:
+    async with MessageStore(database).batch_inserter() as inserter:
         yield inserter
 
 
@@ -169,17 +162,17 @@ async def test_the_database_refuses_a_client_id_or_body_the_message_rules_refuse
 
 
 async def test_a_cancelled_batch_writes_nothing_and_leaves_its_connection_usable(
-    database_url: str, driver: WriterDriver
+    database_url: str,
 ) -> None:
-    # One pooled connection (and the "trio" driver has one of its own), so the insert after the
-    # cancellation reuses the cancelled one.
+    # The writer's connection is its own, so the insert after the cancellation reuses the
+    # cancelled one.
     database = Database(database_url, min_size=1, max_size=1, command_timeout=30)
     other = Database(database_url, min_size=1, max_size=1, command_timeout=30)
     await database.connect()
     await other.connect()
     try:
         _, messages, alice, _, one = await alice_and_bob(database)
-        inserter = messages.batch_inserter(driver=driver)
+        inserter = messages.batch_inserter()
 
         async def hold_the_conversation(conn: Connection) -> None:
             await conn.execute("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", one)
@@ -237,7 +230,7 @@ async def test_a_backend_killed_mid_batch_fails_the_batch_and_the_resend_stores_
     with trio.fail_after(120):
         async with trio.open_nursery() as nursery:
             writer: MessageWriter = await nursery.start(
-                MessageWriter(messages, WriterSettings(driver="libpq")).run
+                MessageWriter(messages, WriterSettings()).run
             )
             await writer.write([NewMessage(one, alice, "first", "c1")])
             # The batch waits on the conversation's row lock, mid-statement, when its backend
@@ -277,7 +270,7 @@ async def test_a_backend_killed_between_batches_costs_no_batch(
     with trio.fail_after(120):
         async with trio.open_nursery() as nursery:
             writer: MessageWriter = await nursery.start(
-                MessageWriter(messages, WriterSettings(driver="libpq")).run
+                MessageWriter(messages, WriterSettings()).run
             )
             await writer.write([NewMessage(one, alice, "before", None)])
             pid = await writer_backend(database_url, waiting_on_a_lock=False)

@@ -130,7 +130,7 @@ async def test_the_writer_stores_a_batch_through_a_multi_host_dsn(cluster: Clust
         bob = await users.create(email="b@example.com", username="bob", password_hash="x")
         direct, _ = await ConversationStore(setup).open_direct(alice.id, bob.id)
         writer_db = Database(both(standby, primary), min_size=1, max_size=1, command_timeout=30)
-        async with MessageStore(writer_db).batch_inserter(driver="libpq") as inserter:
+        async with MessageStore(writer_db).batch_inserter() as inserter:
             pending = await inserter.start([NewMessage(direct.id, alice.id, "hi", "c1")])
             (written,) = await pending.result()
         assert (written.message.seq, written.duplicate) == (1, False)
@@ -191,7 +191,7 @@ async def test_the_writer_stores_a_batch_over_tls(cluster: Cluster, tls: Certifi
         ]
         direct, _ = await ConversationStore(setup).open_direct(carol.id, dave.id)
         writer_db = Database(dsn, min_size=1, max_size=1, command_timeout=30)
-        async with MessageStore(writer_db).batch_inserter(driver="libpq") as inserter:
+        async with MessageStore(writer_db).batch_inserter() as inserter:
             pending = await inserter.start([NewMessage(direct.id, carol.id, "over TLS", None)])
             (written,) = await pending.result()
             ssl = await setup.fetchval(

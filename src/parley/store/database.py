@@ -19,12 +19,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
-import trio
 
 from parley.store import pg
 from parley.store.bridge import AsyncioBridge, PendingCall
 from parley.store.migrate import apply_migrations
-from parley.store.wire import WireConnection
 
 T = TypeVar("T")
 
@@ -86,15 +84,6 @@ class Database:
     @property
     def command_timeout(self) -> float:
         return self._command_timeout
-
-    async def open_wire(self, application_name: str) -> WireConnection:
-        """A connection of its own on the trio thread (`store.wire`), to the pool's database as
-        the pool's user, in the session time zone `SESSION_TIME_ZONE`; raises `WireUnsupported`
-        if the DSN asks for what that client does not speak."""
-        with trio.fail_after(self._connect_timeout):
-            return await WireConnection.connect(
-                self._dsn, application_name=application_name, time_zone=SESSION_TIME_ZONE
-            )
 
     async def connect_own(self, application_name: str) -> pg.PgConnection:
         """A connection of its own, driven from the trio thread (`store.pg`, libpq), to the
