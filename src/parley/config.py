@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 Environment = Literal["dev", "test", "prod"]
-WriterDriver = Literal["trio", "asyncpg"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "config" / "parley.toml"
@@ -171,10 +170,6 @@ class SupervisionSettings:
 
 @dataclass(frozen=True)
 class WriterSettings:
-    driver: WriterDriver = "trio"
-    """How the writer reaches PostgreSQL: "trio", a connection of its own that it drives from the
-    trio thread; "asyncpg", the pool on the database thread, which under socket load waits for the
-    GIL (measured, `docs/fast_path.md`). Either way the same statement, one batch in flight."""
     mailbox: int = 8192
     batch_max_rows: int = 500
     batch_max_wait_ms: float = 0.0

@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from parley.actors.writer import MessageWriter, WriteBatch, WriteFailed
-from parley.config import WriterDriver, WriterSettings
+from parley.config import WriterSettings
 from parley.store.messages import (
     BatchInserter,
     Message,
@@ -38,7 +38,7 @@ class ScriptedStore(MessageStore):
         self.failures: list[Exception] = []
         self._seq = 0
 
-    def batch_inserter(self, *, driver: WriterDriver = "trio") -> BatchInserter:
+    def batch_inserter(self) -> BatchInserter:
         return ScriptedInserter(self)
 
     async def commit(self, batch: list[NewMessage], *, first: bool) -> list[Written]:

@@ -540,26 +540,18 @@ async def test_a_post_the_session_does_not_take_within_the_window_gets_408(
     cid = await realtime.group(user, other)
     client = client_for(http, user)
     await client.open()
-    wire = await realtime.context.database.open_wire("test-lock")
+    locker = await realtime.context.database.connect_own("test-lock")
     try:
-        for name, query in (
-            ("begin", "BEGIN"),
-            ("lock", "LOCK TABLE members IN ACCESS EXCLUSIVE MODE"),
-            ("rollback", "ROLLBACK"),
-        ):
-            await wire.prepare(name, query)
-        for name in ("begin", "lock"):
-            await wire.send_execute(name, [])
-            await wire.read_rows()
+        await locker.execute("BEGIN")
+        await locker.execute("LOCK TABLE members IN ACCESS EXCLUSIVE MODE")
         join = ["1", "1", f"conversation:{cid}", "phx_join", {}]
         assert await client.post(join) == {"status": 200}
         heartbeats: list[Any] = [[None, f"h{n}", "phoenix", "heartbeat", {}] for n in range(3)]
         assert await client.post(*heartbeats) == {"status": 408}
         assert realtime.hub.counters["longpoll_post_timeouts"] == 1
-        await wire.send_execute("rollback", [])
-        await wire.read_rows()
+        await locker.execute("ROLLBACK")
     finally:
-        await wire.aclose()
+        locker.close()
     # Once the session moves on it takes what was posted, as Phoenix's does after a 408.
     joined = await client.until(lambda f: f[1] == "1")
     assert joined[4]["status"] == "ok"

@@ -10,8 +10,9 @@ from datetime import UTC
 import pytest
 import trio
 
-from parley.config import WriterDriver
-from parley.store import Database
+from parley.actors.writer import MessageWriter, WriteBatch, WriteFailed
+from parley.config import WriterSettings
+from parley.store import Database, pg
 from parley.store.conversations import ConversationStore
 from parley.store.database import Connection
 from parley.store.messages import BatchInserter, MessageStore, NewMessage, RejectedMessages, Written
@@ -28,16 +29,9 @@ async def database(database_url: str) -> AsyncIterator[Database]:
         await database.close()
 
 
-@pytest.fixture(params=["trio", "asyncpg"])
-def driver(request: pytest.FixtureRequest) -> WriterDriver:
-    """The writer's two ways to PostgreSQL run the same statement; both are tested."""
-    value: WriterDriver = request.param
-    return value
-
-
 @pytest.fixture
-async def inserter(database: Database, driver: WriterDriver) -> AsyncIterator[BatchInserter]:
-    async with MessageStore(database).batch_inserter(driver=driver) as inserter:
+async def inserter(database: Database) -> AsyncIterator[BatchInserter]:
+    async with MessageStore(database).batch_inserter() as inserter:
         yield inserter
 
 
@@ -180,10 +174,10 @@ BACKEND_WAITS_ON_A_LOCK = (
 
 
 async def test_a_cancelled_batch_writes_nothing_and_leaves_its_connection_usable(
-    database_url: str, driver: WriterDriver
+    database_url: str,
 ) -> None:
-    # One pooled connection (and the "trio" driver has one of its own), so the insert after the
-    # cancellation reuses the cancelled one.
+    # The writer's connection is its own, so the insert after the cancellation reuses the
+    # cancelled one.
     database = Database(database_url, min_size=1, max_size=1, command_timeout=30)
     other = Database(database_url, min_size=1, max_size=1, command_timeout=30)
     watcher = Database(database_url, min_size=1, max_size=1, command_timeout=30)
@@ -192,7 +186,7 @@ async def test_a_cancelled_batch_writes_nothing_and_leaves_its_connection_usable
     await watcher.connect()
     try:
         _, messages, alice, _, one = await alice_and_bob(database)
-        inserter = messages.batch_inserter(driver=driver)
+        inserter = messages.batch_inserter()
         release = asyncio.Event()  # set on `other`'s event loop, where the holder waits
 
         async def hold_the_conversation(conn: Connection) -> None:
@@ -230,3 +224,91 @@ async def test_a_cancelled_batch_writes_nothing_and_leaves_its_connection_usable
         await watcher.close()
         await other.close()
         await database.close()
+
+
+# -- the writer's own connection, its backend terminated ------------------------------------
+
+
+async def writer_backend(database_url: str, *, waiting_on_a_lock: bool) -> int | None:
+    """The pid of the writer's backend (if it is waiting on a lock, when asked)."""
+    async with await pg.connect(database_url, connect_timeout=10) as admin:
+        rows = await admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'parley-writer'"
+            " AND datname = current_database() AND ($1::bool IS FALSE OR wait_event_type = 'Lock')",
+            [b"t" if waiting_on_a_lock else b"f"],
+        )
+        return int(rows[0][0] or b"0") if rows else None
+
+
+async def terminate(database_url: str, pid: int) -> None:
+    """Terminate backend `pid` and wait until it has gone (said goodbye to its client)."""
+    async with await pg.connect(database_url, connect_timeout=10) as admin:
+        await admin.execute("SELECT pg_terminate_backend($1::int)", [str(pid).encode()])
+        while True:
+            gone = await admin.execute(
+                "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1::int)",
+                [str(pid).encode()],
+            )
+            if gone == [(b"t",)]:
+                return
+            await trio.sleep(0.01)
+
+
+async def test_a_backend_killed_mid_batch_fails_the_batch_and_the_resend_stores_it_once(
+    database: Database, database_url: str
+) -> None:
+    _, messages, alice, bob, one = await alice_and_bob(database)
+    batch = [NewMessage(one, alice, "second", "c2"), NewMessage(one, bob, "third", "c3")]
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            writer: MessageWriter = await nursery.start(
+                MessageWriter(messages, WriterSettings()).run
+            )
+            await writer.write([NewMessage(one, alice, "first", "c1")])
+            # The batch waits on the conversation's row lock, mid-statement, when its backend
+            # is terminated.
+            async with await pg.connect(database_url, connect_timeout=10) as holder:
+                await holder.execute("BEGIN")
+                await holder.execute(
+                    "SELECT 1 FROM conversations WHERE id = $1::uuid FOR UPDATE",
+                    [str(one).encode()],
+                )
+                request = WriteBatch(list(batch))
+                await writer.submit(request)
+                while True:
+                    pid = await writer_backend(database_url, waiting_on_a_lock=True)
+                    if pid is not None:
+                        break
+                    await trio.sleep(0.01)
+                await terminate(database_url, pid)
+                assert isinstance(await request.outcome(), WriteFailed)
+                await holder.execute("ROLLBACK")
+            assert [m.body for m in await messages.after(one, after_seq=0, limit=10)] == ["first"]
+            # The clients resend (same client_ids): stored once, on a new connection, in order.
+            resent = await writer.write(list(batch))
+            assert [(w.message.seq, w.duplicate) for w in resent] == [(2, False), (3, False)]
+            again = await writer.write(list(batch))
+            assert [(w.message.seq, w.duplicate) for w in again] == [(2, True), (3, True)]
+            nursery.cancel_scope.cancel()
+    stored = await messages.after(one, after_seq=0, limit=10)
+    assert [(m.seq, m.body) for m in stored] == [(1, "first"), (2, "second"), (3, "third")]
+
+
+async def test_a_backend_killed_between_batches_costs_no_batch(
+    database: Database, database_url: str
+) -> None:
+    _, messages, alice, _, one = await alice_and_bob(database)
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            writer: MessageWriter = await nursery.start(
+                MessageWriter(messages, WriterSettings()).run
+            )
+            await writer.write([NewMessage(one, alice, "before", None)])
+            pid = await writer_backend(database_url, waiting_on_a_lock=False)
+            assert pid is not None
+            await terminate(database_url, pid)
+            # Nothing of this batch reached the closed connection: it goes to a new one.
+            (after,) = await writer.write([NewMessage(one, alice, "after", None)])
+            assert after.message.seq == 2
+            assert await writer_backend(database_url, waiting_on_a_lock=False) not in (None, pid)
+            nursery.cancel_scope.cancel()

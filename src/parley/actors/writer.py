@@ -189,7 +189,7 @@ class MessageWriter:
         self._running = True
         task_status.started(self)
         try:
-            async with self._store.batch_inserter(driver=self._settings.driver) as inserter:
+            async with self._store.batch_inserter() as inserter:
                 while True:
                     requests = await self._next_group()
                     commit: _Commit | None = await self._start_commit(inserter, requests)

@@ -19,11 +19,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
-import trio
 
+from parley.store import pg
 from parley.store.bridge import AsyncioBridge, PendingCall
 from parley.store.migrate import apply_migrations
-from parley.store.wire import WireConnection
 
 T = TypeVar("T")
 
@@ -86,14 +85,22 @@ class Database:
     def command_timeout(self) -> float:
         return self._command_timeout
 
-    async def open_wire(self, application_name: str) -> WireConnection:
-        """A connection of its own on the trio thread (`store.wire`), to the pool's database as
-        the pool's user, in the session time zone `SESSION_TIME_ZONE`; raises `WireUnsupported`
-        if the DSN asks for what that client does not speak."""
-        with trio.fail_after(self._connect_timeout):
-            return await WireConnection.connect(
-                self._dsn, application_name=application_name, time_zone=SESSION_TIME_ZONE
-            )
+    async def connect_own(self, application_name: str) -> pg.PgConnection:
+        """A connection of its own, driven from the trio thread (`store.pg`, libpq), to the
+        pool's database as the pool's user, in the session time zone `SESSION_TIME_ZONE`.
+
+        Unless the DSN (or `PGTARGETSESSIONATTRS`) says otherwise, it goes to a host that takes
+        writes (`target_session_attrs=read-write`): of a primary and its standbys, the primary.
+        """
+        return await pg.connect(
+            self._dsn,
+            connect_timeout=self._connect_timeout,
+            defaults={
+                "fallback_application_name": application_name,
+                "target_session_attrs": "read-write",
+            },
+            session={"TimeZone": SESSION_TIME_ZONE},
+        )
 
     async def connect(self) -> None:
         """Start the bridge thread and open the pool (raises if PostgreSQL is unreachable)."""

@@ -9,19 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-import asyncpg
 import orjson
 import trio
 
-from parley.config import WriterDriver
 from parley.store.database import Database, Record
-from parley.store.wire import WireBroken, WireConnection, WireError, WireUnsupported
+from parley.store.pg import PgClosed, PgConnection, PgError
 
 log = logging.getLogger(__name__)
-
-_CANCEL_GRACE_SECONDS = 5.0
-"""How long a cancelled batch waits for the server to confirm the cancellation before the
-connection is dropped instead (the bridge's own `cancel_grace_seconds` for the pool path)."""
 
 
 @dataclass(frozen=True)
@@ -219,9 +213,9 @@ class MessageStore:
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    def batch_inserter(self, *, driver: WriterDriver = "trio") -> BatchInserter:
+    def batch_inserter(self) -> BatchInserter:
         """The writer's way to insert batches (`BatchInserter`); use it with `async with`."""
-        return BatchInserter(self._db, driver=driver)
+        return BatchInserter(self._db)
 
     async def before(
         self, conversation_id: uuid.UUID, *, limit: int, before_seq: int | None
@@ -306,16 +300,15 @@ class BatchInserter:
     """Sends batches to `_INSERT_BATCH` one at a time: `start` sends one, `result()` on what it
     returns waits for its rows. It holds no more than one statement in flight.
 
-    With the "trio" driver it keeps a connection of its own, opened at the first batch and again
-    after one failed, and speaks to PostgreSQL on the trio thread: the writer then never waits for
-    the bridge's thread to win the GIL from the sockets (`store.wire`). If the DSN asks for what
-    that client does not speak, it says so in the log and uses the pool.
+    It keeps a connection of its own (`Database.connect_own`, libpq), opened at the first batch
+    and again after one failed, and drives it from the trio thread: the writer then never waits
+    for the bridge's thread to win the GIL from the sockets (docs/architecture.md, "The writer's
+    own connection").
     """
 
-    def __init__(self, database: Database, *, driver: WriterDriver) -> None:
+    def __init__(self, database: Database) -> None:
         self._db = database
-        self._use_pool = driver == "asyncpg"
-        self._connection: WireConnection | None = None
+        self._connection: PgConnection | None = None
 
     async def __aenter__(self) -> BatchInserter:
         return self
@@ -326,98 +319,66 @@ class BatchInserter:
     async def aclose(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
-            with trio.CancelScope(shield=True):
-                await connection.aclose()
+            connection.close()
 
     async def start(self, batch: list[NewMessage]) -> PendingInsert:
         """Send `batch` now; raises `RejectedMessages` for data no statement could carry, or the
         connection's error if it could not be sent."""
         unique, slots = _fold_repeats(batch)
         parameter = _batch_parameter(unique)
-        if not self._use_pool:
-            connection = await self._wire()
-            if connection is not None:
-                await connection.send_execute(_INSERT_STATEMENT_NAME, [parameter])
-                return _WireInsert(self, connection, unique, slots)
+        connection = await self._open()
+        try:
+            await connection.send_prepared(_INSERT_STATEMENT_NAME, [parameter])
+        except PgClosed as exc:
+            # Closed while idle (a restart, a failover, a terminated backend): nothing of the
+            # batch was sent, so it goes to a new connection.
+            log.info("the message writer's connection had closed (%s); opening another", exc)
+            connection = await self._open()
+            await connection.send_prepared(_INSERT_STATEMENT_NAME, [parameter])
+        return _Insert(connection, unique, slots, self._db.command_timeout)
 
-        async def run(pool: asyncpg.Pool) -> list[Written]:
-            try:
-                async with pool.acquire() as conn:
-                    answer = await conn.fetchval(_INSERT_BATCH, parameter.decode())
-            except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as exc:
-                raise RejectedMessages(str(exc)) from exc
-            return _written_from(answer, unique, slots)
-
-        return self._db.submit(run)
-
-    async def _wire(self) -> WireConnection | None:
+    async def _open(self) -> PgConnection:
         """The writer's connection, opened (and the statement prepared) if it has none that
-        works; None once the DSN turned out to need the pool."""
+        works."""
         connection = self._connection
         if connection is not None and connection.usable:
             return connection
-        await self.aclose()
-        try:
-            connection = await self._db.open_wire("parley-writer")
-        except WireUnsupported as exc:
-            log.warning("the message writer uses the pool: its own client does not speak %s", exc)
-            self._use_pool = True
-            return None
+        self._connection = None
+        connection = await self._db.connect_own("parley-writer")
         try:
             await connection.prepare(_INSERT_STATEMENT_NAME, _INSERT_BATCH)
         except BaseException:
-            with trio.CancelScope(shield=True):
-                await connection.aclose()
+            connection.close()
             raise
+        log.info("the message writer is connected to %s:%d", connection.host, connection.port)
         self._connection = connection
         return connection
 
-    async def _discard(self, connection: WireConnection) -> None:
-        if self._connection is connection:
-            await self.aclose()
 
-
-class _WireInsert:
-    """A batch sent on the writer's own connection."""
+class _Insert:
+    """A batch sent on the writer's connection."""
 
     def __init__(
         self,
-        inserter: BatchInserter,
-        connection: WireConnection,
+        connection: PgConnection,
         unique: list[NewMessage],
         slots: list[tuple[int, bool]],
+        timeout: float,
     ) -> None:
-        self._inserter = inserter
         self._connection = connection
         self._unique = unique
         self._slots = slots
+        self._timeout = timeout
 
     async def result(self) -> list[Written]:
-        """The rows; a caller cancelled (or out of `command_timeout`) first cancels the statement
-        and waits for the server to confirm, so nothing of the batch is written afterwards."""
-        connection = self._connection
+        """The rows. A caller cancelled (or out of `command_timeout`) first has the statement
+        cancelled and waits for the server to confirm (`PgConnection`), so nothing of the batch
+        is written afterwards."""
         try:
-            with trio.fail_after(self._inserter._db.command_timeout):
-                rows = await connection.read_rows()
-        except WireError as exc:
+            with trio.fail_after(self._timeout):
+                rows = await self._connection.result()
+        except PgError as exc:
             if exc.sqlstate.startswith(("22", "23")):
                 raise RejectedMessages(str(exc)) from exc
             raise
-        except (trio.Cancelled, trio.TooSlowError):
-            await self._cancel()
-            raise
-        except WireBroken:
-            await self._inserter._discard(connection)
-            raise
         return _written_from(rows[0][0] if rows else None, self._unique, self._slots)
-
-    async def _cancel(self) -> None:
-        connection = self._connection
-        with trio.CancelScope(shield=True):
-            with trio.move_on_after(_CANCEL_GRACE_SECONDS) as waited:
-                try:
-                    await connection.cancel()
-                except (WireBroken, OSError):
-                    waited.cancel()
-            if waited.cancelled_caught:
-                await self._inserter._discard(connection)
