@@ -25,8 +25,8 @@ from parley.config import ConfigError, Settings, load_settings, with_jwt_secret
 log = logging.getLogger("parley")
 
 QUIET_LIBRARIES = ("pgserver", "hypercorn.error")
-"""pgserver logs every initdb and pg_ctl transcript at INFO; Hypercorn's INFO is its "Running on"
-line, which `parley.service` says as well."""
+"""pgserver logs its choice of socket directory at INFO at every start; Hypercorn's INFO is its
+"Running on" line, which `parley.service` says as well."""
 
 
 def main(argv: Sequence[str] | None = None) -> None:

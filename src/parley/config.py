@@ -105,6 +105,9 @@ class DatabaseSettings:
     pool_max_size: int = 8
     command_timeout_seconds: float = 30.0
     connect_timeout_seconds: float = 10.0
+    embedded_start_seconds: float = 60.0
+    """How long initdb, and then `pg_ctl start`, may each take before the embedded PostgreSQL's
+    start counts as failed (a loaded machine is slow at both)."""
     embedded_stop_seconds: float = 10.0
     """How long the embedded PostgreSQL gets for its fast shutdown before it is killed (the kill
     gets as long again). It bounds the last step of Parley's shutdown."""
@@ -484,6 +487,10 @@ def _validate(settings: Settings) -> None:
         ),
         (settings.server.shutdown_grace_seconds > 0, "server.shutdown_grace_seconds: must be > 0"),
         (settings.server.listen_backlog >= 1, "server.listen_backlog: must be >= 1"),
+        (
+            settings.database.embedded_start_seconds > 0,
+            "database.embedded_start_seconds: must be > 0",
+        ),
         (
             settings.database.embedded_stop_seconds > 0,
             "database.embedded_stop_seconds: must be > 0",

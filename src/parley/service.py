@@ -36,7 +36,7 @@ from parley.api.socket.transports.fast_path import FastPathSocket
 from parley.api.socket.transports.longpoll import LongPollTransport
 from parley.config import Settings
 from parley.store import Database
-from parley.store.embedded import start_embedded, stop_embedded
+from parley.store.embedded import EmbeddedStartError, start_embedded, stop_embedded
 from parley.store.listings import ListingStore
 from parley.supervision import ChildSpec, Restart
 
@@ -65,7 +65,12 @@ async def database_url(settings: Settings) -> AsyncIterator[str]:
     log.info("starting embedded PostgreSQL in %s", pgdata)
     # Not abandoned on cancellation (to_thread's default): the handle is needed to stop it.
     dsn, server = await trio.to_thread.run_sync(
-        partial(start_embedded, pgdata, stop_timeout=settings.database.embedded_stop_seconds)
+        partial(
+            start_embedded,
+            pgdata,
+            start_timeout=settings.database.embedded_start_seconds,
+            stop_timeout=settings.database.embedded_stop_seconds,
+        )
     )
     try:
         yield dsn
@@ -136,7 +141,13 @@ async def serve(
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signals, signals, stop)
-            await _serve(settings, http_server, stop, task_status)
+            try:
+                await _serve(settings, http_server, stop, task_status)
+            except EmbeddedStartError as exc:
+                if not stop.is_set():
+                    raise
+                # Asked to stop anyway; the failed start left nothing running (start_embedded).
+                log.warning("embedded PostgreSQL did not start, and a stop was asked for: %s", exc)
             nursery.cancel_scope.cancel()
         log.info("Parley stopped")
 

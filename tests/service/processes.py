@@ -98,6 +98,27 @@ def postmasters(pgdata: Path) -> list[psutil.Process]:
     return [process for process in processes if process.info["ppid"] not in pids]
 
 
+def initdb_in_single_user_mode(parent: psutil.Process) -> psutil.Process:
+    """`parent`'s initdb, once it runs postgres in single-user mode (its longest step, seconds).
+
+    That postgres unblocks SIGINT and SIGTERM itself, whatever mask it inherited.
+    """
+    found: list[psutil.Process] = []
+
+    def running() -> bool:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            found[:] = [
+                process
+                for process in parent.children(recursive=True)
+                if process.name() == "initdb"
+                and any("--single" in child.cmdline() for child in process.children(recursive=True))
+            ]
+        return bool(found)
+
+    wait_for(running, STARTUP_SECONDS, "initdb runs postgres in single-user mode")
+    return found[0]
+
+
 def serve_environment(data_dir: Path, port: int) -> dict[str, str]:
     """The caller's environment without Parley's settings, an outer make's or a DATABASE_URL."""
     dropped = {"DATABASE_URL", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"}
@@ -133,7 +154,8 @@ class MakeServe:
         return self.log_path.read_text(errors="replace")
 
     def members(self) -> list[psutil.Process]:
-        """Live processes of the group: make and Parley (postgres runs in a session of its own)."""
+        """Live processes of the group: make and Parley (initdb, pg_ctl and postgres run in
+        sessions of their own)."""
         found = []
         for process in psutil.process_iter():
             try:

@@ -1,10 +1,12 @@
-"""`make serve` never leaves PostgreSQL behind: repeated signals, and a `kill -9` of Parley.
+"""`make serve` never leaves PostgreSQL behind: repeated signals, signals during the first start,
+and a `kill -9` of Parley.
 
 The process group of `make serve` gets each signal twice: make passes SIGTERM on to Parley, which
 got it from the group already. A second one during shutdown used to end Parley with the signal's
 default action, before it stopped the embedded server. A Parley killed with SIGKILL leaves its
 postgres running (pg_ctl starts it in a session of its own). The next `make serve` on that data
-dir must take the orphan over, and must still stop PostgreSQL at its end.
+dir must take the orphan over, and must still stop PostgreSQL at its end. A signal during the
+first start, while initdb runs, must reach Parley alone: it once killed initdb's postgres.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ import pytest
 
 from tests.service.processes import (
     SHUTDOWN_SECONDS,
-    STARTUP_SECONDS,
     MakeServe,
     free_port,
+    initdb_in_single_user_mode,
     postgres_processes,
     postmasters,
     scratch_directory,
@@ -72,6 +74,7 @@ def stopped_cleanly(serve: MakeServe, data_dir: Path) -> None:
     log = serve.log()
     assert "Parley stopped" in log, log
     assert "embedded PostgreSQL stopped" in log, log
+    assert "Traceback" not in log, log
     assert postgres_processes(data_dir / "pgdata") == [], "no postgres process may be left"
 
 
@@ -113,20 +116,37 @@ def test_a_stop_signal_while_postgresql_starts_stops_it_once_started(
     start: Start, data_dir: Path
 ) -> None:
     serve = start(healthy=False)
-    # initdb runs in the group too (for seconds, on this new data dir); the signal is aimed at it,
-    # unless the start got past it before this looked.
-    wait_for(
-        lambda: (
-            "initdb" in {process.name() for process in serve.members()}
-            or "Parley is serving" in serve.log()
-        ),
-        STARTUP_SECONDS,
-        "Parley runs initdb",
-    )
+    initdb_in_single_user_mode(serve.parley())
+    # In make's process group, this SIGTERM killed initdb's postgres, and the start failed.
     serve.signal_group(signal.SIGTERM)
     stopped_cleanly(serve, data_dir)
 
     serve = start()  # initdb was not cut short: the data dir is whole
+    serve.signal_group(signal.SIGTERM)
+    stopped_cleanly(serve, data_dir)
+
+
+def test_a_start_that_fails_once_a_stop_was_asked_for_ends_cleanly_and_leaves_a_usable_data_dir(
+    start: Start, data_dir: Path
+) -> None:
+    serve = start(healthy=False)
+    initdb = initdb_in_single_user_mode(serve.parley())
+    initdb.suspend()  # so that it is still half way when it is killed below
+    serve.signal_group(signal.SIGTERM)
+    wait_for(
+        lambda: "received SIGTERM: shutting down" in serve.log(),
+        SHUTDOWN_SECONDS,
+        "Parley receives the SIGTERM",
+    )
+    initdb.kill()
+    serve.wait_gone()
+    log = serve.log()
+    assert "Parley stopped" in log, log
+    assert "Traceback" not in log, log
+    assert postgres_processes(data_dir / "pgdata") == [], "no postgres process may be left"
+    assert list(data_dir.glob("pgdata.initdb-*")) == [], "initdb's half-made cluster is gone"
+
+    serve = start()  # the half-made data directory is not taken for a whole one
     serve.signal_group(signal.SIGTERM)
     stopped_cleanly(serve, data_dir)
 

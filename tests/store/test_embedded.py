@@ -17,12 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
+import psutil
 import pytest
 
 from parley.store.embedded import start_embedded, stop_embedded
 from tests.service.processes import (
     SHUTDOWN_SECONDS,
     STARTUP_SECONDS,
+    initdb_in_single_user_mode,
     postgres_processes,
     postmasters,
     scratch_directory,
@@ -193,5 +195,37 @@ def test_two_processes_starting_at_once_share_one_server_until_the_last_one_stop
     assert answers(dsn), "the first to finish must not stop the server under the second"
     assert stopped is False
     stopped = second.stop()
+    assert postgres_processes(pgdata) == []
+    assert stopped is True
+
+
+def test_an_initdb_killed_half_way_leaves_nothing_the_next_start_takes_for_a_cluster(
+    pgdata: Path, holders: list[Holder]
+) -> None:
+    holders.append(holder := Holder(pgdata))
+    initdb = initdb_in_single_user_mode(psutil.Process(holder.process.pid))
+    # As a `kill -9` of the holder's process group leaves it, or a crash of the machine.
+    initdb.kill()
+    holder.kill()
+
+    dsn, server = start_embedded(pgdata)
+    assert answers(dsn)
+    assert list(pgdata.parent.glob(f"{pgdata.name}.initdb-*")) == [], "the half-made one went"
+    stopped = stop_embedded(server)
+    assert postgres_processes(pgdata) == []
+    assert stopped is True
+
+
+def test_the_work_of_an_initdb_whose_holder_was_killed_is_never_taken_for_a_cluster(
+    pgdata: Path, holders: list[Holder]
+) -> None:
+    holders.append(holder := Holder(pgdata))
+    initdb_in_single_user_mode(psutil.Process(holder.process.pid))
+    holder.kill()  # its initdb, in a session of its own, runs on
+
+    dsn, server = start_embedded(pgdata)
+    assert answers(dsn)
+    assert list(pgdata.parent.glob(f"{pgdata.name}.initdb-*")) == [], "the unfinished one went"
+    stopped = stop_embedded(server)
     assert postgres_processes(pgdata) == []
     assert stopped is True

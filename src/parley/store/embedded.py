@@ -5,39 +5,56 @@ or a pytest session on `.parley/test-pgdata` (two `make test` at once share one)
 to let go stops it. The kernel keeps track of the holders, not a file. Each holder keeps a shared
 flock on `<pgdata>.holders`, and that lock goes away with the process however it ends, `kill -9`
 included. So a holder is never counted once it is gone, and a reused pid is never mistaken for
-it. pgserver's own refcount, the pids in `pgdata/.handle_pids.json`, is a record that does go
-stale: a killed holder's pid stayed in it, and from then on every later last holder believed
-another one was left and never stopped the server. So pgserver only starts the server here
-(initdb, `pg_ctl start`, the socket directory); this module decides when it stops.
+it. (pgserver's own `PostgresServer` counted pids in `pgdata/.handle_pids.json`, a record that
+goes stale: a killed holder's pid stayed in it, and no later stop ever stopped the server.)
+
+pgserver supplies the binaries and its helpers (the `pgserver` user when run as root, the socket
+directory, `postmaster.pid`); this module runs initdb and `pg_ctl start` itself, each in a session
+of its own. Nothing of the server is then in Parley's process group, so the terminal's Ctrl-C and
+a SIGTERM to `make serve`'s group reach only Parley, which stops the server in order. Blocking the
+signals instead did not hold: initdb runs `sh` and `postgres`, and both unblock them. initdb works
+in a directory of its own that becomes `pgdata` only once it has succeeded, so a `PG_VERSION` in
+`pgdata` always means a whole cluster, and an initdb cut short leaves nothing the next start
+would take for one.
 
 Starts and stops of one data directory take turns under an exclusive flock on `<pgdata>.lock`.
 Two processes starting at once therefore find one postmaster, and a stop never races a start. A
 start that finds no holder but a running postgres (its Parley was killed) stops that orphan first
 and then starts afresh, so the state the orphan was left in (ready, starting, stopping) does not
 matter. A stop sends the fast-shutdown signal and, past `stop_timeout`, kills whatever is left,
-so it is bounded. Both block (about a second each), so callers run them in a worker thread.
+so it is bounded. Both block (about a second each, initdb several), so callers run them in a
+worker thread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
+import math
 import os
+import pwd
+import shutil
 import signal
+import stat
+import subprocess
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 import psutil
 
 from parley.config import DatabaseSettings
 
-if TYPE_CHECKING:
+with warnings.catch_warnings():
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers); pgserver copes with that.
+    warnings.simplefilter("ignore")
+    from pgserver import utils as pgserver_utils
+    from pgserver._commands import POSTGRES_BIN_PATH
     from pgserver.postgres_server import PostgresServer
 
 log = logging.getLogger(__name__)
@@ -45,9 +62,19 @@ log = logging.getLogger(__name__)
 _POLL_SECONDS = 0.05
 """How often a stop looks whether the postgres processes have exited."""
 
+_SYSTEM_USER = "pgserver"
+"""Run as root, the server runs as this user (pgserver's choice): postgres never runs as root."""
+
+_OUTPUT_TAIL_CHARS = 4000
+"""How much of a failed initdb's or pg_ctl's output a start error quotes."""
+
 
 class EmbeddedPostgresError(RuntimeError):
     """The embedded server's processes outlived even SIGKILL (a process stuck in the kernel)."""
+
+
+class EmbeddedStartError(RuntimeError):
+    """The embedded server did not start; whatever the attempt left running has been stopped."""
 
 
 @dataclass
@@ -61,11 +88,15 @@ class EmbeddedServer:
 
 
 def start_embedded(
-    pgdata: Path, *, stop_timeout: float = DatabaseSettings.embedded_stop_seconds
+    pgdata: Path,
+    *,
+    start_timeout: float = DatabaseSettings.embedded_start_seconds,
+    stop_timeout: float = DatabaseSettings.embedded_stop_seconds,
 ) -> tuple[str, EmbeddedServer]:
     """Start the embedded server in `pgdata` or join the one running there for its holders.
 
-    Returns its DSN and this holder's claim on it.
+    Returns its DSN and this holder's claim on it. Raises `EmbeddedStartError` when it could not
+    be started; `pgdata` is then as usable for the next start as it was before.
     """
     pgdata.mkdir(parents=True, exist_ok=True)
     pgdata = pgdata.resolve()
@@ -75,16 +106,18 @@ def start_embedded(
         try:
             if alone:
                 _take_over(pgdata, stop_timeout)
+            _remove_unfinished_initdbs(pgdata, stop_timeout)
             _clear_stale_pid_file(pgdata)
-            _prune_recorded_pids(pgdata)
-            dsn = str(_pgserver_start(pgdata).get_uri())
+            dsn = _start_postgres(pgdata, start_timeout, stop_timeout)
             fcntl.flock(holding, fcntl.LOCK_SH)
-        except BaseException:
+        except BaseException as exc:
             # A failed start (pg_ctl timing out under load, say) may still have left a postmaster
             # running; with no other holder, nobody would ever stop it.
             if alone:
                 _stop_postgres(pgdata, stop_timeout)
             holding.close()
+            if isinstance(exc, Exception) and not isinstance(exc, EmbeddedStartError):
+                raise EmbeddedStartError(f"embedded PostgreSQL in {pgdata}: {exc}") from exc
             raise
     return dsn, EmbeddedServer(pgdata, stop_timeout, holding)
 
@@ -151,10 +184,9 @@ def _take_over(pgdata: Path, stop_timeout: float) -> None:
     if not orphans:
         return
     log.warning(
-        "embedded PostgreSQL in %s outlived its holders (pids recorded by pgserver: %s); "
+        "embedded PostgreSQL in %s outlived its holders; "
         "stopping it (postgres pids %s) before starting afresh",
         pgdata,
-        _recorded_pids(pgdata),
         sorted(process.pid for process in orphans),
     )
     _stop_postgres(pgdata, stop_timeout)
@@ -172,53 +204,121 @@ def _clear_stale_pid_file(pgdata: Path) -> None:
         pid_file.unlink()
 
 
-def _recorded_pids(pgdata: Path) -> list[int]:
-    try:
-        recorded = json.loads((pgdata / ".handle_pids.json").read_text())
-    except (OSError, ValueError):
-        return []
-    if not isinstance(recorded, list):
-        return []
-    return [pid for pid in recorded if isinstance(pid, int)]
+def _remove_unfinished_initdbs(pgdata: Path, stop_timeout: float) -> None:
+    """Remove the work directories of initdbs that never finished (their Parley was killed).
 
-
-def _prune_recorded_pids(pgdata: Path) -> None:
-    """Keep pgserver's pid list valid and free of dead pids: pgserver reads it when it starts.
-
-    The list decides nothing here. But a holder killed while it wrote the list leaves the file
-    truncated, and pgserver would then fail to start.
+    No initdb of this start is running: each runs within a start's turn, and this is ours.
     """
-    path = pgdata / ".handle_pids.json"
-    if not path.exists():
-        return
-    live = [pid for pid in _recorded_pids(pgdata) if psutil.pid_exists(pid)]
-    replacement = path.with_name(f"{path.name}.new")
-    replacement.write_text(json.dumps(live))
-    os.replace(replacement, path)
+    for unfinished in pgdata.parent.glob(f"{pgdata.name}.initdb-*"):
+        log.info("removing %s, what an initdb that never finished left", unfinished)
+        _kill_postgres(unfinished, stop_timeout)
+        shutil.rmtree(unfinished, ignore_errors=True)
 
 
-def _pgserver_start(pgdata: Path) -> PostgresServer:
-    """pgserver's start: initdb if the directory is new, then `pg_ctl start` unless it runs.
+def _start_postgres(pgdata: Path, start_timeout: float, stop_timeout: float) -> str:
+    """initdb if `pgdata` holds no cluster yet, then `pg_ctl start` unless postgres runs; the DSN.
 
-    This builds a new pgserver handle each time. `get_server` would return the handle cached in
-    this process, which never starts the server again once a stop has stopped it.
-    cleanup_mode=None: pgserver never stops the server itself, `stop_embedded` does.
+    As pgserver's `PostgresServer` does, but in sessions of their own (see the module's doc).
     """
-    # initdb and pg_ctl run in Parley's process group, so the terminal's Ctrl-C or a SIGTERM to
-    # `make serve`'s group would reach them too and could kill them halfway: a data directory
-    # half made, or a postmaster nobody holds. A blocked signal stays blocked across fork and
-    # exec, so they never see it; it goes to Parley's main thread, which stops what was started.
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        with warnings.catch_warnings():
-            # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers); pgserver copes
-            # with that.
-            warnings.simplefilter("ignore")
-            from pgserver.postgres_server import PostgresServer
+    user = _system_user()
+    if not (pgdata / "PG_VERSION").exists():
+        _initdb(pgdata, user, start_timeout, stop_timeout)
+    if not postgres_processes(pgdata):
+        socket_dir = pgserver_utils.find_suitable_socket_dir(pgdata, PostgresServer.runtime_path)
+        if user is not None:
+            _give_to(pgdata, user)
+            if socket_dir != pgdata:
+                pgserver_utils.ensure_prefix_permissions(socket_dir)
+                socket_dir.chmod(0o777)
+        # -w: until the server accepts connections; -h "": no TCP, the Unix socket only.
+        _run(
+            "pg_ctl",
+            *("-D", str(pgdata), "-w", "-t", str(math.ceil(start_timeout))),
+            *("-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(pgdata / "log"), "start"),
+            user=user,
+            timeout=start_timeout,
+        )
+    info = pgserver_utils.PostmasterInfo.read_from_pgdata(pgdata)
+    if info is None or info.status != "ready":
+        raise EmbeddedStartError(f"embedded PostgreSQL in {pgdata} is not ready: {info}")
+    return str(info.get_uri())
 
-            return PostgresServer(pgdata, cleanup_mode=None)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+def _system_user() -> str | None:
+    """Run as root, `_SYSTEM_USER`, made able to run and read the binaries; else None.
+
+    pgserver's own preparation, as `_give_to` is for a data directory.
+    """
+    if os.geteuid() != 0:
+        return None
+    pgserver_utils.ensure_user_exists(_SYSTEM_USER)
+    pgserver_utils.ensure_prefix_permissions(POSTGRES_BIN_PATH)
+    read = stat.S_IRGRP | stat.S_IROTH
+    pgserver_utils.ensure_folder_permissions(POSTGRES_BIN_PATH, read | stat.S_IXGRP | stat.S_IXOTH)
+    pgserver_utils.ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", read)
+    return _SYSTEM_USER
+
+
+def _give_to(directory: Path, user: str) -> None:
+    """Let `user` traverse the path to `directory` and own it, just before a binary needs it.
+
+    Just before: a new pytest session closes /tmp/pytest-of-<user> again, for one.
+    """
+    pgserver_utils.ensure_prefix_permissions(directory)
+    entry = pwd.getpwnam(user)
+    os.chown(directory, entry.pw_uid, entry.pw_gid)
+
+
+def _initdb(pgdata: Path, user: str | None, timeout: float, stop_timeout: float) -> None:
+    """Make a new cluster in a work directory beside `pgdata`, then put it in `pgdata`'s place.
+
+    `pgdata` has no PG_VERSION, so it holds no cluster, and whatever it holds goes.
+    """
+    work = Path(tempfile.mkdtemp(prefix=f"{pgdata.name}.initdb-", dir=pgdata.parent))
+    try:
+        if user is not None:
+            _give_to(work, user)
+        _run(
+            "initdb",
+            *("-D", str(work), "--auth=trust", "--auth-local=trust", "--encoding=utf8"),
+            *("-U", "postgres"),
+            user=user,
+            timeout=timeout,
+        )
+        if any(pgdata.iterdir()):
+            log.warning("removing %s's contents: no PG_VERSION, so no whole cluster", pgdata)
+        shutil.rmtree(pgdata)
+        work.rename(pgdata)
+    except BaseException:
+        # Any postgres initdb left running there; its cluster goes, so it needs no shutdown.
+        _kill_postgres(work, stop_timeout)
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def _run(binary: str, *arguments: str, user: str | None, timeout: float) -> None:
+    """Run one of pgserver's binaries in a session of its own; its output goes into any error.
+
+    The output goes to a file, not a pipe: pg_ctl's postmaster inherits the descriptors and would
+    hold a pipe open for as long as it runs.
+    """
+    with tempfile.TemporaryFile("w+") as output:
+        try:
+            subprocess.run(
+                [str(POSTGRES_BIN_PATH / binary), *arguments],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                user=user,
+                start_new_session=True,
+                timeout=timeout,
+                check=True,
+            )
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            output.seek(0)
+            raise EmbeddedStartError(
+                f"{binary} failed ({exc}):\n{output.read()[-_OUTPUT_TAIL_CHARS:]}"
+            ) from exc
 
 
 def _stop_postgres(pgdata: Path, stop_timeout: float) -> None:
@@ -235,20 +335,24 @@ def _stop_postgres(pgdata: Path, stop_timeout: float) -> None:
                 process.send_signal(signal.SIGINT)
     if _wait_stopped(pgdata, stop_timeout):
         return
-    left = postgres_processes(pgdata)
     log.warning(
         "embedded PostgreSQL in %s did not stop within %ss; killing pids %s",
         pgdata,
         stop_timeout,
-        sorted(process.pid for process in left),
+        sorted(process.pid for process in postgres_processes(pgdata)),
     )
-    for process in left:
+    _kill_postgres(pgdata, stop_timeout)
+
+
+def _kill_postgres(directory: Path, timeout: float) -> None:
+    """SIGKILL every postgres process working in `directory`, and wait until they are gone."""
+    for process in postgres_processes(directory):
         with contextlib.suppress(psutil.NoSuchProcess):
             process.kill()
-    if not _wait_stopped(pgdata, stop_timeout):
+    if not _wait_stopped(directory, timeout):
         raise EmbeddedPostgresError(
-            f"postgres processes of {pgdata} survived SIGKILL: "
-            f"{sorted(process.pid for process in postgres_processes(pgdata))}"
+            f"postgres processes of {directory} survived SIGKILL: "
+            f"{sorted(process.pid for process in postgres_processes(directory))}"
         )
 
 
