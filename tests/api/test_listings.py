@@ -427,18 +427,24 @@ async def test_moderation_and_admin_actions_are_in_the_audit_log(
     await client.patch(
         f"/api/admin/users/{target.id}", json={"banned": True}, headers=admin.headers
     )
+    announced = await client.post(
+        "/api/admin/announcements", json={"message": "Maintenance at 22:00"}, headers=admin.headers
+    )
+    assert announced.status_code == 200
     response = await client.get("/api/admin/audit", headers=mod.headers)
     assert response.status_code == 200
     entries = response.json()["data"]
     summary = [(e["action"], e["target"]["id"], e["reason"], e["actor"]["id"]) for e in entries]
     assert summary == [
+        ("announcement", "system:general", None, admin.id),
         ("user.ban", target.id, None, admin.id),
         ("user.role", target.id, "trusted", admin.id),
         ("listing.delete", listing["id"], "duplicate", mod.id),
         ("listing.unhide", listing["id"], "fixed", mod.id),
         ("listing.hide", listing["id"], "price is bait", mod.id),
     ]
-    assert entries[1]["details"] == {"from": "registered", "to": "moderator"}
+    assert entries[0]["details"] == {"message": "Maintenance at 22:00", "recipients": 0}
+    assert entries[2]["details"] == {"from": "registered", "to": "moderator"}
     page = (await client.get("/api/admin/audit", params={"limit": 2}, headers=mod.headers)).json()
     rest = await client.get(
         "/api/admin/audit", params={"before": page["next_cursor"]}, headers=mod.headers

@@ -57,7 +57,7 @@ class SearchLimits:
     page_default: int
     page_max: int
     q_max_chars: int
-    relevance_window: int = 500
+    relevance_window: int = 200
 
 
 def _text(raw: str, max_chars: int) -> list[str]:

@@ -143,7 +143,7 @@ class ListingQuery:
     sort: Sort = "newest"
     limit: int = 20
     after: tuple[Any, uuid.UUID] | None = None
-    rank_window: int = 500
+    rank_window: int = 200
     as_of: datetime | None = None
 
 
