@@ -614,7 +614,8 @@ FULL: dict[str, Any] = {
     "w4_bystanders": 1_000, "w4_login_users": 20, "w4_steady_rate": 20, "w4_steady_s": 10,
     "w4_burst": 200, "w4_reconnects": 5_000, "w4_reconnect_window_s": 10, "w4_baseline_s": 10,
     "w5_args": [], "settle_s": 2.0, "warm_s": 2.0, "pause_s": 3.0,
-    "w6_listings": 100_000, "w6_step_s": 10, "w6_warm_s": 10, "w6_steps": [100, 250, 500, 750, 1_000, 1_500, 2_000],
+    "w6_listings": 100_000, "w6_step_s": 10, "w6_warm_s": 10,
+    "w6_steps": [100, 250, 500, 750, 1_000, 1_500, 2_000],
 }  # fmt: skip
 QUICK: dict[str, Any] = {
     "w1_conns": 100, "w1_conns_large": 100, "w1_rate": 400, "w1_hb_ms": 1_000, "w1_hold": 2,
