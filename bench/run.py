@@ -22,6 +22,10 @@ Workloads
   W4 storms: 1,000 bystanders; 20 logins/s, a burst of 200 logins, 5,000 token reconnects + joins;
      before them, failed logins: wrong password vs unknown e-mail (the same cost, p50 ratio).
   W5 writer: bench/writer.py (messages persisted/s through the conversation-actor path).
+  W6 search: 100,000 listings seeded by `parley demo`; GET /api/listings with mixed filters, q and
+     sorts from 3 Node processes at fixed rates (open loop), 100 -> 2,000/s; p99 per rate, the
+     highest rate with p99 < 50 ms, server and database CPU, and EXPLAIN ANALYZE of the slowest
+     query shape.
 
 Latency = receive time - send time, both read from the same clock (the send time is in the body).
 A delivery is one `new_msg` frame received by one member connection; all three servers also echo a
@@ -39,6 +43,7 @@ import json
 import math
 import os
 import platform
+import random
 import re
 import resource
 import shutil
@@ -53,6 +58,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import trio
@@ -90,6 +96,8 @@ GOALS: dict[str, tuple[str, Callable[[float], bool]]] = {
     "W4.unknown_vs_wrong": ("0.6 to 1.6", lambda v: 0.6 < v < 1.6),
     "W4.reconnect_s": ("5,000 in <= 15 s", lambda v: v <= 15),
     "W4.reconnect_joined": ("all", lambda v: v == 0),
+    "W6.p99_500": ("< 50 ms at 500/s", lambda v: v < 50),
+    "W6.sustained": (">= 500/s", lambda v: v >= 500),
 }
 
 
@@ -281,14 +289,16 @@ LABELS = {"parley": "Parley", "hub": "bare trio hub", "socketio": "python-socket
 
 @contextlib.asynccontextmanager
 async def running(
-    kind: str, run_dir: Path, env: dict[str, str] | None = None
+    kind: str, run_dir: Path, env: dict[str, str] | None = None, data_dir: Path | None = None
 ) -> AsyncIterator[Target]:
+    """The server under test; Parley in a fresh data directory, or in `data_dir` (seeded)."""
     port = free_port()
     log = run_dir / f"{kind}-{port}.log"
-    data_dir = None
     child_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    owned = data_dir is None  # a data_dir handed in is its owner's to remove
     if kind == "parley":
-        data_dir = Path(tempfile.mkdtemp(prefix="parley-bench-", dir=run_dir))
+        if data_dir is None:
+            data_dir = Path(tempfile.mkdtemp(prefix="parley-bench-", dir=run_dir))
         child_env.update(PORT=str(port), PARLEY_DATA_DIR=str(data_dir), PARLEY_ENV="dev")
         child_env.pop("DATABASE_URL", None)
         child_env.update(COMMON_ENV)
@@ -314,7 +324,7 @@ async def running(
         yield target
     finally:
         await stop(target)
-        if data_dir is not None:
+        if data_dir is not None and owned:
             shutil.rmtree(data_dir, ignore_errors=True)
 
 
@@ -607,6 +617,8 @@ FULL: dict[str, Any] = {
     "w4_burst": 200, "w4_reconnects": 5_000, "w4_reconnect_window_s": 10, "w4_baseline_s": 10,
     "w4_failed_logins": 50, "w4_failed_rate": 10,
     "w5_args": [], "settle_s": 2.0, "warm_s": 2.0, "pause_s": 3.0,
+    "w6_listings": 100_000, "w6_step_s": 10, "w6_warm_s": 10,
+    "w6_steps": [100, 250, 500, 750, 1_000, 1_500, 2_000],
 }  # fmt: skip
 QUICK: dict[str, Any] = {
     "w1_conns": 100, "w1_conns_large": 100, "w1_rate": 400, "w1_hb_ms": 1_000, "w1_hold": 2,
@@ -618,6 +630,7 @@ QUICK: dict[str, Any] = {
     "w4_failed_logins": 10, "w4_failed_rate": 10,
     "w5_args": ["--messages", "400", "--conversations", "5", "--senders", "10"],
     "settle_s": 0.3, "warm_s": 0.3, "pause_s": 0.2,
+    "w6_listings": 2_000, "w6_step_s": 1.5, "w6_warm_s": 0.5, "w6_steps": [100],
 }  # fmt: skip
 
 
@@ -1161,6 +1174,197 @@ async def w5(run: Run) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
+# W6 listing search
+
+
+def search_urls(rng: random.Random, per_shape: int = 30) -> list[tuple[str, str]]:
+    """(shape, path) of the searches a buyer runs, mixed: the vocabulary of `parley demo`'s
+    listings (its makes, models and description words), so that filters and `q` find rows."""
+    from parley.demo import BODY_NOTES, MODELS
+
+    words = sorted(
+        {w.strip(".,;").lower() for note in BODY_NOTES for w in note.split() if len(w) > 4}
+    )
+    this_year = datetime.date.today().year
+
+    def make_model() -> tuple[str, str]:
+        make = rng.choice(sorted(MODELS))
+        return make, rng.choice(MODELS[make])[0]
+
+    def years() -> dict[str, int]:
+        low = rng.randint(this_year - 25, this_year - 3)
+        return {"year_min": low, "year_max": min(low + rng.randint(2, 10), this_year + 1)}
+
+    def prices() -> dict[str, int]:
+        low = rng.randint(1, 30) * 100_000
+        return {"price_min": low, "price_max": low + rng.randint(5, 40) * 100_000}
+
+    def q(n: int = 2) -> str:
+        return " ".join(rng.sample(words, n))
+
+    shapes: dict[str, Callable[[], dict[str, Any]]] = {
+        "newest": lambda: {},
+        "make": lambda: {"make": make_model()[0].lower()},
+        "make+model": lambda: dict(zip(("make", "model"), make_model(), strict=True)),
+        "make+years+prices": lambda: {"make": make_model()[0], **years(), **prices()},
+        "years+price_asc": lambda: {**years(), "sort": "price_asc"},
+        "prices+price_desc": lambda: {**prices(), "sort": "price_desc"},
+        "q": lambda: {"q": q(rng.randint(1, 2))},
+        "q+make+years": lambda: {"q": q(1), "make": make_model()[0], **years()},
+        "q+price_asc": lambda: {"q": q(1), "sort": "price_asc"},
+    }
+    urls = [
+        (shape, "/api/listings?" + urlencode(make()))
+        for shape, make in shapes.items()
+        for _ in range(per_shape)
+    ]
+    rng.shuffle(urls)
+    return urls
+
+
+def seed_listings(data_dir: Path, count: int, run_dir: Path) -> float:
+    """`parley demo --no-serve --listings N` into `data_dir` (its embedded PostgreSQL)."""
+    started = time.monotonic()
+    env = {**os.environ, **CHEAP_ARGON2, "PARLEY_DATA_DIR": str(data_dir), "PARLEY_ENV": "dev"}
+    env.pop("DATABASE_URL", None)
+    with (run_dir / "w6-seed.log").open("wb") as out:
+        subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "parley"), "--log-level", "WARNING", "demo",
+             "--no-serve", "--listings", str(count)],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=1800, check=True,
+        )  # fmt: skip
+    return round(time.monotonic() - started, 1)
+
+
+EXPLAIN_SCRIPT = r"""
+import asyncio, json, sys, warnings; warnings.simplefilter("ignore")
+from urllib.parse import parse_qs, urlsplit
+import asyncpg
+from pgserver.postgres_server import get_server
+from parley.marketplace.search import SearchLimits, parse_search
+from parley.store.listings import search_statement
+
+async def main():
+    conn = await asyncpg.connect(get_server(sys.argv[1], cleanup_mode=None).get_uri())
+    out = []
+    for shape, path in json.loads(sys.argv[2]):
+        params = parse_qs(urlsplit(path).query, keep_blank_values=True)
+        query = parse_search(params, this_year=int(sys.argv[3]), limits=SearchLimits(20, 100, 200))
+        sql, args = search_statement(query)
+        await conn.fetch(sql, *args)  # warm, as the measured run was
+        rows = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + sql, *args)
+        plan = "\n".join(r[0] for r in rows)
+        ms = float(plan.rsplit("Execution Time: ", 1)[1].split()[0])
+        out.append({"shape": shape, "path": path, "execution_ms": ms, "plan": plan})
+    await conn.close()
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+
+def explain_searches(data_dir: Path, urls: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """EXPLAIN (ANALYZE, BUFFERS) of each search, on the seeded database (a separate process)."""
+    done = subprocess.run(
+        [PYTHON, "-c", EXPLAIN_SCRIPT, str(data_dir / "pgdata"), json.dumps(urls),
+         str(datetime.date.today().year)],
+        capture_output=True, text=True, timeout=600, check=True,
+    )  # fmt: skip
+    explained: list[dict[str, Any]] = json.loads(done.stdout)
+    return explained
+
+
+async def w6(run: Run) -> dict[str, Any]:
+    count, duration, steps = run["w6_listings"], run["w6_step_s"], run["w6_steps"]
+    data_dir = Path(tempfile.mkdtemp(prefix="parley-bench-", dir=run.run_dir))
+    seed_s = await trio.to_thread.run_sync(seed_listings, data_dir, count, run.run_dir)
+    print(f"W6 search     Parley           seeded {count:,} listings in {seed_s} s", flush=True)
+    urls = search_urls(random.Random(6))
+    result: dict[str, Any] = {"listings": count, "seed_s": seed_s, "step_s": duration, "steps": []}
+    async with (
+        running("parley", run.run_dir, CHEAP_ARGON2, data_dir) as target,
+        workers(3, run.run_dir) as pool,
+    ):
+        shares = split(urls, len(pool))
+
+        async def step(rate: float, seconds: float) -> dict[str, Any]:
+            window = cpu_window(target, pool).start()
+            commands = [
+                {"cmd": "search", "base": target.http, "urls": share,
+                 "rate": rate / len(pool), "duration_s": seconds}
+                for share in shares
+            ]  # fmt: skip
+            answers = await call_all(pool, commands, limit_s=seconds + 60)
+            cpu = window.stop()
+            status: dict[str, int] = {}
+            for answer in answers:
+                for code, n in answer["status"].items():
+                    status[code] = status.get(code, 0) + n
+            done = sum(status.values())
+            shape_names = {name for a in answers for name in a["shapes"]}
+            send_s = max(a["send_elapsed_ms"] for a in answers) / 1000
+            return {
+                "target_per_s": rate,
+                "requests": done,
+                "achieved_per_s": round(done / send_s, 1) if send_s else 0,
+                "status": status,
+                "errors": done - status.get("200", 0),
+                "skipped": sum(a["skipped"] for a in answers),
+                "latency": merged([a["lat"] for a in answers]).summary(),
+                "shapes": {
+                    name: merged(
+                        [a["shapes"][name] for a in answers if name in a["shapes"]]
+                    ).summary()
+                    for name in sorted(shape_names)
+                },
+                **cpu,
+            }
+
+        # Warm-up (not counted): the pool, PostgreSQL's caches after the load, the clients' JIT.
+        await step(50, run["w6_warm_s"])
+        sustained = 0.0
+        for rate in steps:
+            await trio.sleep(run["pause_s"])
+            s = await step(rate, duration)
+            generator_bound = s["achieved_per_s"] < 0.9 * rate
+            s["pass"] = (
+                s["latency"]["p99_ms"] < 50
+                and s["errors"] == 0
+                and s["skipped"] == 0
+                and not generator_bound
+            )
+            result["steps"].append(s)
+            slowest = max(s["shapes"].items(), key=lambda kv: kv[1]["p99_ms"])
+            print(
+                f"W6 search     Parley           {rate:>5}/s -> {s['achieved_per_s']:>7.0f}/s"
+                f"  p50 {s['latency']['p50_ms']:.1f} p99 {s['latency']['p99_ms']:.1f} ms"
+                f"  errors {s['errors']}  slowest shape {slowest[0]} p99 "
+                f"{slowest[1]['p99_ms']:.1f} ms  {server_text(s)}  | "
+                f"{gen_text(s, len(pool))}{'  GENERATOR-BOUND' if generator_bound else ''}",
+                flush=True,
+            )
+            if not s["pass"]:
+                break
+            sustained = max(sustained, s["achieved_per_s"])
+        result["sustained_per_s"] = sustained
+        at_500 = next((s for s in result["steps"] if s["target_per_s"] == 500), None)
+        result["p99_500_ms"] = at_500["latency"]["p99_ms"] if at_500 else None
+        # The plans, on the same data, with the load stopped (the server idle).
+        shapes = dict.fromkeys(shape for shape, _ in urls)
+        sample = [next(u for u in urls if u[0] == shape) for shape in shapes]
+        explained = await trio.to_thread.run_sync(explain_searches, data_dir, sample)
+        result["explain"] = explained
+    worst = max(explained, key=lambda e: e["execution_ms"])
+    print(
+        f"W6 search     Parley           slowest shape on the database: {worst['shape']} "
+        f"({worst['execution_ms']:.1f} ms) {worst['path']}\n{worst['plan']}",
+        flush=True,
+    )
+    shutil.rmtree(data_dir, ignore_errors=True)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
 # Results: JSON and table
 
 
@@ -1439,6 +1643,23 @@ def table(results: dict[str, Any]) -> str:
             lambda r: r["reconnect"],
             goal_value=lambda r: r["reconnect"]["joined"] - r["reconnect"]["connections"],
         )
+    w6r = results.get("W6", {}).get("parley")
+    if w6r:
+        for s in w6r["steps"]:
+            add(
+                f"W6 search {w6r['listings']:,} listings at {s['target_per_s']:,}/s: p99",
+                "W6.p99_500" if s["target_per_s"] == 500 else "W6.step",
+                lambda r, s=s: s["latency"]["p99_ms"],
+                " ms",
+                lambda r, s=s: s,
+            )
+        add(
+            "W6 search: highest rate with p99 < 50 ms",
+            "W6.sustained",
+            lambda r: r["sustained_per_s"],
+            "/s",
+            lambda r: r["steps"][-1] if r["steps"] else {},
+        )
     w5r = results.get("W5", {}).get("parley")
     if w5r:
         add("W5 writer batched (in-process)", "W5.b", lambda r: r["batched_msgs_per_s"], "/s")
@@ -1467,7 +1688,7 @@ def table(results: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6")
 
 
 def print_saved_table(paths: list[str]) -> int:
@@ -1524,6 +1745,8 @@ async def main(args: argparse.Namespace, speed: dict[str, float]) -> int:
         plan.append(("W3", "parley", lambda: w3(run)))
     if "W4" in only:
         plan.append(("W4", "parley", lambda: w4(run)))
+    if "W6" in only:
+        plan.append(("W6", "parley", lambda: w6(run)))
     timings: dict[str, float] = {}
     for workload, kind, fn in plan:
         began = time.monotonic()

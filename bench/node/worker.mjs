@@ -14,6 +14,11 @@
 //   {"cmd":"hb"}                   heartbeat RTT histogram since the last "hb", drops, loop delay
 //   {"cmd":"logins", url, creds, rate, count[, timed_status]}   POST /api/auth/login (rate 0 = all
 //                                  at once); latency of 2xx answers, or of `timed_status` ones
+//   {"cmd":"search", base, urls:[[shape, path]], rate, duration_s}
+//       GET base+path at `rate`/s for duration_s, open loop (each request leaves at its due time
+//       whatever the earlier ones do; latency counts from that due time), cycling through `urls`;
+//       answer with the latency histogram, one per shape, statuses and requests skipped because
+//       MAX_SEARCH_INFLIGHT were still waiting
 //   {"cmd":"close"}                close everything and exit
 //
 // Every loop is bounded: connections and messages by the command's counts, waits by timeouts, and
@@ -302,6 +307,44 @@ async function cmdLogins(c) {
   out({ ev: "logins", status, lat: lat.toJSON(), elapsed_ms: now() - started });
 }
 
+const MAX_SEARCH_INFLIGHT = 2000;
+
+async function cmdSearch(c) {
+  const lat = new Hist();
+  const shapes = {};
+  const status = {};
+  const started = now();
+  const interval = 1000 / c.rate;
+  const total = Math.floor(c.rate * c.duration_s);
+  const waits = [];
+  let inflight = 0, skipped = 0;
+  for (let i = 0; i < total; i++) {
+    const due = started + i * interval;
+    const lag = due - now();
+    if (lag > 1) await sleep(lag);
+    if (inflight >= MAX_SEARCH_INFLIGHT) { skipped++; continue; }
+    const [shape, path] = c.urls[i % c.urls.length];
+    inflight++;
+    waits.push(fetch(c.base + path, { signal: AbortSignal.timeout(10_000) })
+      .then(async (r) => {
+        await r.arrayBuffer();
+        status[r.status] = (status[r.status] || 0) + 1;
+        const ms = now() - due;
+        lat.add(ms);
+        (shapes[shape] ||= new Hist()).add(ms);
+      })
+      .catch((e) => { status[e.name] = (status[e.name] || 0) + 1; })
+      .finally(() => { inflight--; }));
+  }
+  const sendElapsed = now() - started;
+  await Promise.all(waits);
+  out({
+    ev: "search", status, skipped, lat: lat.toJSON(),
+    shapes: Object.fromEntries(Object.entries(shapes).map(([k, h]) => [k, h.toJSON()])),
+    send_elapsed_ms: sendElapsed, elapsed_ms: now() - started,
+  });
+}
+
 async function cmdClose() {
   state.closing = true;
   for (const c of state.conns) { try { c.close(); } catch { /* already closed */ } }
@@ -310,7 +353,7 @@ async function cmdClose() {
   process.exit(0);
 }
 
-const handlers = { open: cmdOpen, step: cmdStep, spread: cmdSpread, hb: cmdHb, logins: cmdLogins, close: cmdClose };
+const handlers = { open: cmdOpen, step: cmdStep, spread: cmdSpread, hb: cmdHb, logins: cmdLogins, search: cmdSearch, close: cmdClose };
 let queue = Promise.resolve();
 const rl = readline.createInterface({ input: process.stdin });
 rl.on("line", (line) => {

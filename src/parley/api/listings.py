@@ -9,6 +9,7 @@ answers 404 to everybody but its seller and staff, as a deleted one does to ever
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -40,7 +41,7 @@ from parley.api.schemas import MESSAGE, TIME, UUID, obj, page_of, query_paramete
 from parley.marketplace import rules
 from parley.marketplace.events import ListingEvents, listing_payload, reply_payload
 from parley.marketplace.permissions import RULES, Action, Level, allowed, level_of
-from parley.marketplace.search import SearchLimits, parse_search
+from parley.marketplace.search import Position, SearchLimits, parse_search
 from parley.marketplace.search import encode_cursor as encode_search_cursor
 from parley.store.audit import AuditEntry
 from parley.store.conversations import UnknownUsers
@@ -258,10 +259,18 @@ async def search_listings() -> Response:
     query = parse_search(
         request.args.to_dict(flat=False),
         this_year=_this_year(),
-        limits=SearchLimits(limits.page_default_limit, limits.page_max_limit, limits.q_max_chars),
+        limits=SearchLimits(
+            limits.page_default_limit,
+            limits.page_max_limit,
+            limits.q_max_chars,
+            limits.relevance_window,
+        ),
     )
     if isinstance(query, dict):
         raise invalid(query)
+    if query.sort == "relevance" and query.as_of is None:
+        # The first page fixes the set that later pages rank (they carry this in the cursor).
+        query = dataclasses.replace(query, as_of=datetime.now(UTC))
     if query.status == "hidden":
         if principal is None:
             raise unauthorized()
@@ -274,7 +283,8 @@ async def search_listings() -> Response:
         raise ApiError(503, "unavailable", str(exc), headers={"Retry-After": "1"}) from None
     next_cursor = None
     if len(found) == query.limit:
-        next_cursor = encode_search_cursor(query.sort, sort_key(found[-1], query.sort))
+        position = Position(sort_key(found[-1], query.sort), query.as_of)
+        next_cursor = encode_search_cursor(query.sort, position)
     return jsonify({"data": [listing_payload(x) for x in found], "next_cursor": next_cursor})
 
 

@@ -8,7 +8,8 @@ never a query that fails or runs long.
 Sorts: `newest` (the default), `price_asc`, `price_desc`, and `relevance` (the text-search rank;
 the default when `q` is given, and only with `q`). Cursors are opaque: the sort and the keyset
 position of the last listing of the page (`store.listings.sort_key`), in URL-safe base64. A
-cursor made for another sort is refused rather than misread.
+cursor made for another sort is refused rather than misread. `relevance` ranks the newest
+`marketplace.relevance_window` matches, taken as of the first page (`ListingQuery.as_of`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class SearchLimits:
     page_default: int
     page_max: int
     q_max_chars: int
+    relevance_window: int = 200
 
 
 def _text(raw: str, max_chars: int) -> list[str]:
@@ -78,39 +80,54 @@ def _int(raw: str, minimum: int, maximum: int) -> int | list[str]:
     return value
 
 
-def encode_cursor(sort: Sort, key: tuple[Any, uuid.UUID]) -> str:
-    value, row_id = key
+@dataclass(frozen=True)
+class Position:
+    """Where a page starts: the keyset of the last listing before it, and for `relevance` the
+    time its ranked set was taken at."""
+
+    key: tuple[Any, uuid.UUID]
+    as_of: datetime | None = None
+
+
+def _time(value: object) -> datetime | None:
+    try:
+        at = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return at if at is not None and at.tzinfo is not None else None
+
+
+def encode_cursor(sort: Sort, position: Position) -> str:
+    value, row_id = position.key
     if isinstance(value, datetime):
         value = value.isoformat()
-    raw = orjson.dumps([sort, value, str(row_id)])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    parts = [sort, value, str(row_id)]
+    if position.as_of is not None:
+        parts.append(position.as_of.isoformat())
+    return base64.urlsafe_b64encode(orjson.dumps(parts)).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, sort: Sort) -> tuple[Any, uuid.UUID] | list[str]:
-    """The keyset position in `cursor`, or the field errors of `before`."""
+def decode_cursor(cursor: str, sort: Sort) -> Position | list[str]:
+    """The position in `cursor`, or the field errors of `before`."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        made_for, value, row_id = orjson.loads(raw)
+        made_for, value, row_id, *rest = orjson.loads(raw)
         parsed_id = uuid.UUID(row_id)
     except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
         return ["is not a valid cursor"]
     if made_for != sort:
         return ["belongs to a search with another sort"]
     if sort == "newest":
-        try:
-            at = datetime.fromisoformat(value) if isinstance(value, str) else None
-        except ValueError:
-            at = None
-        if at is None or at.tzinfo is None:
-            return ["is not a valid cursor"]
-        return at, parsed_id
+        at = _time(value)
+        return ["is not a valid cursor"] if at is None or rest else Position((at, parsed_id))
     if sort == "relevance":
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        as_of = _time(rest[0]) if len(rest) == 1 else None
+        if isinstance(value, bool) or not isinstance(value, int | float) or as_of is None:
             return ["is not a valid cursor"]
-        return float(value), parsed_id
+        return Position((float(value), parsed_id), as_of)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= PRICE_MAX_CENTS:
         return ["is not a valid cursor"]
-    return value, parsed_id
+    return ["is not a valid cursor"] if rest else Position((value, parsed_id))
 
 
 def parse_search(
@@ -172,16 +189,18 @@ def parse_search(
     elif sort == "relevance" and "q" not in found and "q" not in errors:
         errors["sort"] = ["relevance needs q"]
     if "before" in values and "sort" not in errors:
-        key = decode_cursor(values["before"], cast(Sort, sort))
-        if isinstance(key, list):
-            errors["before"] = key
+        position = decode_cursor(values["before"], cast(Sort, sort))
+        if isinstance(position, list):
+            errors["before"] = position
         else:
-            found["after"] = key
+            found["after"] = position.key
+            found["as_of"] = position.as_of
     if errors:
         return errors
     return ListingQuery(
         status=cast(Status, status),
         sort=cast(Sort, sort),
         limit=found.pop("limit", limits.page_default),
+        rank_window=limits.relevance_window,
         **found,
     )

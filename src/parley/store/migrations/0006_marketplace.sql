@@ -47,8 +47,14 @@ CREATE INDEX listings_make_model_idx
     WHERE hidden_at IS NULL AND deleted_at IS NULL;
 CREATE INDEX listings_make_price_idx ON listings (status, lower(make), price_cents, id)
     WHERE hidden_at IS NULL AND deleted_at IS NULL;
+CREATE INDEX listings_make_year_idx ON listings (status, lower(make), year, created_at DESC, id DESC)
+    WHERE hidden_at IS NULL AND deleted_at IS NULL;
 CREATE INDEX listings_year_idx ON listings (status, year, created_at DESC)
     WHERE hidden_at IS NULL AND deleted_at IS NULL;
+-- make and model are filtered together: without statistics on the pair (and on the lowered
+-- expressions the filters compare), the planner took make = 'toyota' for 0.5 % of the rows
+-- instead of 8 %, and make + model for 2 rows instead of 1,300, and chose its indexes by that.
+CREATE STATISTICS listings_make_model_stats ON lower(make), lower(model) FROM listings;
 -- A seller's own listings (any state), and the moderators' queue of hidden ones.
 CREATE INDEX listings_seller_idx ON listings (seller_id, created_at DESC, id DESC)
     WHERE deleted_at IS NULL;
