@@ -71,20 +71,17 @@ class ServerSettings:
     with query parameter names but no values, status, milliseconds); false: none."""
     listen_backlog: int = 1024
     """Connections the kernel completes and queues for the listener before it drops handshakes
-    (capped by `net.core.somaxconn`). Hypercorn's 100 overflowed in W4: a burst of 200 logins at
-    once counted 95 `ListenOverflows` (`nstat`), each a client waiting a one-second SYN retry;
-    1024 is Cowboy's (Phoenix's) default as well."""
+    (capped by `net.core.somaxconn`); Hypercorn's 100 overflows in a login burst, each overflow
+    a client waiting a one-second SYN retry (docs/settings.md). Cowboy's (Phoenix's) default."""
     gc_freeze: bool = True
     """Freeze the start-up objects out of the garbage collector (off in tests, which run many
     servers in one process)."""
     gc_thresholds: tuple[int, ...] = (10_000, 5, 100)
     """`gc.set_threshold` for the server process (CPython's default is 700, 10, 10). A pause is
     as long as the generation it scans: gen0 holds up to the first number of surviving objects,
-    gen1 up to first x second, and a connection storm makes every object survive. Measured here:
-    with the defaults, full collections ran every few seconds under W2, took 500-600 ms each and
-    freed almost nothing; with (50000, 20, 100) those went away but W4's 5,000 reconnects hit
-    gen1 collections of 540-665 ms (1M objects); with these, gen1 pauses stay at 30-150 ms (on a
-    loaded machine) and the third number still keeps full collections rare."""
+    gen1 up to first x second, and a connection storm makes every object survive. These keep
+    gen1 pauses short and full collections rare under fan-out and reconnect storms, where the
+    defaults ran long full collections that freed almost nothing (docs/settings.md)."""
 
 
 @dataclass(frozen=True)
@@ -177,11 +174,8 @@ class WriterSettings:
     batch_max_rows: int = 500
     batch_max_wait_ms: float = 0.0
     """A batch takes every message queued while the previous commit was in flight, then waits for
-    more until none has arrived for this long (0: it does not wait)... Measured with W3 (1:1 chats
-    over sockets, 2 cores): waiting 2 ms, with the 20 ms linger, put ack p50 at 19-22 ms at 1,000
-    msg/s and 24-33 ms at 2,000 (at those rates messages are never 2 ms apart, so every batch
-    lingered); not waiting: 2-3 ms and 4-8 ms. The price is more, smaller commits, ~0.3 ms of
-    this process's CPU each: at 1,000 msg/s the server used 51-59 % of a core instead of 34-41 %."""
+    more until none has arrived for this long (0: it does not wait)... Not waiting keeps acks
+    several times faster at chat rates, for more and smaller commits (docs/settings.md)."""
     batch_max_linger_ms: float = 20.0
     """...or this long after its first message, whichever comes first (bounds the added latency)."""
 
@@ -206,11 +200,9 @@ class MarketplaceSettings:
     q_max_chars: int = 200
     """The longest search text `q`: longer is a 422, not a query over thousands of terms."""
     relevance_window: int = 200
-    """`sort=relevance` ranks the newest this many listings that match `q`. Ranking every match
-    of a common word costs in proportion to the matches (measured at 100,000 listings: 25-75 ms
-    for a word in one listing of six, against 0.3 ms for the newest 20 matches); finding the
-    newest N matches costs in proportion to N (about 4 ms for 500 of such a word, 2 ms for 200),
-    so a bounded set keeps every search fast whatever the word (docs/marketplace.md)."""
+    """`sort=relevance` ranks the newest this many listings that match `q`: ranking every match
+    of a common word costs in proportion to the matches, so a bounded set keeps every search fast
+    whatever the word (docs/settings.md, docs/marketplace.md)."""
     search_timeout_seconds: float = 2.0
     """A search still running after this is cancelled by the database (503): a query that would
     run long never holds a pooled connection for long."""
