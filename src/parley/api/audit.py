@@ -7,8 +7,8 @@ from quart import Blueprint, Response, jsonify, request
 from parley.api.body import query_int
 from parley.api.context import parley_context
 from parley.api.endpoint import ERROR_RESPONSE, Auth, endpoint, ok
-from parley.api.pagination import decode_cursor, encode_cursor
-from parley.api.schemas import TIME, UUID, obj, page_of, query_parameter
+from parley.api.pagination import PAGE_QUERY, decode_cursor, encode_cursor
+from parley.api.schemas import TIME, UUID, obj, page_of
 from parley.isotime import iso
 from parley.marketplace.permissions import RULES, Action
 from parley.store.audit import AuditRecord
@@ -55,10 +55,7 @@ def audit_json(entry: AuditRecord) -> dict[str, object]:
     summary="Every moderation and admin action (hide, unhide, delete, ban, role change, "
     "announcement): actor, action, target, reason, at; newest first",
     auth=Auth(int(RULES[Action.READ_AUDIT].level)),
-    query=[
-        query_parameter("limit", {"type": "integer", "minimum": 1}, "page size"),
-        query_parameter("before", {"type": "string"}, "next_cursor of the previous page"),
-    ],
+    query=PAGE_QUERY,
     responses={200: ok("a page of entries", page_of(AUDIT_ENTRY)), 422: ERROR_RESPONSE},
 )
 async def audit_log() -> Response:

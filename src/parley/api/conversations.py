@@ -26,7 +26,7 @@ from parley.api.endpoint import (
     ok,
 )
 from parley.api.errors import ApiError, invalid, not_found
-from parley.api.pagination import decode_cursor, encode_cursor
+from parley.api.pagination import PAGE_QUERY, decode_cursor, encode_cursor
 from parley.api.schemas import MESSAGE, NULLABLE_TIME, TIME, UUID, obj, page_of, query_parameter
 from parley.isotime import iso
 from parley.store.conversations import Conversation, ConversationSummary, Member, UnknownUsers
@@ -207,10 +207,7 @@ async def create_conversation() -> tuple[Response, int]:
     "/api/conversations",
     summary="My conversations, newest activity first, with the last message and unread count",
     auth=Auth.REGISTERED,
-    query=[
-        query_parameter("limit", {"type": "integer", "minimum": 1}, "page size"),
-        query_parameter("before", {"type": "string"}, "next_cursor of the previous page"),
-    ],
+    query=PAGE_QUERY,
     responses={200: ok("a page", page_of(SUMMARY)), 422: ERROR_RESPONSE},
 )
 async def list_conversations() -> Response:

@@ -36,7 +36,7 @@ from parley.api.endpoint import (
     optional_principal,
 )
 from parley.api.errors import ApiError, forbidden, invalid, not_found, unauthorized
-from parley.api.pagination import decode_cursor, encode_cursor
+from parley.api.pagination import PAGE_QUERY, decode_cursor, encode_cursor
 from parley.api.schemas import MESSAGE, TIME, UUID, obj, page_of, query_parameter
 from parley.marketplace import rules
 from parley.marketplace.events import ListingEvents, listing_payload, reply_payload
@@ -128,10 +128,6 @@ CONTACT_BODY: dict[str, Any] = {
 CONTACT = obj(
     {"conversation": CONVERSATION_DETAIL, "message": {"anyOf": [MESSAGE, {"type": "null"}]}}
 )
-PAGE_QUERY = [
-    query_parameter("limit", {"type": "integer", "minimum": 1}, "page size"),
-    query_parameter("before", {"type": "string"}, "next_cursor of the previous page"),
-]
 SEARCH_QUERY = [
     query_parameter("make", {"type": "string"}, "exactly this make, any case"),
     query_parameter("model", {"type": "string"}, "exactly this model, any case"),

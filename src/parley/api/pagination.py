@@ -8,6 +8,13 @@ import uuid
 from datetime import datetime
 
 from parley.api.errors import invalid
+from parley.api.schemas import query_parameter
+
+PAGE_QUERY = [
+    query_parameter("limit", {"type": "integer", "minimum": 1}, "page size"),
+    query_parameter("before", {"type": "string"}, "next_cursor of the previous page"),
+]
+"""The query parameters of every cursor-paginated list, for its `endpoint(query=...)`."""
 
 
 def encode_cursor(at: datetime, row_id: uuid.UUID) -> str:

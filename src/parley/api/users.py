@@ -23,8 +23,8 @@ from parley.api.body import json_object, query_int
 from parley.api.context import parley_context
 from parley.api.endpoint import ERROR_RESPONSE, Auth, current_principal, endpoint, ok
 from parley.api.errors import invalid, not_found
-from parley.api.pagination import decode_cursor, encode_cursor
-from parley.api.schemas import page_of, query_parameter
+from parley.api.pagination import PAGE_QUERY, decode_cursor, encode_cursor
+from parley.api.schemas import page_of
 
 if TYPE_CHECKING:
     import uuid
@@ -44,10 +44,7 @@ CREATE_BODY: dict[str, Any] = {
     "/api/users",
     summary="Registered users (not banned), newest first, public fields only",
     auth=Auth.REGISTERED,
-    query=[
-        query_parameter("limit", {"type": "integer", "minimum": 1}, "page size"),
-        query_parameter("before", {"type": "string"}, "next_cursor of the previous page"),
-    ],
+    query=PAGE_QUERY,
     responses={200: ok("a page of users", page_of(PUBLIC_USER)), 422: ERROR_RESPONSE},
 )
 async def list_users() -> Response:

@@ -14,6 +14,7 @@ same transaction as the change.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,20 +30,6 @@ Sort = Literal["newest", "price_asc", "price_desc", "relevance"]
 Status = Literal["active", "sold", "hidden"]
 SORTS: Final = ("newest", "price_asc", "price_desc", "relevance")
 STATUSES: Final = ("active", "sold", "hidden")
-EDITABLE: Final = frozenset(
-    {
-        "title",
-        "make",
-        "model",
-        "year",
-        "price_cents",
-        "currency",
-        "mileage_km",
-        "description",
-        "location",
-        "status",
-    }
-)
 """The columns a seller may change (`ListingStore.update`)."""
 
 
@@ -72,6 +59,12 @@ class NewListing:
     mileage_km: int | None = None
     description: str = ""
     location: str | None = None
+
+
+LISTING_FIELDS: Final = tuple(field.name for field in dataclasses.fields(NewListing))
+"""A listing's own fields, in the order of `NewListing` (and of its columns)."""
+EDITABLE: Final = frozenset({*LISTING_FIELDS, "status"})
+"""What a seller may change."""
 
 
 @dataclass(frozen=True)
@@ -340,37 +333,9 @@ class ListingStore:
     async def insert_many(self, rows: Sequence[tuple[uuid.UUID, NewListing, datetime, str]]) -> int:
         """Bulk-load listings (the demo and the benchmark): (seller, fields, created_at, status)
         per row, with COPY; returns how many were written."""
-        columns = [
-            "seller_id",
-            "title",
-            "make",
-            "model",
-            "year",
-            "price_cents",
-            "currency",
-            "mileage_km",
-            "description",
-            "location",
-            "status",
-            "created_at",
-            "updated_at",
-        ]
+        columns = ["seller_id", *LISTING_FIELDS, "status", "created_at", "updated_at"]
         records = [
-            (
-                seller,
-                f.title,
-                f.make,
-                f.model,
-                f.year,
-                f.price_cents,
-                f.currency,
-                f.mileage_km,
-                f.description,
-                f.location,
-                status,
-                created_at,
-                created_at,
-            )
+            (seller, *(getattr(f, name) for name in LISTING_FIELDS), status, created_at, created_at)
             for seller, f, created_at, status in rows
         ]
 
