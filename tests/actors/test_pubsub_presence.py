@@ -3,8 +3,8 @@ during a broadcast, and presence diffs merged per broadcast period (autojump clo
 
 from __future__ import annotations
 
-import pytest
 import trio
+import trio.testing
 
 from parley.actors.presence import Presence
 from parley.actors.pubsub import Broadcast, LocalPubSub
@@ -70,8 +70,17 @@ def test_a_subscriber_may_unsubscribe_others_while_a_broadcast_is_delivered() ->
     assert pubsub.statistics().topics == 0
 
 
-@pytest.mark.usefixtures("autojump_clock")
-async def test_presence_merges_the_changes_of_a_period_into_one_diff() -> None:
+async def past_a_period(clock: trio.testing.MockClock) -> None:
+    """Once the presence task waits out its period, move the virtual clock past it and let the
+    task broadcast."""
+    await trio.testing.wait_all_tasks_blocked()
+    clock.jump(0.2)
+    await trio.testing.wait_all_tasks_blocked()
+
+
+async def test_presence_merges_the_changes_of_a_period_into_one_diff(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     pubsub = LocalPubSub()
     watcher = Recorder("watcher")
     pubsub.subscribe("room", watcher)
@@ -82,12 +91,12 @@ async def test_presence_merges_the_changes_of_a_period_into_one_diff() -> None:
         presence.track("room", alice, "alice", {"status": "here"})
         presence.track("room", bob, "bob", {})
         assert watcher.got == []  # not yet: diffs go out once per period
-        await trio.sleep(0.2)
+        await past_a_period(autojump_clock)
         (diff,) = [x.payload for x in watcher.got if x.event == "presence_diff"]
         assert set(diff["joins"]) == {"alice", "bob"} and diff["leaves"] == {}
         assert set(presence.list("room")) == {"alice", "bob"}
         presence.untrack_all(bob)
-        await trio.sleep(0.2)
+        await past_a_period(autojump_clock)
         last = watcher.got[-1].payload
         assert set(last["leaves"]) == {"bob"} and last["joins"] == {}
         assert set(presence.list("room")) == {"alice"}

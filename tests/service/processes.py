@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 import psutil
@@ -41,6 +41,29 @@ def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {seconds}s: {what}")
         time.sleep(POLL_SECONDS)
+
+
+def wait_healthy(
+    url: str, process: subprocess.Popen[Any], *, log: Callable[[], str] = str
+) -> dict[str, object]:
+    """Wait until `url` (a /health) answers 200 with the database ok; its body. `process` must
+    stay up meanwhile (`log()` says what it printed if it does not)."""
+    body: dict[str, object] = {}
+
+    def healthy() -> bool:
+        nonlocal body
+        assert process.poll() is None, f"parley serve exited during start-up:\n{log()}"
+        try:
+            response = httpx.get(url, timeout=2)
+        except httpx.TransportError:
+            return False
+        if response.status_code != 200 or response.json()["database"] != "ok":
+            return False
+        body = response.json()
+        return True
+
+    wait_for(healthy, STARTUP_SECONDS, f"{url} answers 200 with the database ok")
+    return body
 
 
 def alive(process: psutil.Process) -> bool:
@@ -177,17 +200,7 @@ class MakeServe:
         return children[0]
 
     def wait_healthy(self) -> None:
-        url = f"http://127.0.0.1:{self.port}/health"
-
-        def healthy() -> bool:
-            assert self.make.poll() is None, f"make serve exited during start-up:\n{self.log()}"
-            try:
-                response = httpx.get(url, timeout=2)
-            except httpx.TransportError:
-                return False
-            return response.status_code == 200 and response.json()["database"] == "ok"
-
-        wait_for(healthy, STARTUP_SECONDS, f"{url} answers 200 with the database ok")
+        wait_healthy(f"http://127.0.0.1:{self.port}/health", self.make, log=self.log)
 
     def signal_group(self, signum: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError):  # everything in it has exited already

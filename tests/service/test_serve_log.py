@@ -7,49 +7,27 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from parley import __version__
+from tests.service.processes import free_port, wait_healthy
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-STARTUP_SECONDS = 60
 SHUTDOWN_SECONDS = 30
 SECRET = "s3cret-value"
 OWN_LINE = re.compile(r"^\S+ \S+ (INFO|WARNING) parley(\.[a-z_.]+)?: ")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "parley serve exited during start-up"
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"no healthy answer from {url} within {STARTUP_SECONDS}s")
-
-
 @pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="runs the embedded database")
 def test_serve_starts_quietly_and_logs_each_request_without_query_values(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
         key: value
@@ -65,7 +43,7 @@ def test_serve_starts_quietly_and_logs_each_request_without_query_values(tmp_pat
         text=True,
     )
     try:
-        _wait_healthy(f"{base}/health", process)
+        wait_healthy(f"{base}/health", process)
         assert httpx.get(f"{base}/api/users?limit=1&token={SECRET}").status_code == 401
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=SHUTDOWN_SECONDS)

@@ -9,25 +9,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import psutil
 import pytest
 
-STARTUP_SECONDS = 60
+from tests.service.processes import free_port, wait_healthy
+
 SHUTDOWN_SECONDS = 30
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def postgres_processes_under(data_dir: Path) -> list[psutil.Process]:
@@ -40,21 +31,6 @@ def postgres_processes_under(data_dir: Path) -> list[psutil.Process]:
         if "postgres" in (process.info["name"] or "") and str(data_dir) in cmdline:
             found.append(process)
     return found
-
-
-def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> dict[str, object]:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "parley serve exited during start-up"
-        try:
-            response = httpx.get(url, timeout=2)
-            if response.status_code == 200:
-                body: dict[str, object] = response.json()
-                return body
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"no healthy answer from {url} within {STARTUP_SECONDS}s")
 
 
 @pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="checks the embedded database")

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from parley.api.socket.channels.debug import DebugChannel
 from parley.api.socket.core.channel import (
@@ -110,7 +111,9 @@ async def test_a_duplicate_join_closes_the_old_join_with_its_own_join_ref() -> N
         assert [(m.topic, m.join_ref) for m in closes] == [("debug:a", first_ref)]
 
 
-async def test_presence_state_after_the_join_and_diffs_to_the_others() -> None:
+async def test_presence_state_after_the_join_and_diffs_to_the_others(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     async with channel_case(Settings(), prefixes=DEBUG) as case:
         alice_id, bob_id = principal(), principal()
         alice = await case.connect(alice_id)
@@ -120,12 +123,12 @@ async def test_presence_state_after_the_join_and_diffs_to_the_others() -> None:
         assert list(state) == [str(alice_id.user_id)]
         bob = await case.connect(bob_id)
         await bob.join("debug:p")
-        await trio.sleep(1)  # past the presence broadcast period (autojump clock)
+        autojump_clock.jump(1)  # past the presence broadcast period (virtual time)
         await alice.settle()
         joins = [d["joins"] for d in alice.events("debug:p", "presence_diff")]
         assert str(bob_id.user_id) in {key for j in joins for key in j}
         await bob.connection.client_leaves()
-        await trio.sleep(1)
+        autojump_clock.jump(1)
         await alice.settle()
         leaves = [d["leaves"] for d in alice.events("debug:p", "presence_diff")]
         assert str(bob_id.user_id) in {key for left in leaves for key in left}
