@@ -184,7 +184,9 @@ async def _serve(
             runtime=runtime,
             sockets=hub,
         )
-        connect = PhoenixConnect(settings, context.tokens, context.stores.users)
+        connect = PhoenixConnect(
+            settings, context.tokens, context.stores.users, context.stores.tokens
+        )
         longpoll = LongPollTransport(hub, connect)
         app = create_app(context, connect, longpoll)
         grace = settings.supervision.child_shutdown_seconds
@@ -254,7 +256,8 @@ async def create_user(
     """`parley users create`: validated like registration, confirmed at once (an operator made
     it)."""
     from parley.accounts.validation import check_email, check_password, check_username
-    from parley.store.users import DuplicateUser, UserStore
+    from parley.store.user_records import DuplicateUser
+    from parley.store.users import UserStore
 
     problems = (
         check_email(email) + check_username(username) + check_password(password, settings.auth)

@@ -19,7 +19,8 @@ from parley.api.context import parley_context
 from parley.api.errors import ApiError, conflict, forbidden, invalid, rate_limited
 from parley.api.schemas import NULLABLE_TIME, TIME, UUID, obj
 from parley.isotime import iso
-from parley.store.users import DuplicateUser, NewOneTimeToken
+from parley.store.tokens import NewOneTimeToken
+from parley.store.user_records import DuplicateUser
 
 if TYPE_CHECKING:
     import uuid
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
     from parley.accounts import Decision
     from parley.api.endpoint import Principal
     from parley.store.outbox import Mail
-    from parley.store.users import ConfirmOutcome, User
+    from parley.store.tokens import ConfirmOutcome
+    from parley.store.user_records import User
 
 # --- schemas -------------------------------------------------------------------------------------
 
@@ -175,7 +177,7 @@ async def new_session(user: User, status: int = 200) -> Response:
     """A new refresh-token family for `user`, and the session response carrying it."""
     context = parley_context()
     refresh = context.tokens.issue_opaque("refresh")
-    await context.stores.users.add_refresh_token(user.id, refresh.digest, refresh.expires_at)
+    await context.stores.tokens.add_refresh_token(user.id, refresh.digest, refresh.expires_at)
     return session_response(user, refresh.plaintext, refresh.expires_at, status)
 
 
@@ -346,7 +348,7 @@ async def redeem_confirmation(token: str) -> ConfirmOutcome:
     (the token then stays unused).
     """
     try:
-        outcome = await parley_context().stores.users.redeem_confirmation(hash_opaque(token))
+        outcome = await parley_context().stores.tokens.redeem_confirmation(hash_opaque(token))
     except DuplicateUser:
         raise conflict(
             "the new e-mail address was registered meanwhile", {"email": ["has already been taken"]}
@@ -366,11 +368,11 @@ async def reset_password_with(token: str, password: str) -> User:
     if problems:
         raise invalid({"password": problems})
     digest = hash_opaque(token)
-    users = context.stores.users
+    tokens = context.stores.tokens
     # Check first so a bad token costs no hashing; the reset below re-checks it atomically.
-    if not await users.one_time_token_valid(digest, "reset"):
+    if not await tokens.one_time_token_valid(digest, "reset"):
         raise _bad_token()
-    user = await users.reset_password(digest, await context.passwords.hash(password))
+    user = await tokens.reset_password(digest, await context.passwords.hash(password))
     if user is None:
         raise _bad_token()
     revoke_sockets(user.id)

@@ -55,7 +55,7 @@ from parley.api.endpoint import (
 )
 from parley.api.errors import ApiError, invalid
 from parley.api.schemas import obj
-from parley.store.users import NewOneTimeToken
+from parley.store.tokens import NewOneTimeToken
 
 blueprint = Blueprint("auth", __name__)
 
@@ -225,7 +225,7 @@ async def refresh() -> Response:
     if presented is None:
         raise _refused("no refresh token (body refresh_token or cookie)")
     successor = context.tokens.issue_opaque("refresh")
-    outcome = await context.stores.users.rotate_refresh_token(
+    outcome = await context.stores.tokens.rotate_refresh_token(
         hash_opaque(presented), successor.digest, successor.expires_at
     )
     if outcome.user is None:
@@ -279,7 +279,7 @@ async def logout() -> Response:
     context = parley_context()
     presented = presented_refresh_token(await optional_json_object())
     if presented is not None:
-        await context.stores.users.revoke_refresh_family_of(hash_opaque(presented))
+        await context.stores.tokens.revoke_refresh_family_of(hash_opaque(presented))
     response = Response("", status=204)
     clear_refresh_cookie(response)
     return response
@@ -326,7 +326,7 @@ async def forgot_password() -> tuple[Response, int]:
                 links=mail_links(),
                 ttl_seconds=context.settings.auth.password_reset_ttl_seconds,
             )
-            await context.stores.users.issue_one_time_token(
+            await context.stores.tokens.issue_one_time_token(
                 user.id, NewOneTimeToken("reset", token.digest, token.expires_at), mail
             )
             wake_mailer()

@@ -20,12 +20,14 @@ from parley.store.conversations import ConversationStore
 from parley.store.listings import ListingStore
 from parley.store.messages import MessageStore
 from parley.store.outbox import OutboxStore
+from parley.store.tokens import TokenStore
 from parley.store.users import UserStore
 
 
 @dataclass
 class Stores:
     users: UserStore
+    tokens: TokenStore
     conversations: ConversationStore
     messages: MessageStore
     outbox: OutboxStore
@@ -36,6 +38,7 @@ class Stores:
     def on(cls, database: Database) -> Stores:
         return cls(
             UserStore(database),
+            TokenStore(database),
             ConversationStore(database),
             MessageStore(database),
             OutboxStore(database),

@@ -21,7 +21,7 @@ from parley.accounts import InvalidToken
 from parley.api.body import FORM, JSON
 from parley.api.context import parley_context
 from parley.api.errors import ApiError, forbidden, unauthorized
-from parley.store.users import User
+from parley.store.user_records import User
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -194,7 +194,7 @@ async def principal_for_token(token: str) -> Principal:
     user = await context.stores.users.get(claims.user_id)
     if user is None or user.banned_at is not None or user.token_version != claims.token_version:
         raise ApiError(401, "invalid_token", "the token has been revoked")
-    if claims.api_token_id is not None and not await context.stores.users.api_token_live(
+    if claims.api_token_id is not None and not await context.stores.tokens.api_token_live(
         claims.api_token_id
     ):
         raise ApiError(401, "invalid_token", "the API token has been deleted")

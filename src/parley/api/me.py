@@ -34,7 +34,8 @@ from parley.api.context import parley_context
 from parley.api.endpoint import ERROR_RESPONSE, Auth, current_principal, endpoint, ok
 from parley.api.errors import conflict, invalid
 from parley.api.schemas import obj
-from parley.store.users import NewOneTimeToken, User
+from parley.store.tokens import NewOneTimeToken
+from parley.store.user_records import User
 
 blueprint = Blueprint("me", __name__)
 
@@ -188,8 +189,7 @@ async def change_email() -> tuple[Response, int]:
     if email == normalize_email(user.email):
         raise invalid({"email": ["is already your address"]})
     await _check_current_password(user, values["password"] or "", "password")
-    users = context.stores.users
-    if await users.email_taken(email, except_user=user.id):
+    if await context.stores.users.email_taken(email, except_user=user.id):
         raise conflict("e-mail address already registered", {"email": ["has already been taken"]})
     token = context.tokens.issue_opaque("confirm")
     mail = email_change_mail(
@@ -199,7 +199,7 @@ async def change_email() -> tuple[Response, int]:
         links=mail_links(),
         ttl_seconds=context.settings.auth.confirm_ttl_seconds,
     )
-    await users.issue_one_time_token(
+    await context.stores.tokens.issue_one_time_token(
         user.id,
         NewOneTimeToken("email_change", token.digest, token.expires_at, {"email": email}),
         mail,

@@ -90,10 +90,10 @@ async def _form_field(name: str) -> str:
 
 async def _token_valid(token: str, purposes: Sequence[str]) -> str | None:
     """The first of `purposes` that `token` is unused and unexpired for, or None."""
-    users = parley_context().stores.users
+    tokens = parley_context().stores.tokens
     digest = hash_opaque(token)
     for purpose in purposes:
-        if await users.one_time_token_valid(digest, purpose):
+        if await tokens.one_time_token_valid(digest, purpose):
             return purpose
     return None
 

@@ -27,7 +27,7 @@ from parley.isotime import iso
 if TYPE_CHECKING:
     import uuid
 
-    from parley.store.users import ApiToken
+    from parley.store.tokens import ApiToken
 
 blueprint = Blueprint("tokens", __name__)
 
@@ -89,11 +89,11 @@ async def create_token() -> tuple[Response, int]:
     problems = check_name(name) if name else ["is required"]
     if problems:
         raise invalid({"name": problems})
-    users = parley_context().stores.users
-    if await users.count_api_tokens(principal.user.id) >= MAX_API_TOKENS_PER_USER:
+    tokens = parley_context().stores.tokens
+    if await tokens.count_api_tokens(principal.user.id) >= MAX_API_TOKENS_PER_USER:
         raise conflict(f"at most {MAX_API_TOKENS_PER_USER} API tokens; delete one first")
     plaintext, digest = new_opaque_token(API_TOKEN_PREFIX)
-    token = await users.add_api_token(principal.user.id, name, digest)
+    token = await tokens.add_api_token(principal.user.id, name, digest)
     return jsonify({**token_json(token), "token": plaintext}), 201
 
 
@@ -111,7 +111,7 @@ async def create_token() -> tuple[Response, int]:
     },
 )
 async def list_tokens() -> Response:
-    tokens = await parley_context().stores.users.api_tokens(current_principal().user.id)
+    tokens = await parley_context().stores.tokens.api_tokens(current_principal().user.id)
     return jsonify({"data": [token_json(t) for t in tokens], "next_cursor": None})
 
 
@@ -126,7 +126,7 @@ async def list_tokens() -> Response:
 async def delete_token(token_id: uuid.UUID) -> tuple[str, int]:
     principal = current_principal()
     require_interactive(principal)
-    if not await parley_context().stores.users.revoke_api_token(principal.user.id, token_id):
+    if not await parley_context().stores.tokens.revoke_api_token(principal.user.id, token_id):
         raise not_found("no such API token")
     return "", 204
 
@@ -145,7 +145,7 @@ async def api_session() -> Response:
     context = parley_context()
     token = read_strings(await json_or_form_object(), required=("token",))["token"] or ""
     found = (
-        await context.stores.users.use_api_token(hash_opaque(token))
+        await context.stores.tokens.use_api_token(hash_opaque(token))
         if token.startswith(API_TOKEN_PREFIX)
         else None
     )

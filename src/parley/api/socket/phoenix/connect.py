@@ -31,6 +31,7 @@ from parley.api.socket.core.principal import SocketPrincipal
 from parley.api.socket.core.transport import Accepted, ConnectRequest, Refused
 from parley.api.socket.phoenix.serializer import UnsupportedVsnError, serializer_for_vsn
 from parley.config import Settings, SocketSettings
+from parley.store.tokens import TokenStore
 from parley.store.users import UserStore
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,13 @@ MAX_TOKEN_CHARS: Final = 8192
 class PhoenixConnect:
     """The upgrade decision of a Phoenix socket (an `Authorize` for the transports)."""
 
-    def __init__(self, settings: Settings, tokens: TokenService, users: UserStore) -> None:
+    def __init__(
+        self, settings: Settings, tokens: TokenService, users: UserStore, api_tokens: TokenStore
+    ) -> None:
         self._settings = settings
         self._tokens = tokens
         self._users = users
+        self._api_tokens = api_tokens
 
     async def __call__(self, request: ConnectRequest) -> Accepted | Refused:
         """Accept or refuse an upgrade; never raises for anything the client sent."""
@@ -84,7 +88,7 @@ class PhoenixConnect:
                 or user.token_version != claims.token_version
             ):
                 return None
-            if claims.api_token_id is not None and not await users.api_token_live(
+            if claims.api_token_id is not None and not await self._api_tokens.api_token_live(
                 claims.api_token_id
             ):
                 return None
