@@ -1242,7 +1242,7 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 from pgserver.postgres_server import get_server
 from parley.marketplace.search import SearchLimits, parse_search
-from parley.store.listings import search_statement
+from parley.store.listing_search import search_statement
 
 async def main():
     conn = await asyncpg.connect(get_server(sys.argv[1], cleanup_mode=None).get_uri())

@@ -27,7 +27,8 @@ from parley.accounts import PasswordHasher
 from parley.config import Settings
 from parley.service import RunningServer, serve
 from parley.store.audit import AuditEntry
-from parley.store.listings import Listing, ListingQuery, NewListing
+from parley.store.listing_records import Listing, NewListing
+from parley.store.listing_search import ListingQuery
 
 DEMO_DOMAIN: Final = "demo.example.com"
 """Every demo account's e-mail domain (example.com is reserved: no mail reaches anybody)."""

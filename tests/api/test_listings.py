@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from parley.demo import generate_listings
-from parley.store.listings import ListingQuery
+from parley.store.listing_search import ListingQuery
 from tests.api.account_helpers import make_admin, server_with
 from tests.api.conftest import Account, register
 

@@ -13,7 +13,7 @@ from parley.marketplace.rules import (
     validate_listing_changes,
     validate_new_listing,
 )
-from parley.store.listings import NewListing
+from parley.store.listing_records import NewListing
 
 YEAR = 2026
 GOOD: dict[str, Any] = {

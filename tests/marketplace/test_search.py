@@ -12,7 +12,7 @@ from parley.marketplace.search import (
     encode_cursor,
     parse_search,
 )
-from parley.store.listings import ListingQuery, Sort, search_statement
+from parley.store.listing_search import ListingQuery, Sort, search_statement
 
 LIMITS = SearchLimits(page_default=20, page_max=100, q_max_chars=200, relevance_window=50)
 

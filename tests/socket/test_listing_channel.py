@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from parley.store.listings import NewListing
+from parley.store.listing_records import NewListing
 from tests.phoenix_client import open_phoenix_client
 from tests.socket.conftest import Realtime, User
 

@@ -45,7 +45,8 @@ from parley.marketplace.search import Position, SearchLimits, parse_search
 from parley.marketplace.search import encode_cursor as encode_search_cursor
 from parley.store.audit import AuditEntry
 from parley.store.conversations import UnknownUsers
-from parley.store.listings import SORTS, STATUSES, Listing, Reply, SearchTimeout, sort_key
+from parley.store.listing_records import Listing, Reply
+from parley.store.listing_search import SORTS, STATUSES, SearchTimeout, sort_key
 
 blueprint = Blueprint("listings", __name__)
 

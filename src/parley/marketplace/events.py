@@ -20,7 +20,7 @@ from typing import Any, Final
 from parley.actors.chat_events import user_topic
 from parley.actors.pubsub import PubSub
 from parley.isotime import iso
-from parley.store.listings import Listing, PublicUser, Reply
+from parley.store.listing_records import Listing, PublicUser, Reply
 
 LISTING_REPLY: Final = "listing_reply"
 REPLY: Final = "reply"

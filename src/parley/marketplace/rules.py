@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from parley.actors.message_rules import check_text
 from parley.marketplace.currencies import DEFAULT_CURRENCY, ISO_4217
-from parley.store.listings import EDITABLE, NewListing
+from parley.store.listing_records import EDITABLE, NewListing
 
 FieldErrors = dict[str, list[str]]
 
@@ -176,7 +176,7 @@ def validate_new_listing(body: object, *, this_year: int) -> NewListing | FieldE
 
 @dataclass(frozen=True)
 class ListingChanges:
-    """A seller's checked changes: column -> new value (`store.listings.EDITABLE` columns)."""
+    """A seller's checked changes: column -> new value (columns of `listing_records.EDITABLE`)."""
 
     values: dict[str, Any]
 

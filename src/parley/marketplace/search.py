@@ -7,7 +7,7 @@ never a query that fails or runs long.
 
 Sorts: `newest` (the default), `price_asc`, `price_desc`, and `relevance` (the text-search rank;
 the default when `q` is given, and only with `q`). Cursors are opaque: the sort and the keyset
-position of the last listing of the page (`store.listings.sort_key`), in URL-safe base64. A
+position of the last listing of the page (`store.listing_search.sort_key`), in URL-safe base64. A
 cursor made for another sort is refused rather than misread. `relevance` ranks the newest
 `marketplace.relevance_window` matches, taken as of the first page (`ListingQuery.as_of`).
 """
@@ -32,7 +32,7 @@ from parley.marketplace.rules import (
     FieldErrors,
     max_year,
 )
-from parley.store.listings import SORTS, STATUSES, ListingQuery, Sort, Status
+from parley.store.listing_search import SORTS, STATUSES, ListingQuery, Sort, Status
 
 PARAMETERS: Final = (
     "make",

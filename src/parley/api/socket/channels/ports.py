@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from parley.actors.pubsub import PubSub
     from parley.config import MessageSettings
     from parley.store.conversations import Conversation
-    from parley.store.listings import Listing
+    from parley.store.listing_records import Listing
     from parley.store.messages import Message, Written
 
 
