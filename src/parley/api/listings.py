@@ -1,10 +1,11 @@
 """The marketplace over REST (DESIGN §4.1): listings, search, replies, moderation, contact.
 
 Thin handlers: the field rules are `marketplace.rules`, the search parameters
-`marketplace.search`, who may do what `marketplace.permissions` (the least role of each route is
-declared from that table with `endpoint(auth=...)`, ownership is asked of the same table), the SQL
-`store.listings`, and what is told to sellers and watchers `marketplace.events`. A hidden listing
-answers 404 to everybody but its seller and staff, as a deleted one does to everybody.
+`marketplace.search`, who may do what `marketplace.permissions` (applied to the request by
+`api.listing_access`: the least role of each route, ownership, what answers 404), the documented
+shapes `api.listing_schemas`, the SQL `store.listings`, and what is told to sellers and watchers
+`marketplace.events`. A hidden listing answers 404 to everybody but its seller and staff, as a
+deleted one does to everybody.
 """
 
 from __future__ import annotations
@@ -17,164 +18,52 @@ from typing import Any
 from quart import Blueprint, Response, jsonify, request
 
 from parley.actors.chat import ChatUnavailable, NotAMember, message_payload
-from parley.actors.message_rules import (
-    CLIENT_ID_MAX_CHARS,
-    NewMessageFields,
-    validate_new_message,
-)
+from parley.actors.message_rules import NewMessageFields, validate_new_message
 from parley.api.body import json_object, query_int
 from parley.api.context import parley_context
-from parley.api.conversations import CONVERSATION_DETAIL, detail_json
+from parley.api.conversations import detail_json
 from parley.api.endpoint import (
     ERROR_RESPONSE,
     NO_CONTENT,
-    Auth,
-    Principal,
     current_principal,
     endpoint,
     ok,
     optional_principal,
 )
-from parley.api.errors import ApiError, forbidden, invalid, not_found, unauthorized
+from parley.api.errors import ApiError, invalid, not_found, unauthorized
+from parley.api.listing_access import (
+    auth_for,
+    level_for,
+    owns,
+    require,
+    visible_listing,
+    visible_reply,
+)
+from parley.api.listing_schemas import (
+    CONTACT,
+    CONTACT_BODY,
+    CREATE_BODY,
+    DELETE_QUERY,
+    LISTING,
+    OPTIONAL_REASON_BODY,
+    PATCH_BODY,
+    REASON_BODY,
+    REPLY,
+    REPLY_BODY,
+    SEARCH_QUERY,
+)
 from parley.api.pagination import PAGE_QUERY, decode_cursor, encode_cursor
-from parley.api.schemas import MESSAGE, TIME, UUID, obj, page_of, query_parameter
+from parley.api.schemas import page_of
 from parley.marketplace import rules
 from parley.marketplace.events import ListingEvents, listing_payload, reply_payload
-from parley.marketplace.permissions import RULES, Action, Level, allowed, level_of
+from parley.marketplace.permissions import Action, allowed
 from parley.marketplace.search import Position, SearchLimits, parse_search
 from parley.marketplace.search import encode_cursor as encode_search_cursor
 from parley.store.audit import AuditEntry
 from parley.store.conversations import UnknownUsers
-from parley.store.listing_records import Listing, Reply
-from parley.store.listing_search import SORTS, STATUSES, SearchTimeout, sort_key
+from parley.store.listing_search import SearchTimeout, sort_key
 
 blueprint = Blueprint("listings", __name__)
-
-PERSON = obj(
-    {"id": UUID, "username": {"type": "string"}, "display_name": {"type": ["string", "null"]}}
-)
-LISTING = obj(
-    {
-        "id": UUID,
-        "seller": PERSON,
-        "title": {"type": "string", "minLength": 1, "maxLength": rules.TITLE_MAX_CHARS},
-        "make": {"type": "string"},
-        "model": {"type": "string"},
-        "year": {"type": "integer"},
-        "price_cents": {"type": "integer", "minimum": 0},
-        "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
-        "mileage_km": {"type": ["integer", "null"], "minimum": 0},
-        "description": {"type": "string"},
-        "location": {"type": ["string", "null"]},
-        "status": {"type": "string", "enum": ["active", "sold", "hidden"]},
-        "hidden_reason": {"type": ["string", "null"]},
-        "reply_count": {"type": "integer", "minimum": 0},
-        "created_at": TIME,
-        "updated_at": TIME,
-    }
-)
-REPLY = obj(
-    {
-        "id": UUID,
-        "listing_id": UUID,
-        "author": {"anyOf": [PERSON, {"type": "null"}]},
-        "body": {"type": "string"},
-        "hidden": {"type": "boolean"},
-        "created_at": TIME,
-        "deleted_at": {"type": ["string", "null"], "format": "date-time"},
-    }
-)
-_FIELDS: dict[str, Any] = {
-    "title": {"type": "string", "minLength": 1, "maxLength": rules.TITLE_MAX_CHARS},
-    "make": {"type": "string", "minLength": 1, "maxLength": rules.MAKE_MAX_CHARS},
-    "model": {"type": "string", "minLength": 1, "maxLength": rules.MODEL_MAX_CHARS},
-    "year": {"type": "integer", "minimum": rules.YEAR_MIN},
-    "price_cents": {"type": "integer", "minimum": 0, "maximum": rules.PRICE_MAX_CENTS},
-    "currency": {"type": "string", "description": "ISO 4217, default USD"},
-    "mileage_km": {"type": ["integer", "null"], "minimum": 0, "maximum": rules.MILEAGE_MAX_KM},
-    "description": {"type": ["string", "null"], "maxLength": rules.DESCRIPTION_MAX_CHARS},
-    "location": {"type": ["string", "null"], "maxLength": rules.LOCATION_MAX_CHARS},
-}
-CREATE_BODY: dict[str, Any] = {
-    "type": "object",
-    "required": ["title", "make", "model", "year", "price_cents"],
-    "properties": _FIELDS,
-}
-PATCH_BODY: dict[str, Any] = {
-    "type": "object",
-    "description": "at least one field",
-    "properties": {**_FIELDS, "status": {"type": "string", "enum": ["active", "sold"]}},
-}
-REASON_BODY: dict[str, Any] = {
-    "type": "object",
-    "required": ["reason"],
-    "properties": {"reason": {"type": "string", "minLength": 1}},
-}
-OPTIONAL_REASON_BODY: dict[str, Any] = {
-    "type": "object",
-    "properties": {"reason": {"type": "string", "minLength": 1}},
-}
-REPLY_BODY: dict[str, Any] = {
-    "type": "object",
-    "required": ["body"],
-    "properties": {"body": {"type": "string", "minLength": 1, "maxLength": rules.REPLY_MAX_CHARS}},
-}
-CONTACT_BODY: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "body": {"type": "string", "minLength": 1},
-        "client_id": {"type": "string", "minLength": 1, "maxLength": CLIENT_ID_MAX_CHARS},
-    },
-}
-CONTACT = obj(
-    {"conversation": CONVERSATION_DETAIL, "message": {"anyOf": [MESSAGE, {"type": "null"}]}}
-)
-SEARCH_QUERY = [
-    query_parameter("make", {"type": "string"}, "exactly this make, any case"),
-    query_parameter("model", {"type": "string"}, "exactly this model, any case"),
-    query_parameter("year_min", {"type": "integer"}, "built in or after"),
-    query_parameter("year_max", {"type": "integer"}, "built in or before"),
-    query_parameter("price_min", {"type": "integer", "minimum": 0}, "cents, at least"),
-    query_parameter("price_max", {"type": "integer", "minimum": 0}, "cents, at most"),
-    query_parameter("q", {"type": "string"}, "full text over title, make, model, description"),
-    query_parameter("seller_id", UUID, "one seller's listings"),
-    query_parameter(
-        "status",
-        {"type": "string", "enum": list(STATUSES)},
-        "active (default), sold, or hidden (moderators; sellers with their own seller_id)",
-    ),
-    query_parameter(
-        "sort",
-        {"type": "string", "enum": list(SORTS)},
-        "newest (default), price_asc, price_desc, relevance (the default with q; needs q)",
-    ),
-    *PAGE_QUERY,
-]
-DELETE_QUERY = [
-    query_parameter(
-        "reason",
-        {"type": "string"},
-        "why (required when a moderator deletes what is not theirs; recorded in the audit log)",
-    )
-]
-
-
-def auth_for(action: Action) -> Auth:
-    """The least role of a route, as the permission table has it."""
-    return Auth(int(RULES[action].level))
-
-
-def _level(principal: Principal | None) -> Level:
-    return level_of(principal.user.role if principal else None)
-
-
-def _require(action: Action, principal: Principal | None, *, is_owner: bool) -> None:
-    if not allowed(action, _level(principal), is_owner=is_owner):
-        raise forbidden(RULES[action].refusal)
-
-
-def _owns(principal: Principal | None, owner_id: uuid.UUID | None) -> bool:
-    return principal is not None and owner_id is not None and principal.user.id == owner_id
 
 
 def _this_year() -> int:
@@ -183,31 +72,6 @@ def _this_year() -> int:
 
 def _events() -> ListingEvents:
     return ListingEvents(parley_context().runtime.pubsub)
-
-
-async def _visible(listing_id: uuid.UUID, principal: Principal | None) -> Listing:
-    """The listing, if it exists and this caller may see it (hidden: its seller and staff)."""
-    listing = await parley_context().stores.listings.get(listing_id)
-    if listing is None:
-        raise not_found("no such listing")
-    seen = listing.hidden_at is None or allowed(
-        Action.SEE_HIDDEN, _level(principal), is_owner=_owns(principal, listing.seller.id)
-    )
-    if not seen:
-        raise not_found("no such listing")
-    return listing
-
-
-async def _visible_reply(listing: Listing, reply_id: uuid.UUID, principal: Principal) -> Reply:
-    reply = await parley_context().stores.listings.get_reply(listing.id, reply_id)
-    if reply is None or reply.deleted_at is not None:
-        raise not_found("no such reply")
-    author_id = reply.author.id if reply.author else None
-    if reply.hidden_at is not None and not allowed(
-        Action.SEE_HIDDEN_REPLY, _level(principal), is_owner=_owns(principal, author_id)
-    ):
-        raise not_found("no such reply")
-    return reply
 
 
 async def _optional_body() -> dict[str, Any]:
@@ -271,7 +135,7 @@ async def search_listings() -> Response:
     if query.status == "hidden":
         if principal is None:
             raise unauthorized()
-        _require(Action.SEE_HIDDEN, principal, is_owner=_owns(principal, query.seller_id))
+        require(Action.SEE_HIDDEN, principal, is_owner=owns(principal, query.seller_id))
     try:
         found = await context.stores.listings.search(
             query, time_bound=limits.search_timeout_seconds
@@ -296,7 +160,7 @@ async def search_listings() -> Response:
 )
 async def create_listing() -> tuple[Response, int]:
     principal = current_principal()
-    _require(Action.CREATE, principal, is_owner=False)
+    require(Action.CREATE, principal, is_owner=False)
     fields = rules.validate_new_listing(await json_object(), this_year=_this_year())
     if isinstance(fields, dict):
         raise invalid(fields)
@@ -314,7 +178,7 @@ async def create_listing() -> tuple[Response, int]:
     responses={200: ok("the listing", LISTING)},
 )
 async def get_listing(listing_id: uuid.UUID) -> Response:
-    return jsonify(listing_payload(await _visible(listing_id, optional_principal())))
+    return jsonify(listing_payload(await visible_listing(listing_id, optional_principal())))
 
 
 @endpoint(
@@ -328,8 +192,8 @@ async def get_listing(listing_id: uuid.UUID) -> Response:
 )
 async def edit_listing(listing_id: uuid.UUID) -> Response:
     principal = current_principal()
-    listing = await _visible(listing_id, principal)
-    _require(Action.EDIT, principal, is_owner=_owns(principal, listing.seller.id))
+    listing = await visible_listing(listing_id, principal)
+    require(Action.EDIT, principal, is_owner=owns(principal, listing.seller.id))
     changes = rules.validate_listing_changes(await json_object(), this_year=_this_year())
     if isinstance(changes, dict):
         raise invalid(changes)
@@ -354,9 +218,9 @@ async def edit_listing(listing_id: uuid.UUID) -> Response:
 )
 async def delete_listing(listing_id: uuid.UUID) -> tuple[str, int]:
     principal = current_principal()
-    listing = await _visible(listing_id, principal)
-    is_owner = _owns(principal, listing.seller.id)
-    _require(Action.DELETE, principal, is_owner=is_owner)
+    listing = await visible_listing(listing_id, principal)
+    is_owner = owns(principal, listing.seller.id)
+    require(Action.DELETE, principal, is_owner=is_owner)
     audit = None
     if not is_owner:
         reason = _reason(request.args.get("reason"), required=True)
@@ -370,7 +234,7 @@ async def delete_listing(listing_id: uuid.UUID) -> tuple[str, int]:
 
 async def _moderate_listing(listing_id: uuid.UUID, *, hidden: bool) -> Response:
     principal = current_principal()
-    _require(Action.HIDE, principal, is_owner=False)
+    require(Action.HIDE, principal, is_owner=False)
     body = await (json_object() if hidden else _optional_body())
     reason = _reason(body.get("reason"), required=hidden)
     action = "listing.hide" if hidden else "listing.unhide"
@@ -428,7 +292,7 @@ async def unhide_listing(listing_id: uuid.UUID) -> Response:
 )
 async def list_replies(listing_id: uuid.UUID) -> Response:
     principal = optional_principal()
-    await _visible(listing_id, principal)
+    await visible_listing(listing_id, principal)
     limit = _page_limit()
     after = decode_cursor(request.args.get("before"))
     replies = await parley_context().stores.listings.replies(
@@ -436,7 +300,7 @@ async def list_replies(listing_id: uuid.UUID) -> Response:
         limit=limit,
         after=after,
         viewer_id=principal.user.id if principal else None,
-        see_hidden=allowed(Action.SEE_HIDDEN_REPLY, _level(principal), is_owner=False),
+        see_hidden=allowed(Action.SEE_HIDDEN_REPLY, level_for(principal), is_owner=False),
     )
     next_cursor = None
     if len(replies) == limit:
@@ -455,8 +319,8 @@ async def list_replies(listing_id: uuid.UUID) -> Response:
 )
 async def add_reply(listing_id: uuid.UUID) -> tuple[Response, int]:
     principal = current_principal()
-    await _visible(listing_id, principal)
-    _require(Action.REPLY, principal, is_owner=False)
+    await visible_listing(listing_id, principal)
+    require(Action.REPLY, principal, is_owner=False)
     body = (await json_object()).get("body")
     problems = rules.check_reply_body(body)
     if problems or not isinstance(body, str):
@@ -480,10 +344,10 @@ async def add_reply(listing_id: uuid.UUID) -> tuple[Response, int]:
 )
 async def delete_reply(listing_id: uuid.UUID, reply_id: uuid.UUID) -> tuple[str, int]:
     principal = current_principal()
-    listing = await _visible(listing_id, principal)
-    reply = await _visible_reply(listing, reply_id, principal)
-    is_owner = _owns(principal, reply.author.id if reply.author else None)
-    _require(Action.DELETE_REPLY, principal, is_owner=is_owner)
+    listing = await visible_listing(listing_id, principal)
+    reply = await visible_reply(listing, reply_id, principal)
+    is_owner = owns(principal, reply.author.id if reply.author else None)
+    require(Action.DELETE_REPLY, principal, is_owner=is_owner)
     audit = None
     if not is_owner:
         reason = _reason(request.args.get("reason"), required=True)
@@ -497,8 +361,8 @@ async def delete_reply(listing_id: uuid.UUID, reply_id: uuid.UUID) -> tuple[str,
 
 async def _moderate_reply(listing_id: uuid.UUID, reply_id: uuid.UUID, *, hidden: bool) -> Response:
     principal = current_principal()
-    _require(Action.HIDE_REPLY, principal, is_owner=False)
-    listing = await _visible(listing_id, principal)
+    require(Action.HIDE_REPLY, principal, is_owner=False)
+    listing = await visible_listing(listing_id, principal)
     body = await (json_object() if hidden else _optional_body())
     reason = _reason(body.get("reason"), required=hidden)
     action = "reply.hide" if hidden else "reply.unhide"
@@ -565,8 +429,8 @@ async def unhide_reply(listing_id: uuid.UUID, reply_id: uuid.UUID) -> Response:
 )
 async def contact_seller(listing_id: uuid.UUID) -> tuple[Response, int]:
     principal = current_principal()
-    listing = await _visible(listing_id, principal)
-    _require(Action.CONTACT, principal, is_owner=_owns(principal, listing.seller.id))
+    listing = await visible_listing(listing_id, principal)
+    require(Action.CONTACT, principal, is_owner=owns(principal, listing.seller.id))
     context = parley_context()
     body = await _optional_body()
     first: NewMessageFields | None = None
