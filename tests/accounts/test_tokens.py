@@ -15,13 +15,9 @@ from typing import Any
 import jwt
 import pytest
 
-from parley.accounts.tokens import (
-    AccessClaims,
-    InvalidToken,
-    TokenService,
-    hash_opaque,
-    new_opaque_token,
-)
+from parley.accounts.jwt_checks import InvalidToken
+from parley.accounts.opaque import hash_opaque, new_opaque_token
+from parley.accounts.tokens import AccessClaims, TokenService
 from parley.config import AuthSettings, Secret
 
 SECRET = "current-secret-0123456789-abcdefghijklmnop"

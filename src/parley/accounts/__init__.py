@@ -6,18 +6,11 @@ injected clock.
 """
 
 from parley.accounts.client_ip import client_ip, is_loopback, rate_limit_key
+from parley.accounts.jwt_checks import InvalidToken
+from parley.accounts.opaque import OpaqueToken, hash_opaque, new_opaque_token
 from parley.accounts.passwords import PasswordHasher, VerifyResult, generate_password
 from parley.accounts.throttle import AuthThrottle, Decision, SlidingWindowLimiter
-from parley.accounts.tokens import (
-    AccessClaims,
-    AppTokenClaims,
-    ChannelClaims,
-    InvalidToken,
-    OpaqueToken,
-    TokenService,
-    hash_opaque,
-    new_opaque_token,
-)
+from parley.accounts.tokens import AccessClaims, AppTokenClaims, ChannelClaims, TokenService
 from parley.accounts.validation import FieldErrors, ParsedBody, parse_string_fields
 
 __all__ = [
