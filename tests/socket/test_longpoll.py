@@ -18,7 +18,8 @@ import orjson
 import pytest
 import trio
 
-from parley.api.socket.transports.longpoll import TOKEN_PREFIX, LongPollTransport, SessionTokens
+from parley.api.socket.transports.longpoll import LongPollTransport
+from parley.api.socket.transports.longpoll_tokens import TOKEN_PREFIX, SessionTokens
 from parley.config import Settings
 from tests.phoenix_client import open_phoenix_client
 from tests.socket.conftest import Realtime, User, socket_settings

@@ -5,11 +5,10 @@ The third transport over the protocol core, built like the other two (its `Autho
 POSTs feed the reader, polls drain the writer. A route of the Quart app (the fast path's listener
 passes it to Hypercorn). Requests, statuses, bad input, limits: docs/realtime.md ("Long polling").
 
-Session tokens are `lp1.<base64url(session id, user id, expiry)>.<base64url(HMAC-SHA256)>`, keyed
-from `auth.jwt_secret`; the prefix (a JWT starts `eyJ`) tells them from the user's own `token`
-parameter, which phoenix.js sends first, the session token appended. Every poll answer brings a
-fresh one living a window plus a session timeout, and a session answers only requests that present
-the credential that opened it, or none.
+Here: the session table, its bounds, and the HTTP endpoint. A session's `Connection` (and the
+POST bodies that feed it) is `longpoll_connection`, its signed token `longpoll_tokens`. Every poll
+answer brings a fresh token living a window plus a session timeout, and a session answers only
+requests that present the credential that opened it, or none.
 
 Liveness: long-poll clients send no heartbeats (§8.6), so a session's `last_frame_at` is held at
 infinity and the hub's heartbeat watch leaves it alone; a session with no poll outstanding for
@@ -21,14 +20,10 @@ to the next poll and at most one POST body in flight.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import logging
-import math
 import secrets
-import struct
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, urlencode
 
@@ -39,15 +34,18 @@ from quart_cors import cors_exempt
 
 from parley.api.errors import error_body
 from parley.api.socket.core.hub import SessionHandle, SocketHub
-from parley.api.socket.core.message import Frame
-from parley.api.socket.core.transport import (
-    Accepted,
-    Authorize,
-    ConnectRequest,
-    InboundFrame,
-    pump,
-)
+from parley.api.socket.core.transport import Accepted, Authorize, ConnectRequest, pump
 from parley.api.socket.phoenix.connect import AUTH_TOKEN_PREFIX, origin_allowed
+from parley.api.socket.transports.longpoll_connection import (
+    BadBody,
+    LongPollConnection,
+    parse_body,
+)
+from parley.api.socket.transports.longpoll_tokens import (
+    TOKEN_PREFIX,
+    SessionTokens,
+    credential_digest,
+)
 
 if TYPE_CHECKING:
     from quart_trio import QuartTrio
@@ -55,12 +53,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TOKEN_PREFIX: Final = "lp1."
 NDJSON: Final = "application/x-ndjson"
-_KEY_LABEL: Final = b"parley long-poll session token v1"
-_PAYLOAD: Final = struct.Struct(">16s16sd")
-"""Session id, user id, expiry (trio's clock: tokens only mean something to this process)."""
-_MAX_TOKEN_CHARS: Final = 256
 _HEADERS: Final = {"cache-control": "no-store", "access-control-allow-origin": "*"}
 _PREFLIGHT: Final = {
     "access-control-allow-methods": "get, post, options",
@@ -74,162 +67,6 @@ def longpoll_path(socket_path: str) -> str:
     return f"{socket_path.removesuffix('/websocket')}/longpoll"
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if _b64(raw) != text:  # one spelling per token: no malleable variants
-        raise ValueError("not canonical base64url")
-    return raw
-
-
-class SessionTokens:
-    """Signs session tokens and checks them (signature, expiry) without any look-up."""
-
-    def __init__(self, secret: str, ttl_seconds: float) -> None:
-        self._key = hmac.new(secret.encode(), _KEY_LABEL, hashlib.sha256).digest()
-        self._ttl = ttl_seconds
-
-    def issue(self, session_id: bytes, user_id: uuid.UUID, *, expires: float | None = None) -> str:
-        """A token for the session; `expires` (trio's clock) defaults to now plus the ttl."""
-        until = trio.current_time() + self._ttl if expires is None else expires
-        payload = _PAYLOAD.pack(session_id, user_id.bytes, until)
-        return f"{TOKEN_PREFIX}{_b64(payload)}.{_b64(self._mac(payload))}"
-
-    def verify(self, token: str) -> tuple[bytes, uuid.UUID] | None:
-        """(session id, user id) of a good, unexpired token; None for anything else."""
-        if not token.startswith(TOKEN_PREFIX) or len(token) > _MAX_TOKEN_CHARS:
-            return None
-        body, _, mac = token[len(TOKEN_PREFIX) :].partition(".")
-        try:
-            payload, given = _unb64(body), _unb64(mac)
-        except ValueError:  # bad base64 (binascii.Error) or non-ASCII
-            return None
-        if len(payload) != _PAYLOAD.size or not hmac.compare_digest(given, self._mac(payload)):
-            return None
-        session_id, user, expires = _PAYLOAD.unpack(payload)
-        if expires < trio.current_time():
-            return None
-        return session_id, uuid.UUID(bytes=user)
-
-    def _mac(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, payload, hashlib.sha256).digest()
-
-
-def _digest(credential: str) -> bytes:
-    return hashlib.sha256(credential.encode("utf-8", "surrogateescape")).digest()
-
-
-@dataclass(eq=False, slots=True)
-class _Batch:
-    """The frames of one POST, handed to the session one by one by the pump's reader."""
-
-    frames: list[InboundFrame]
-    next: int = 0
-    gone: bool = False
-    """The session ended before every frame was handed over."""
-    done: trio.Event = field(default_factory=trio.Event)
-
-
-class LongPollConnection:
-    """`transport.Connection` of one session: POSTs feed `receive`, polls take `send_frames`.
-
-    Both meet the pump through unbuffered channels, so nothing queues here beyond the batch the
-    writer holds out to the next poll: frames wait in the session's bounded outbound queue, and
-    a client that stops polling becomes a slow consumer (1013) as on a websocket.
-    """
-
-    def __init__(self, hub: SocketHub, handle: SessionHandle, timeout: float) -> None:
-        self._hub = hub
-        self._handle = handle
-        self._timeout = timeout
-        self._batches_in, self._batches = trio.open_memory_channel[_Batch](0)
-        self._offers_in, self._offers = trio.open_memory_channel[list[Frame]](0)
-        self._batch: _Batch | None = None
-        self._post_lock = trio.Lock()
-        self.polls = 0
-        """Polls of this session being held (at most one for long, see `poll`)."""
-        self._poll_scope: trio.CancelScope | None = None
-        self.idle = trio.CancelScope(deadline=trio.current_time() + timeout)
-        """The scope the pump runs in: its deadline is the session timeout while no poll is
-        outstanding, infinity while one is."""
-        handle.last_frame_at = math.inf
-
-    async def receive(self) -> InboundFrame | None:
-        # The pump asks for the next frame once the previous one is in the session's mailbox.
-        self._handle.last_frame_at = math.inf  # `SessionHandle.inbound` set it to now
-        batch = self._batch
-        if batch is not None:
-            if batch.next < len(batch.frames):
-                batch.next += 1
-                return batch.frames[batch.next - 1]
-            self._batch = None
-            batch.done.set()
-        batch = self._batch = await self._batches.receive()
-        batch.next = 1
-        return batch.frames[0]
-
-    async def send_frames(self, frames: list[Frame]) -> None:
-        texts = [frame for frame in frames if not frame.binary]
-        if len(texts) < len(frames):  # §8.6: messages are JSON strings, binary cannot go
-            self._hub.count("longpoll_binary_dropped", len(frames) - len(texts))
-        if texts:
-            await self._offers_in.send(texts)  # returns once a poll took them
-
-    async def close(self, code: int, reason: str) -> None:
-        # No close frame over HTTP: every waiting and later poll gets 410, and the client
-        # reconnects, which is what each of the session's close codes asks for.
-        self._offers_in.close()
-        await trio.lowlevel.checkpoint()
-
-    async def poll(self, window: float) -> list[Frame] | None:
-        """Frames for a poll: some, [] after `window` (or when a newer poll takes over), or None
-        once the session is over."""
-        if self._poll_scope is not None:
-            self._poll_scope.cancel()
-        self.polls += 1
-        self.idle.deadline = math.inf
-        scope = self._poll_scope = trio.move_on_after(window)
-        try:
-            with scope:
-                try:
-                    return await self._offers.receive()
-                except trio.EndOfChannel:
-                    return None
-            return []
-        finally:
-            if self._poll_scope is scope:
-                self._poll_scope = None
-            self.polls -= 1
-            if not self.polls:
-                self.idle.deadline = trio.current_time() + self._timeout
-
-    async def post(self, frames: list[InboundFrame], window: float) -> int:
-        """Hand `frames` to the session in order, one POST after the other: 200 once each is in
-        its mailbox, 408 when that takes longer than `window`, 410 when the session ends first."""
-        batch = _Batch(frames)
-        with trio.move_on_after(window):
-            async with self._post_lock:
-                try:
-                    await self._batches_in.send(batch)
-                except trio.BrokenResourceError:
-                    return 410
-                await batch.done.wait()
-            return 410 if batch.gone else 200
-        return 408
-
-    def end(self) -> None:
-        """The pump is over: answer what waits (410) and refuse what comes."""
-        self._offers_in.close()
-        self._batches.close()
-        batch, self._batch = self._batch, None
-        if batch is not None:
-            batch.gone = True
-            batch.done.set()
-
-
 @dataclass(eq=False, slots=True)
 class _Session:
     id: bytes
@@ -238,36 +75,6 @@ class _Session:
     connection: LongPollConnection
     credential: bytes | None
     """SHA-256 of the token that opened the session."""
-
-
-class _BadBody(ValueError):
-    """A POST body to refuse whole (400)."""
-
-
-def parse_body(body: bytes, *, ndjson: bool, max_lines: int) -> list[InboundFrame]:
-    """The frames of a POST body (§8.4), or `_BadBody` for a body not to hand over at all."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _BadBody("the body is not UTF-8") from None
-    lines = [line.removesuffix("\r") for line in text.split("\n")] if ndjson else [text]
-    lines = [line for line in lines if line]
-    if len(lines) > max_lines:
-        raise _BadBody(f"more than {max_lines} frames in one POST")
-    frames: list[InboundFrame] = []
-    for number, line in enumerate(lines, 1):
-        if line[0] in "[{" or not ndjson:
-            try:
-                orjson.loads(line)
-            except orjson.JSONDecodeError:
-                raise _BadBody(f"line {number} is not JSON") from None
-            frames.append(InboundFrame(line))
-        else:
-            try:
-                frames.append(InboundFrame(base64.b64decode(line, validate=True)))
-            except ValueError:  # binascii.Error
-                raise _BadBody(f"line {number} is neither JSON nor base64") from None
-    return frames
 
 
 def _json(body: dict[str, Any], status: int = 200, **headers: str) -> Response:
@@ -389,7 +196,7 @@ class LongPollTransport:
             await hub.end_session(handle)
             return _error(503, "unavailable", "not serving", status=500)
         connection = LongPollConnection(hub, handle, self.timeout)
-        digest = None if credential is None else _digest(credential)
+        digest = None if credential is None else credential_digest(credential)
         session = _Session(secrets.token_bytes(16), user, handle, connection, digest)
         self._sessions[session.id] = session
         nursery.start_soon(self._run, session)
@@ -405,7 +212,7 @@ class LongPollTransport:
         session = self._sessions.get(session_id)
         if session is None or session.user_id != user:
             return None
-        if credential is not None and session.credential != _digest(credential):
+        if credential is not None and session.credential != credential_digest(credential):
             return None
         return session
 
@@ -427,7 +234,7 @@ class LongPollTransport:
         try:
             ndjson = request.mimetype == NDJSON
             frames = parse_body(body, ndjson=ndjson, max_lines=self.settings.longpoll_max_lines)
-        except _BadBody as bad:
+        except BadBody as bad:
             self.hub.count("longpoll_bad_posts")
             return _error(400, "bad_request", str(bad))
         status = await session.connection.post(frames, self.window) if frames else 200
