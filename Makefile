@@ -44,11 +44,13 @@ test: $(STAMP) $(NODE_STAMP)
 test-slow: $(STAMP) $(NODE_STAMP)
 	$(BIN)/pytest -m slow -q || [ $$? -eq 5 ]
 
+# No module over 500 lines (DESIGN §2): tools/check_module_size.py names any that is.
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/python tools/check_module_size.py --max-lines 500 src/parley
 
 # `make bench` (bench/run.py): BENCH_ARGS="--quick", "--large" or "--only W2".
 .PHONY: bench
