@@ -1,14 +1,14 @@
 """The trio <-> asyncio bridge: asyncpg runs on its own event loop in a dedicated thread.
 
-asyncpg is asyncio-only. Rather than run trio on top of asyncio (trio-asyncio, measured slower here
-and with an undeclared dependency in triopg), Parley starts one asyncio loop in a daemon thread and
-submits coroutines to it. A trio caller waits on a `trio.Event` set from the loop thread through the
+asyncpg is asyncio-only. Rather than run trio on top of asyncio (trio-asyncio, slower here and an
+undeclared dependency in triopg), Parley starts one asyncio loop in a daemon thread and submits
+coroutines to it. A trio caller waits on a `trio.Event` set from the loop thread through the
 trio token.
 
 Wake-ups are coalesced in both directions. Waking the other thread is a system call that releases
 the GIL, and the woken thread takes it at once: the waker then waits for the GIL until the other
-thread's whole burst of work is done (py-spy during a connection storm: ~45 % of the trio thread's
-samples were in asyncio's self-pipe write). So requests queue in a deque and only the first one
+thread's whole burst of work is done (docs/architecture.md, "Measurements behind the store", has
+what that cost). So requests queue in a deque and only the first one
 since the loop last drained it wakes the loop; results come back the same way, one trio wake-up per
 batch of finished tasks.
 

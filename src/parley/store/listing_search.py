@@ -36,9 +36,9 @@ class ListingQuery:
     own terms (`sort_key`).
 
     `relevance` ranks the `rank_window` newest listings that match (ranking every match of a
-    common word costs time in proportion to the matches: tens of milliseconds at 100,000
-    listings), as they were at `as_of`: the cursor carries it, so later pages rank the same set
-    however many listings arrive meanwhile.
+    common word costs time in proportion to the matches; docs/settings.md has the figures), as
+    they were at `as_of`: the cursor carries it, so later pages rank the same set however many
+    listings arrive meanwhile.
     """
 
     status: Status = "active"
@@ -129,9 +129,9 @@ def search_statement(query: ListingQuery) -> tuple[str, list[Any]]:
     matches = f"SELECT l.* FROM listings l CROSS JOIN {text_query} WHERE {' AND '.join(where)}"
     if _narrowed(query):
         # With other filters the matches are few, but the planner, counting on finding the
-        # newest ones early, walks the newest-first index testing every row against the text
-        # (measured: 20-70 ms for "porsche" built 2010-2015). OFFSET 0 keeps the subquery's
-        # own plan, which intersects the text index with the filters' (1-3 ms).
+        # newest ones early, walks the newest-first index testing every row against the text.
+        # OFFSET 0 keeps the subquery's own plan, which intersects the text index with the
+        # filters' (the figures: docs/marketplace.md, "Performance").
         matches = f"SELECT m.* FROM ({matches} OFFSET 0) m"
         where_alias = "m"
     else:

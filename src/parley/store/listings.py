@@ -110,9 +110,8 @@ class ListingStore:
         statistics of migration 0006 the generic plans are the right ones, and planning is
         skipped. A text search's best plan depends on how common its words are (walk the
         newest-first index for a common word, intersect the text index for a rare one), so it
-        runs with a plan for its own values (`plan_cache_mode`), in a transaction of its own:
-        measured on 100,000 listings, a generic plan made "porsche" built 2010-2015 take 70 ms
-        instead of 20-30.
+        runs with a plan for its own values (`plan_cache_mode`), in a transaction of its own
+        (what a generic plan cost: docs/marketplace.md, "Performance").
         """
         sql, args = search_statement(query)
         try:

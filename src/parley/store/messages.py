@@ -88,8 +88,8 @@ def message_from(row: Record | Mapping[str, Any]) -> Message:
 #   original comes back with duplicate = true. A lateral subquery with a LIMIT cannot be flattened
 #   into a join, so PostgreSQL probes the unique index once per row whatever its statistics say:
 #   without the LIMIT, a plan made while messages was young (before autoanalyze) scanned the whole
-#   table on every batch, and the server's CPU per batch grew with the table (measured: 3 -> 16
-#   ms per 100-row batch over the first 120k messages; flat at 3.5 ms with it);
+#   table on every batch, and the server's CPU per batch grew with the table (docs/architecture.md,
+#   "Measurements behind the store");
 # - seq = the conversation's last_seq + position among its new rows, so numbers have no gaps and no
 #   duplicates whatever happened before (restarts, failed batches): the database is the one place
 #   the next number comes from, and the conversation rows are locked (in id order, so two writers
