@@ -213,8 +213,7 @@ async def _serve(
             if http is not None:
                 log.info("Parley is serving on %s", base_url)
             # Everything built so far (modules, the app, the tree) lives as long as the process:
-            # frozen, the garbage collector never scans it again. Measured here, full collections
-            # over such long-lived objects stalled a busy server 100-130 ms each.
+            # frozen, the garbage collector never scans it again (docs/settings.md, gc_freeze).
             if settings.server.gc_freeze:
                 gc.freeze()
             task_status.started(RunningServer(base_url, context, runtime, app, longpoll))

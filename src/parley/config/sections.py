@@ -111,8 +111,8 @@ class AuthSettings:
     argon2_parallelism: int = 1
     argon2_max_concurrency: int = max(1, (os.cpu_count() or 2) - 1)
     """Hashes run at once (each holds `argon2_memory_kib`); a login storm queues behind this.
-    One core is left to the event loop: with every core hashing, heartbeat gaps reached ~115 ms
-    during 20 concurrent logins on 2 cores, for no gain in logins/s."""
+    One core is left to the event loop: heartbeats stay on time, at no cost in logins/s
+    (docs/settings.md)."""
     password_min_length: int = 10
     password_max_length: int = 256
     login_failures_per_account: int = 10
