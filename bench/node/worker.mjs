@@ -19,6 +19,12 @@
 //       whatever the earlier ones do; latency counts from that due time), cycling through `urls`;
 //       answer with the latency histogram, one per shape, statuses and requests skipped because
 //       MAX_SEARCH_INFLIGHT were still waiting
+//   {"cmd":"trigger", base, path, key, secret, channels:[...], rate, duration_s, step, drain_ms}
+//       POST base+path (the trigger API) at `rate`/s for duration_s, open loop over keep-alive
+//       connections, each request Pusher-signed with key/secret (PUSHER_PROTOCOL.md §9), round
+//       robin over `channels`, its data the query `step`, `t` (send time), `k` (a key); answer
+//       with statuses, HTTP latency, and this process's subscribers' `bench` events of the step
+//       (a connection spec's `events` lists the events it counts besides new_msg)
 //   {"cmd":"close"}                close everything and exit
 //
 // Every loop is bounded: connections and messages by the command's counts, waits by timeouts, and
@@ -27,6 +33,7 @@
 
 import readline from "node:readline";
 import { monitorEventLoopDelay } from "node:perf_hooks";
+import { createHmac } from "node:crypto";
 import { Socket } from "phoenix";
 import WebSocket from "ws";
 import { io } from "socket.io-client";
@@ -93,6 +100,14 @@ function onNewMsg(conn, payload) {
   }
 }
 
+// A triggered event's payload: {step, t: send time ms, k: message key} (query data: strings).
+function onAppEvent(payload) {
+  const t = now();
+  if (!payload || typeof payload.step !== "string") return;
+  const s = stepStats(payload.step);
+  s.recv++; s.lat.add(t - Number(payload.t));
+}
+
 let connSeq = 0;
 
 class PhoenixConn {
@@ -132,6 +147,7 @@ class PhoenixConn {
       for (const topic of this.spec.topics) {
         const ch = this.socket.channel(topic, {});
         ch.on("new_msg", (p) => onNewMsg(this, p));
+        for (const event of this.spec.events || []) ch.on(event, onAppEvent);
         this.channels.set(topic, ch);
         ch.join(JOIN_TIMEOUT_MS)
           .receive("ok", () => { if (--pending === 0 && !failed) finish(true); })
@@ -345,6 +361,51 @@ async function cmdSearch(c) {
   });
 }
 
+const MAX_TRIGGER_INFLIGHT = 2000;
+
+function signedQuery(c, params) {
+  const all = [...params, ["auth_key", c.key], ["auth_timestamp", String(Math.floor(Date.now() / 1000))],
+    ["auth_version", "1.0"]];
+  const sorted = all.map(([k, v]) => [k.toLowerCase(), v]).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  const text = `POST\n${c.path}\n${sorted.map(([k, v]) => `${k}=${v}`).join("&")}`;
+  all.push(["auth_signature", createHmac("sha256", c.secret).update(text).digest("hex")]);
+  return new URLSearchParams(all).toString();
+}
+
+async function cmdTrigger(c) {
+  const step = String(c.step);
+  const http = new Hist();
+  const status = {};
+  const started = now();
+  const interval = 1000 / c.rate;
+  const total = Math.floor(c.rate * c.duration_s);
+  const waits = [];
+  let inflight = 0, skipped = 0, sent = 0;
+  state.loop.reset();
+  for (let i = 0; i < total; i++) {
+    const due = started + i * interval;
+    const lag = due - now();
+    if (lag > 1) await sleep(lag);
+    if (inflight >= MAX_TRIGGER_INFLIGHT) { skipped++; continue; }
+    const channel = c.channels[i % c.channels.length];
+    const query = signedQuery(c, [["channel", channel], ["step", step], ["t", now().toFixed(3)],
+      ["k", `${process.pid}-${i}`]]);
+    inflight++; sent++;
+    const t = now();
+    waits.push(fetch(`${c.base}${c.path}?${query}`, { method: "POST", signal: AbortSignal.timeout(10_000) })
+      .then(async (r) => { await r.arrayBuffer(); status[r.status] = (status[r.status] || 0) + 1; http.add(now() - t); })
+      .catch((e) => { status[e.name] = (status[e.name] || 0) + 1; })
+      .finally(() => { inflight--; }));
+  }
+  const sendElapsed = now() - started;
+  await Promise.all(waits);
+  await sleep(c.drain_ms || 0);
+  const s = stepStats(step);
+  state.steps.delete(step);
+  out({ ev: "trigger", status, skipped, sent, http: http.toJSON(), send_elapsed_ms: sendElapsed,
+    recv: s.recv, lat: s.lat.toJSON(), loop: { p99: state.loop.percentile(99) / 1e6, max: state.loop.max / 1e6 } });
+}
+
 async function cmdClose() {
   state.closing = true;
   for (const c of state.conns) { try { c.close(); } catch { /* already closed */ } }
@@ -353,7 +414,7 @@ async function cmdClose() {
   process.exit(0);
 }
 
-const handlers = { open: cmdOpen, step: cmdStep, spread: cmdSpread, hb: cmdHb, logins: cmdLogins, search: cmdSearch, close: cmdClose };
+const handlers = { open: cmdOpen, step: cmdStep, spread: cmdSpread, hb: cmdHb, logins: cmdLogins, search: cmdSearch, trigger: cmdTrigger, close: cmdClose };
 let queue = Promise.resolve();
 const rl = readline.createInterface({ input: process.stdin });
 rl.on("line", (line) => {
