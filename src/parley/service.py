@@ -35,6 +35,7 @@ from parley.api.socket.core.hub import SocketHub
 from parley.api.socket.phoenix.connect import PhoenixConnect
 from parley.api.socket.transports.fast_path import FastPathSocket
 from parley.api.socket.transports.longpoll import LongPollTransport
+from parley.api.trigger import Triggers
 from parley.config import Settings
 from parley.integrations.directory import ApplicationDirectory
 from parley.integrations.end_users import EndUsers
@@ -193,6 +194,7 @@ async def _serve(
             sockets=hub,
             applications=directory,
             app_sockets=app_sockets,
+            triggers=Triggers(directory, runtime.pubsub, settings.integrations),
         )
         connect = PhoenixConnect(
             settings, context.tokens, context.stores.users, end_users, hub.namespace_count

@@ -14,6 +14,7 @@ from parley.accounts import AuthThrottle, PasswordHasher, TokenService
 from parley.actors.tree import Runtime
 from parley.api.app_sockets import AppSockets
 from parley.api.socket.core.hub import SocketHub
+from parley.api.trigger import Triggers
 from parley.config import Settings
 from parley.integrations.directory import ApplicationDirectory
 from parley.store import Database
@@ -68,6 +69,8 @@ class AppContext:
     """Applications by key, in memory: triggers read this, never the store, per request."""
     app_sockets: AppSockets
     """Closes end-user sockets when their application is archived or its secret retired."""
+    triggers: Triggers
+    """Verifies and delivers triggers (the REST route, and the listener's fast path)."""
 
 
 def parley_context() -> AppContext:

@@ -18,22 +18,18 @@ serializer encodes it once for all of them (the fastlane). Nothing is written to
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from quart import Blueprint, Response, request
 
-from parley.api.body import FORM, JSON
+from parley.api.body import JSON
 from parley.api.context import parley_context
 from parley.api.endpoint import ERROR_RESPONSE, Auth, endpoint, ok, optional_principal
-from parley.api.errors import ApiError, bad_request, forbidden, not_found, unauthorized
+from parley.api.errors import not_found, unauthorized
 from parley.api.schemas import obj, query_parameter
-from parley.integrations.applications import accepted_secrets
 from parley.integrations.organizations import Standing, standing
-from parley.integrations.signing import BadSignature, is_signed, verify_request
-from parley.integrations.triggers import TriggerError, TriggerLimits, parse_trigger
+from parley.integrations.signing import is_signed
 from parley.store.applications import Application
 
 blueprint = Blueprint("events", __name__)
@@ -93,48 +89,17 @@ QUERY = [
     },
 )
 async def trigger(slug: str, app_key: str, event: str) -> Response:
-    context = parley_context()
-    settings = context.settings.integrations
-    application = await context.applications.get(app_key)
+    triggers = parley_context().triggers
     query = list(request.args.items(multi=True))
     raw: bytes = await request.get_data(cache=True, as_text=False)  # type: ignore[assignment]
     if is_signed(query):
-        if application is None:
-            raise not_found("no such application")
-        try:
-            verify_request(
-                key=application.app_key,
-                secrets=accepted_secrets(application, datetime.now(UTC)),
-                method=request.method,
-                path=request.path,
-                params=query,
-                body=raw,
-                now=time.time(),
-                window_seconds=settings.timestamp_window_seconds,
-            )
-        except BadSignature as exc:
-            raise ApiError(401, "invalid_signature", exc.message) from None
+        answer = await triggers.signed(
+            slug, app_key, event, path=request.path, query=query, raw=raw, mimetype=request.mimetype
+        )
     else:
+        application = await triggers.directory.get(app_key)
         await _require_member(application)
-    if application is None or application.organization_slug != slug:
-        raise not_found("no such application")
-    if application.archived_at is not None:
-        raise forbidden("the application is archived")
-    limits = TriggerLimits(
-        max_data_bytes=settings.max_data_bytes,
-        max_channels=settings.max_channels_per_trigger,
-        max_channel_chars=settings.max_channel_name_chars,
-        max_subject_chars=settings.max_subject_chars,
-    )
-    try:
-        triggered = parse_trigger(app_key, event, query, _body(raw), limits)
-    except TriggerError as exc:
-        code = "too_large" if exc.status == 413 else "invalid"
-        raise ApiError(exc.status, code, exc.message, fields={exc.field: [exc.message]}) from None
-    publish = context.sockets.pubsub.publish
-    for topic in triggered.topics:
-        publish(topic, triggered.event, triggered.payload)
-    answer = {"event": event, "channel": triggered.topics[0], "channels": list(triggered.topics)}
+        answer = triggers.deliver(application, slug, event, query, raw, request.mimetype)
     return Response(orjson.dumps(answer), status=202, content_type=JSON)
 
 
@@ -151,18 +116,3 @@ async def _require_member(application: Application | None) -> None:
     )
     if standing(enrolled, site_admin=principal.level >= Auth.ADMIN) < Standing.MEMBER:
         raise not_found("no such application")
-
-
-def _body(raw: bytes) -> dict[str, Any] | None:
-    if not raw:
-        return None
-    mimetype = request.mimetype
-    if mimetype == FORM or (mimetype and mimetype != JSON and not mimetype.endswith("+json")):
-        raise ApiError(415, "unsupported_media_type", f"expected an {JSON} body (or none)")
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise bad_request("body is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise bad_request("expected a JSON object body")
-    return value
