@@ -209,7 +209,7 @@ async def _serve(
         ]
         http = None
         if http_server:
-            http = HttpServer(app, settings, FastPathSocket(hub, connect))
+            http = HttpServer(app, settings, FastPathSocket(hub, connect), context.triggers)
             children.append(
                 ChildSpec(
                     "http",
