@@ -4,12 +4,14 @@ store: the seed's flow, Pusher-signed triggers, where events go, and every refus
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import orjson
 import pytest
+import trio
 
 from parley.integrations.signing import sign_request
 from tests.api.account_helpers import bearer
@@ -280,3 +282,49 @@ async def test_a_trigger_reads_no_database_row_for_its_application(
     assert directory.reads == reads + 1  # the rotation was forgotten, and read once again
     new = App(app.slug, app.id, app.key, rotated.json()["app_secret"], app.admin)
     assert (await client.post(new.signed_url("e"))).status_code == 202
+
+
+async def test_signed_triggers_and_other_requests_share_a_keep_alive_connection(
+    client: httpx.AsyncClient, server: RunningServer
+) -> None:
+    """Signed triggers are answered on the listener itself (api.server.triggers); the first other
+    request on the connection, pipelined behind them, goes on to Hypercorn unharmed."""
+    app = await new_app(client)
+    host, _, port = server.base_url.removeprefix("http://").rpartition(":")
+    body = b'{"data": {"n": 2}}'
+    requests = b"".join(
+        (
+            b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+            % app.signed_url("one").encode(),
+            b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s"
+            % (app.signed_url("two", body=body).encode(), len(body), body),
+            b"POST %s HTTP/1.1\r\nHost: x\r\n\r\n"
+            % app.signed_url("three", secret="f" * 40).encode(),
+            b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+    )
+    served = server.context.triggers
+    async with await trio.open_tcp_stream(host, int(port)) as stream:
+        await stream.send_all(requests)
+        received = b""
+        with trio.fail_after(10):
+            while not _complete(received, 4):
+                received += await stream.receive_some(65536)
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", received)
+    assert statuses == [b"202", b"202", b"401", b"200"], received
+    assert served.directory.cached(app.key) is not None
+
+
+def _complete(data: bytes, responses: int) -> bool:
+    """Whether `data` holds `responses` whole HTTP responses (each with a Content-Length)."""
+    for _ in range(responses):
+        head_end = data.find(b"\r\n\r\n")
+        if head_end < 0:
+            return False
+        length = re.search(rb"(?i)content-length: *(\d+)", data[:head_end])
+        end = head_end + 4 + (int(length.group(1)) if length else 0)
+        if len(data) < end:
+            return False
+        data = data[end:]
+    return True
