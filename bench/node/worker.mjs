@@ -21,7 +21,7 @@
 //       MAX_SEARCH_INFLIGHT were still waiting
 //   {"cmd":"trigger", base, path, key, secret, channels:[...], rate, duration_s, step, drain_ms}
 //       POST base+path (the trigger API) at `rate`/s for duration_s, open loop over keep-alive
-//       connections, each request Pusher-signed with key/secret (PUSHER_PROTOCOL.md §9), round
+//       HTTP/1.1 connections (one request at a time each; more opened while all are busy), each request Pusher-signed with key/secret (PUSHER_PROTOCOL.md §9), round
 //       robin over `channels`, its data the query `step`, `t` (send time), `k` (a key); answer
 //       with statuses, HTTP latency, and this process's subscribers' `bench` events of the step
 //       (a connection spec's `events` lists the events it counts besides new_msg)
@@ -34,6 +34,7 @@
 import readline from "node:readline";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { createHmac } from "node:crypto";
+import net from "node:net";
 import { Socket } from "phoenix";
 import WebSocket from "ws";
 import { io } from "socket.io-client";
@@ -372,10 +373,45 @@ function signedQuery(c, params) {
   return new URLSearchParams(all).toString();
 }
 
+// A keep-alive HTTP/1.1 connection for triggers, one request at a time: undici's fetch cost the
+// generator more CPU per request than the server spent answering it.
+class HttpConn {
+  constructor(host, port) {
+    this.sock = net.connect({ host, port, noDelay: true });
+    this.buf = Buffer.alloc(0); this.pending = null; this.closed = false;
+    this.sock.on("data", (d) => { this.buf = Buffer.concat([this.buf, d]); this.parse(); });
+    const fail = () => { this.closed = true; if (this.pending) { const p = this.pending; this.pending = null; p(null); } };
+    this.sock.on("error", fail); this.sock.on("close", fail);
+  }
+  parse() {
+    if (!this.pending) return;
+    const end = this.buf.indexOf("\r\n\r\n");
+    if (end < 0) return;
+    const head = this.buf.subarray(0, end).toString("latin1");
+    const m = /content-length: *(\d+)/i.exec(head);
+    const total = end + 4 + (m ? Number(m[1]) : 0);
+    if (this.buf.length < total) return;
+    this.buf = this.buf.subarray(total);
+    const p = this.pending; this.pending = null;
+    p(Number(head.slice(9, 12)));
+  }
+  request(text) {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => { this.closed = true; this.sock.destroy(); }, 10_000);
+      this.pending = (code) => { clearTimeout(timer); resolve(code); };
+      this.sock.write(text);
+    });
+  }
+  close() { this.sock.destroy(); }
+}
+
 async function cmdTrigger(c) {
   const step = String(c.step);
   const http = new Hist();
   const status = {};
+  const url = new URL(c.base);
+  const idle = [];
+  let opened = 0;
   const started = now();
   const interval = 1000 / c.rate;
   const total = Math.floor(c.rate * c.duration_s);
@@ -387,23 +423,32 @@ async function cmdTrigger(c) {
     const lag = due - now();
     if (lag > 1) await sleep(lag);
     if (inflight >= MAX_TRIGGER_INFLIGHT) { skipped++; continue; }
+    let conn = idle.pop();
+    while (conn && conn.closed) conn = idle.pop();
+    if (!conn) { conn = new HttpConn(url.hostname, Number(url.port)); opened++; }
     const channel = c.channels[i % c.channels.length];
     const query = signedQuery(c, [["channel", channel], ["step", step], ["t", now().toFixed(3)],
       ["k", `${process.pid}-${i}`]]);
     inflight++; sent++;
     const t = now();
-    waits.push(fetch(`${c.base}${c.path}?${query}`, { method: "POST", signal: AbortSignal.timeout(10_000) })
-      .then(async (r) => { await r.arrayBuffer(); status[r.status] = (status[r.status] || 0) + 1; http.add(now() - t); })
-      .catch((e) => { status[e.name] = (status[e.name] || 0) + 1; })
-      .finally(() => { inflight--; }));
+    waits.push(conn.request(`POST ${c.path}?${query} HTTP/1.1\r\nhost: ${url.host}\r\ncontent-length: 0\r\n\r\n`)
+      .then((code) => {
+        const key = code === null ? "closed" : code;
+        status[key] = (status[key] || 0) + 1;
+        http.add(now() - t);
+        inflight--;
+        if (code !== null) idle.push(conn);
+      }));
   }
   const sendElapsed = now() - started;
   await Promise.all(waits);
+  for (const conn of idle) conn.close();
   await sleep(c.drain_ms || 0);
   const s = stepStats(step);
   state.steps.delete(step);
-  out({ ev: "trigger", status, skipped, sent, http: http.toJSON(), send_elapsed_ms: sendElapsed,
-    recv: s.recv, lat: s.lat.toJSON(), loop: { p99: state.loop.percentile(99) / 1e6, max: state.loop.max / 1e6 } });
+  out({ ev: "trigger", status, skipped, sent, connections: opened, http: http.toJSON(),
+    send_elapsed_ms: sendElapsed, recv: s.recv, lat: s.lat.toJSON(),
+    loop: { p99: state.loop.percentile(99) / 1e6, max: state.loop.max / 1e6 } });
 }
 
 async function cmdClose() {
