@@ -87,7 +87,6 @@ class FastTriggers:
         self._head_limit = head_limit
         self._keep_alive = keep_alive_seconds
         self._access_log = access_log
-        self.served = 0
 
     def takes(self, data: bytes) -> bool:
         """Whether `data` starts with a complete head of a request this module answers."""
@@ -170,7 +169,6 @@ class FastTriggers:
         except Exception:
             log.exception("trigger failed")
             return 500, orjson.dumps(error_body("internal", "internal server error"))
-        self.served += 1
         return 202, orjson.dumps(answer)
 
     async def _answer(
