@@ -1454,6 +1454,8 @@ async def w7(run: Run) -> dict[str, Any]:
                 else 0.0,
                 "latency": merged([a["lat"] for a in answers]).summary(),
                 "http": merged([a["http"] for a in answers]).summary(),
+                "gen_loop_delay_p99_ms": round(max(a["loop"]["p99"] for a in answers), 1),
+                "gen_loop_delay_max_ms": round(max(a["loop"]["max"] for a in answers), 1),
                 "server_cpu_us_per_trigger": round(server_s / accepted * 1e6, 1)
                 if accepted
                 else None,
@@ -1479,7 +1481,9 @@ async def w7(run: Run) -> dict[str, Any]:
                 f"W7 triggers   Parley           {rate:>5}/s -> {s['achieved_per_s']:>7.0f}/s"
                 f" ({s['deliveries_per_s']:,.0f} deliveries/s)  delivery p50 "
                 f"{s['latency']['p50_ms']:.1f} p99 {s['latency']['p99_ms']:.1f} ms  HTTP p99 "
-                f"{s['http']['p99_ms']:.1f} ms  loss {s['loss_pct']:.3f}%  errors {s['errors']}"
+                f"{s['http']['p99_ms']:.1f} ms  gen loop delay p99 "
+                f"{s['gen_loop_delay_p99_ms']} max {s['gen_loop_delay_max_ms']} ms  loss "
+                f"{s['loss_pct']:.3f}%  errors {s['errors']}"
                 f"  {s['server_cpu_us_per_trigger']} µs server CPU/trigger  {server_text(s)}  | "
                 f"{gen_text(s, len(pool))}{'  GENERATOR-BOUND' if generator_bound else ''}",
                 flush=True,

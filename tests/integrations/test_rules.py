@@ -157,3 +157,21 @@ async def test_a_read_under_way_when_its_key_is_forgotten_is_not_kept() -> None:
     assert directory.cached(KEY) is None
     fresh = await directory.get(KEY)
     assert fresh is not None and fresh.archived_at is not None
+
+
+async def test_concurrent_look_ups_of_an_expired_key_share_one_read() -> None:
+    store = CountingStore()
+    directory = ApplicationDirectory(store, IntegrationsSettings())  # type: ignore[arg-type]
+    store.gate = trio.Event()
+    found: list[Application | None] = []
+
+    async def look_up() -> None:
+        found.append(await directory.get(KEY))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(50):
+            nursery.start_soon(look_up)
+        await trio.testing.wait_all_tasks_blocked()
+        store.gate.set()
+    assert directory.reads == 1
+    assert len(found) == 50 and all(a is not None and a.app_key == KEY for a in found)

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import trio
+
 if TYPE_CHECKING:
     from parley.config import IntegrationsSettings
     from parley.store.applications import Application, ApplicationStore
@@ -47,6 +49,8 @@ class ApplicationDirectory:
         self._entries: dict[str, _Entry] = {}
         self._unknown = 0
         self._generations: dict[str, int] = {}
+        self._reading: dict[str, trio.Event] = {}
+        """Keys being read now, and the event set when the read is over."""
         self.reads = 0
         """Store reads so far (a test and the bench check that triggers make none)."""
 
@@ -58,13 +62,28 @@ class ApplicationDirectory:
         return entry.application
 
     async def get(self, app_key: str) -> Application | None:
-        """The application with this key (None: there is none), from memory when fresh."""
-        entry = self._entries.get(app_key)
-        if entry is not None and entry.expires > self._clock():
-            return entry.application
+        """The application with this key (None: there is none), from memory when fresh.
+
+        Concurrent look-ups of a key that is not fresh share one read: when a busy key expires,
+        the triggers that arrive meanwhile wait for that read instead of each sending its own
+        (measured in W7: at 1,500 triggers/s, one read each queued on the pool for seconds).
+        """
+        while True:
+            entry = self._entries.get(app_key)
+            if entry is not None and entry.expires > self._clock():
+                return entry.application
+            reading = self._reading.get(app_key)
+            if reading is None:
+                break
+            await reading.wait()  # then the fresh entry, or (forgotten meanwhile) read again
         generation = self._generations.get(app_key, 0)
+        done = self._reading[app_key] = trio.Event()
         self.reads += 1
-        application = await self._store.get(app_key)
+        try:
+            application = await self._store.get(app_key)
+        finally:
+            del self._reading[app_key]
+            done.set()
         if self._generations.get(app_key, 0) == generation:
             self._put(app_key, application)
         return application
