@@ -175,3 +175,19 @@ async def test_concurrent_look_ups_of_an_expired_key_share_one_read() -> None:
         store.gate.set()
     assert directory.reads == 1
     assert len(found) == 50 and all(a is not None and a.app_key == KEY for a in found)
+
+
+async def test_an_expired_copy_answers_while_one_read_renews_it() -> None:
+    store = CountingStore()
+    clock = [0.0]
+    settings = IntegrationsSettings(app_cache_seconds=10)
+    directory = ApplicationDirectory(store, settings, clock=lambda: clock[0])  # type: ignore[arg-type]
+    assert await directory.get(KEY) is not None
+    clock[0] = 11
+    store.gate = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(directory.get, KEY)
+        await trio.testing.wait_all_tasks_blocked()
+        assert await directory.get(KEY) is not None  # the expired copy, at once
+        store.gate.set()
+    assert directory.reads == 2
