@@ -6,15 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 import trio
 import trio.testing
 
 from parley.api.socket.channels.debug import DebugChannel
 from parley.api.socket.core.channel import (
+    Answer,
     Channel,
     ChannelSocket,
     HandlerReply,
+    HandlerResult,
     StopChannel,
     ok,
 )
@@ -22,8 +23,6 @@ from parley.api.socket.core.close_codes import CLOSE_TRY_AGAIN_LATER
 from parley.api.socket.core.message import Broadcast, Message
 from parley.config import Settings, SocketSettings
 from tests.socket.channel_case import channel_case, principal
-
-pytestmark = pytest.mark.usefixtures("autojump_clock")
 
 DEBUG = {"debug": DebugChannel}
 
@@ -161,3 +160,53 @@ async def test_a_leave_is_answered_after_the_events_before_it() -> None:
         answered = next(i for i, m in enumerate(events) if m.ref == "10")
         closed = next(i for i, m in enumerate(events) if m.event == "phx_close")
         assert answered < closed
+
+
+class AnsweringChannel(Channel):
+    """A test channel answering `now` at once, `later` when the test calls the answer it kept,
+    and anything else through `handle_in`, awaited in the instance's task."""
+
+    def __init__(self, socket: ChannelSocket, topic: str, kept: list[Answer]) -> None:
+        super().__init__(socket, topic)
+        self._kept = kept
+
+    async def join(self, payload: Any) -> HandlerReply:
+        return ok()
+
+    def handle_push(self, event: str, payload: Any, message: Message, answer: Answer) -> None:
+        if event == "now":
+            answer(ok(payload))
+        elif event == "later":
+            self._kept.append(answer)
+        else:
+            super().handle_push(event, payload, message, answer)
+
+    async def handle_in(self, event: str, payload: Any, message: Message) -> HandlerResult:
+        await trio.sleep(1)  # the mock clock: a handler that waits
+        return ok(payload)
+
+
+async def test_pushes_are_answered_in_order_whether_now_later_or_awaited(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    kept: list[Answer] = []
+
+    def answering(socket: ChannelSocket, topic: str) -> Channel:
+        return AnsweringChannel(socket, topic, kept)
+
+    async with channel_case(Settings(), prefixes={"answers": answering}) as case:
+        client = await case.connect()
+        await client.join("answers:a")
+        join_ref = client.join_refs["answers:a"]
+        for ref, event in enumerate(["later", "now", "awaited", "awaited", "now"], start=10):
+            await client.send(join_ref, str(ref), "answers:a", event, {"ref": ref})
+        await client.settle()
+        replies = [m for m in client.received() if m.event == "phx_reply"]
+        assert [m.ref for m in replies] == ["1"]  # the join; the rest wait behind `later`
+        (later,) = kept
+        later(ok({"ref": 10}))
+        await trio.sleep(5)  # the mock clock jumps over both awaited handlers
+        await client.settle()
+        replies = [m for m in client.received() if m.event == "phx_reply"][1:]
+        assert [m.ref for m in replies] == ["10", "11", "12", "13", "14"]
+        assert [m.payload["response"]["ref"] for m in replies] == [10, 11, 12, 13, 14]

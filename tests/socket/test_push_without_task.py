@@ -1,5 +1,6 @@
-"""Chat sends that need no task of their own (`Chat.send_soon`, `Channel.handle_in_now`): what
-they answer, when they hand over to the usual path, and that a socket's events stay in order."""
+"""Chat sends answered through callbacks (`Chat.submit`, `Channel.handle_push`): what they
+answer, how they start or retry the conversation's actor, and that a socket's events stay in
+order."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from parley.actors.chat import ChatUnavailable, NotAMember, Written
 from tests.phoenix_client import open_phoenix_client
 from tests.socket.conftest import Realtime
 
-Answer = Written | NotAMember | ChatUnavailable | None
+Answer = Written | NotAMember | ChatUnavailable
 
 
 class Answers:
-    """Collects what `send_soon` answers, and lets a test wait for it."""
+    """Collects what `submit` answers, and lets a test wait for it."""
 
     def __init__(self) -> None:
         self.got: list[Answer] = []
@@ -41,61 +42,66 @@ async def running_conversation(realtime: Realtime) -> tuple[uuid.UUID, uuid.UUID
     return cid, alice.id, bob.id
 
 
-async def test_send_soon_needs_a_running_conversation(realtime: Realtime) -> None:
+async def test_submit_starts_a_conversation_that_is_not_running(realtime: Realtime) -> None:
     alice, bob = await realtime.users(2)
     cid = await realtime.group(alice, bob)
+    assert realtime.runtime.registry.lookup(f"conversation:{cid}") is None
     answers = Answers()
-    assert not realtime.runtime.chat.send_soon(cid, alice.id, "hi", None, answers)
-    assert answers.got == []  # nothing started: the caller uses `send`, which starts the actor
+    realtime.runtime.chat.submit(cid, alice.id, "hi", None, answers)
+    written = await answers.one()
+    assert isinstance(written, Written) and written.message.seq == 1
+    assert realtime.runtime.registry.lookup(f"conversation:{cid}") is not None
 
 
-async def test_send_soon_answers_the_stored_row_and_resends(realtime: Realtime) -> None:
+async def test_submit_answers_the_stored_row_and_resends(realtime: Realtime) -> None:
     cid, alice, _ = await running_conversation(realtime)
     chat = realtime.runtime.chat
     first = Answers()
-    assert chat.send_soon(cid, alice, "hello", "c-1", first)
+    chat.submit(cid, alice, "hello", "c-1", first)
     written = await first.one()
     assert isinstance(written, Written) and not written.duplicate
     assert (written.message.seq, written.message.body) == (2, "hello")
     again = Answers()
-    assert chat.send_soon(cid, alice, "hello (resent)", "c-1", again)
+    chat.submit(cid, alice, "hello (resent)", "c-1", again)
     resent = await again.one()
     assert isinstance(resent, Written) and resent.duplicate
     assert resent.message.id == written.message.id and resent.message.body == "hello"
     # Two in flight at once with the same client id: the second waits on the first's batch.
     one, two = Answers(), Answers()
-    assert chat.send_soon(cid, alice, "twice", "c-2", one)
-    assert chat.send_soon(cid, alice, "twice", "c-2", two)
+    chat.submit(cid, alice, "twice", "c-2", one)
+    chat.submit(cid, alice, "twice", "c-2", two)
     a, b = await one.one(), await two.one()
     assert isinstance(a, Written) and isinstance(b, Written)
     assert a.message.id == b.message.id and (a.duplicate, b.duplicate) == (False, True)
 
 
-async def test_send_soon_refuses_a_non_member(realtime: Realtime) -> None:
+async def test_submit_refuses_a_non_member(realtime: Realtime) -> None:
     cid, _, _ = await running_conversation(realtime)
     stranger = await realtime.user()
     answers = Answers()
-    assert realtime.runtime.chat.send_soon(cid, stranger.id, "let me in", None, answers)
+    realtime.runtime.chat.submit(cid, stranger.id, "let me in", None, answers)
     assert isinstance(await answers.one(), NotAMember)
 
 
-async def test_send_soon_hands_back_what_the_actor_never_had(realtime: Realtime) -> None:
+async def test_submit_retries_what_the_actor_never_had_on_its_next_incarnation(
+    realtime: Realtime,
+) -> None:
     cid, alice, _ = await running_conversation(realtime)
     chat = realtime.runtime.chat
     ref = realtime.runtime.registry.lookup(f"conversation:{cid}")
     assert ref is not None
     # The actor reloads its members for this message (a database query) and is killed meanwhile:
-    # the message never reached the writer, so the answer is None and nothing is stored.
+    # the message never reached the writer, so it goes once more, to the restarted actor.
     await chat.reload_members(cid)
     answers = Answers()
-    assert chat.send_soon(cid, alice, "lost", None, answers)
+    chat.submit(cid, alice, "again", None, answers)
     await trio.testing.wait_all_tasks_blocked()
     ref.kill("test: down before forwarding")
-    assert await answers.one() is None
+    written = await answers.one()
+    assert isinstance(written, Written) and not written.duplicate
+    assert written.message.seq == 2
     stored = await realtime.context.stores.messages.after(cid, after_seq=0, limit=10)
-    assert [m.body for m in stored] == ["first"]
-    # `send`, the caller's retry, reaches the restarted actor.
-    assert (await chat.send(cid, alice, "retried", None)).message.seq == 2
+    assert [m.body for m in stored] == ["first", "again"]
 
 
 async def test_socket_pushes_keep_their_order_behind_each_other_and_a_leave(

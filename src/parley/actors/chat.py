@@ -2,10 +2,8 @@
 
 Sending goes to the conversation's actor (started on demand through the registry), which checks
 membership, de-duplicates client ids, has the writer commit the message, and only then acknowledges
-the
-sender and publishes it. Everything else here is a thin, typed entry point so that callers never
-touch
-actors or the store directly for chat.
+the sender and publishes it. Everything else here is a thin, typed entry point so that callers
+never touch actors or the store directly for chat.
 
 Topics and events published (DESIGN §5):
 - `conversation:{id}` `new_msg` {id, seq, conversation_id, sender_id, body, client_id, inserted_at}
@@ -20,7 +18,10 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Any
+
+import trio
 
 from parley.actors.chat_events import (
     CONVERSATION_ADDED,
@@ -32,7 +33,6 @@ from parley.actors.chat_events import (
     user_topic,
 )
 from parley.actors.conversation import (
-    Accepted,
     ConversationActor,
     ConversationCall,
     ConversationReply,
@@ -48,12 +48,19 @@ from parley.actors.pubsub import PubSub
 from parley.actors.ref import ActorRef
 from parley.actors.registry import Registry
 from parley.actors.runtime import ActorChild, ActorSystem
+from parley.actors.waiter import Waiter
 from parley.actors.writer import MessageWriter, WriteBatch, WriteFailed
 from parley.store.conversations import Conversation, ConversationStore
 from parley.store.messages import Message, MessageStore, NewMessage, Written
 from parley.supervision import DynamicSupervisor, Restart
 
 ConversationRef = ActorRef[ConversationCall, ConversationReply, MembersChanged]
+
+SendAnswer = Callable[["Written | NotAMember | ChatUnavailable"], None]
+"""How `Chat.submit` answers: once, from whichever task finishes the send; it must not block."""
+
+_SEND_ATTEMPTS = 2
+"""A send reaches at most two incarnations of the conversation's actor (see `Chat.submit`)."""
 
 
 class NotAMember(Exception):
@@ -85,81 +92,117 @@ class Chat:
         self._pubsub = pubsub
         self._conversations = conversations
         self._messages = messages
+        self._nursery: trio.Nursery | None = None
 
-    async def send(
-        self, conversation_id: uuid.UUID, sender_id: uuid.UUID, body: str, client_id: str | None
-    ) -> Written:
-        """Store a message and return its row once committed (`duplicate` for a resent client_id).
-
-        Raises:
-            NotAMember: the sender is not in the conversation (or it does not exist).
-            ChatUnavailable: it could not be stored; nothing was written.
-        """
-        batch = WriteBatch([NewMessage(conversation_id, sender_id, body, client_id)])
-        outcome: ConversationReply = Accepted()
-        # A conversation actor that dies before forwarding the batch is restarted by its
-        # supervisor; one more attempt reaches the new incarnation. Once the writer has the batch
-        # (`submitted`), its answer is the acknowledgement whatever happened to the actor.
-        for attempt in range(2):
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The supervised child that owns the tasks of sends which must wait (see `submit`)."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
             try:
-                ref = await self.conversation(conversation_id)
-                outcome = await ref.call(Send(sender_id, client_id, batch))
-                break
-            except (ActorUnavailable, CallTimeout) as exc:
-                if batch.submitted:
-                    break
-                if attempt == 1:
-                    raise ChatUnavailable("the conversation is unavailable; try again") from exc
-        if isinstance(outcome, Refused):
-            raise NotAMember(str(conversation_id))
-        waited_on = outcome.original if isinstance(outcome, Resend) else batch
-        await waited_on.outcome()
-        written = _answer(waited_on, resent=waited_on is not batch)
-        if isinstance(written, ChatUnavailable):
-            raise written
-        return written
+                await trio.sleep_forever()
+            finally:
+                self._nursery = None
 
-    def send_soon(
+    def submit(
         self,
         conversation_id: uuid.UUID,
         sender_id: uuid.UUID,
         body: str,
         client_id: str | None,
-        answer: Callable[[Written | NotAMember | ChatUnavailable | None], None],
-    ) -> bool:
-        """`send` without a task waiting on it, when nothing on the way needs one: the
-        conversation's actor is running and its mailbox has room. False: nothing was started
-        (use `send`).
+        answer: SendAnswer,
+    ) -> None:
+        """Store a message; `answer` is called exactly once, from whichever task finishes it,
+        with the committed row (`duplicate` for a resent client_id), `NotAMember` (the sender is
+        not in the conversation, or it does not exist) or `ChatUnavailable` (nothing was
+        written). It must not block.
 
-        Once started, `answer` is called exactly once, from whichever task finishes it: with
-        the stored row (as `send` returns it), or the error `send` would raise, or None when
-        the actor went down before it had the message, so that nothing was stored and `send` is
-        the way to retry (it starts the actor again). It must not block. There is no call
-        timeout on the way (see `ActorRef.call_soon`): the conversation answers from memory or
-        after its membership query, bounded by the database's command timeout.
+        Callback-first, as everything on a socket push's path is: a running conversation with
+        room in its mailbox takes the message with no task, cancel scope or wake-up of its own
+        (docs/realtime.md, "Pushes without a task"). Otherwise a task of this facade starts the
+        actor (exactly once, through the registry) and waits for room, within the call timeout. A
+        conversation actor that dies before forwarding the message gets one more attempt (its
+        supervisor restarts it); once the writer has the batch, its answer is the
+        acknowledgement whatever happened to the actor.
         """
+        send = Send(
+            sender_id,
+            client_id,
+            WriteBatch([NewMessage(conversation_id, sender_id, body, client_id)]),
+        )
+        self._offer(conversation_id, send, answer, attempts_left=_SEND_ATTEMPTS)
+
+    async def send(
+        self, conversation_id: uuid.UUID, sender_id: uuid.UUID, body: str, client_id: str | None
+    ) -> Written:
+        """`submit`, awaited: the committed row (`duplicate` for a resent client_id).
+
+        Raises:
+            NotAMember: the sender is not in the conversation (or it does not exist).
+            ChatUnavailable: it could not be stored; nothing was written.
+        """
+        answered: Waiter[Written | NotAMember | ChatUnavailable] = Waiter()
+        done: list[Written | NotAMember | ChatUnavailable] = []
+
+        def answer(result: Written | NotAMember | ChatUnavailable) -> None:
+            if not answered.wake(result):
+                done.append(result)
+
+        self.submit(conversation_id, sender_id, body, client_id, answer)
+        result = done[0] if done else await answered.park()
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def _offer(
+        self, conversation_id: uuid.UUID, send: Send, answer: SendAnswer, attempts_left: int
+    ) -> None:
+        """Queue `send` on the running actor without waiting, or leave it to a task that can."""
+        replied = partial(self._replied, conversation_id, send, answer, attempts_left - 1)
         ref = self._registry.lookup(f"conversation:{conversation_id}")
-        if ref is None:
-            return False
-        batch = WriteBatch([NewMessage(conversation_id, sender_id, body, client_id)])
+        if ref is None or not ref.call_soon(send, replied):
+            assert self._nursery is not None, "Chat.run is part of the supervision tree"
+            self._nursery.start_soon(self._offer_waiting, conversation_id, send, replied)
 
-        def replied(reply: Reply[ConversationReply] | None) -> None:
-            if not isinstance(reply, Ok):
-                # Crashed or went down before answering: if the writer has the batch anyway,
-                # its answer stands (as in `send`); if not, nothing was stored.
-                if batch.submitted:
-                    batch.when_done(lambda _: answer(_answer(batch, resent=False)))
-                else:
-                    answer(None)
-                return
-            outcome = reply.value
-            if isinstance(outcome, Refused):
-                answer(NotAMember(str(conversation_id)))
-                return
-            waited_on = outcome.original if isinstance(outcome, Resend) else batch
-            waited_on.when_done(lambda _: answer(_answer(waited_on, resent=waited_on is not batch)))
+    async def _offer_waiting(
+        self,
+        conversation_id: uuid.UUID,
+        send: Send,
+        replied: Callable[[Reply[ConversationReply] | None], None],
+    ) -> None:
+        try:
+            ref = await self.conversation(conversation_id)
+            outcome = await ref.call(send)
+        except (ActorUnavailable, CallTimeout):  # ActorCrashed is an ActorUnavailable
+            replied(None)
+        else:
+            replied(Ok(outcome))
 
-        return ref.call_soon(Send(sender_id, client_id, batch), replied)
+    def _replied(
+        self,
+        conversation_id: uuid.UUID,
+        send: Send,
+        answer: SendAnswer,
+        attempts_left: int,
+        reply: Reply[ConversationReply] | None,
+    ) -> None:
+        batch = send.batch
+        if not isinstance(reply, Ok):
+            # Crashed, timed out or went down before answering: if the writer has the batch
+            # anyway, its answer stands; if not, nothing was stored and one more attempt goes.
+            if batch.submitted:
+                batch.when_done(lambda _: answer(_answer(batch, resent=False)))
+            elif attempts_left > 0:
+                self._offer(conversation_id, send, answer, attempts_left)
+            else:
+                answer(ChatUnavailable("the conversation is unavailable; try again"))
+            return
+        outcome = reply.value
+        if isinstance(outcome, Refused):
+            answer(NotAMember(str(conversation_id)))
+            return
+        waited_on = outcome.original if isinstance(outcome, Resend) else batch
+        waited_on.when_done(lambda _: answer(_answer(waited_on, resent=waited_on is not batch)))
 
     async def conversation(self, conversation_id: uuid.UUID) -> ConversationRef:
         """The conversation's actor, started on demand (exactly once, through the registry)."""

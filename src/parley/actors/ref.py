@@ -115,7 +115,8 @@ class ActorRef(Generic[CallT, ReplyT, CastT]):
         actor crashed handling it), or with None if the actor went down before answering. It is
         called from the task that answers, so it must not block. Unlike `call` there is no
         timeout: this is for callers that cannot hold a task open per call (a socket push, see
-        `Chat.send_soon`), and whose own client keeps the deadline.
+        `Chat.submit`), and whose own client keeps the deadline. `call` is the awaiting form: it
+        also waits for mailbox room, and keeps a deadline.
         """
         try:
             self._mailbox.put_nowait(Call(message, ReplyCallback(on_reply)))

@@ -1,8 +1,9 @@
 """Parley's supervision tree (DESIGN §3) and the handle the API layer uses to reach it.
 
-Root (rest_for_one): Store -> MessageWriter -> Registry -> PubSub -> Presence ->
-ConversationSupervisor -> SessionSupervisor -> Mailer, then what the service adds on top (the
-socket layer's liveness watch and write flusher, the HTTP server).
+Root (rest_for_one): Store -> MessageWriter -> Registry -> IdleWatch -> PubSub -> Presence ->
+ConversationSupervisor -> Chat (the tasks of sends that must wait) -> SessionSupervisor -> Mailer,
+then what the service adds on top (the socket layer's liveness watch and write flusher, the HTTP
+server).
 rest_for_one because each child depends on the ones before it: if the store restarts, everything
 that holds its connections restarts too; if the HTTP server crashes, nothing below it is touched.
 """
@@ -102,6 +103,7 @@ class Runtime:
             ChildSpec("pubsub", self.pubsub.run, shutdown_timeout=grace),
             ChildSpec("presence", self.presence.run, shutdown_timeout=grace),
             self.conversations.child_spec(shutdown_timeout=math.inf),
+            ChildSpec("chat", self.chat.run, shutdown_timeout=grace),
             self.sessions.child_spec(shutdown_timeout=math.inf),
             ChildSpec("mailer", self.mailer.run, shutdown_timeout=grace),
         ]

@@ -10,7 +10,6 @@ from parley.actors.chat_events import MEMBER_REMOVED, NEW_MSG
 from parley.api.socket.channels.common import chat_refusal, new_message, parse_uuid
 from parley.api.socket.channels.ports import ChannelPorts
 from parley.api.socket.core.channel import (
-    HANDLE_IN_TASK,
     NO_REPLY,
     UNAUTHORIZED,
     UNKNOWN_EVENT,
@@ -103,40 +102,32 @@ class ConversationChannel(Channel):
         self.intercept = ConversationChannel.intercept
         return broadcast
 
-    def handle_in_now(self, event: str, payload: Any, message: Message, answer: Answer) -> bool:
-        if event != "new_msg":
-            return False
+    def handle_push(self, event: str, payload: Any, message: Message, answer: Answer) -> None:
+        if event == "new_msg":
+            self._new_message(payload, answer)
+        else:
+            super().handle_push(event, payload, message, answer)
+
+    def _new_message(self, payload: Any, answer: Answer) -> None:
+        """Answered from the conversation actor's and the writer's callbacks: no task."""
         cid = self.conversation_id
         assert cid is not None
         fields = new_message(payload, "body", self._ports.messages)
         if isinstance(fields, HandlerReply):
             answer(fields)
-            return True
+            return
 
-        def sent(written: Written | NotAMember | ChatUnavailable | None) -> None:
-            if written is None:
-                answer(HANDLE_IN_TASK)
-            elif isinstance(written, Written):
+        def sent(written: Written | NotAMember | ChatUnavailable) -> None:
+            if isinstance(written, Written):
                 answer(ok({"id": written.message.id, "seq": written.message.seq}))
             else:
                 answer(chat_refusal(written))
 
-        return self._ports.chat.send_soon(cid, self.user_id, fields.body, fields.client_id, sent)
+        self._ports.chat.submit(cid, self.user_id, fields.body, fields.client_id, sent)
 
     async def handle_in(self, event: str, payload: Any, message: Message) -> HandlerResult:
         cid = self.conversation_id
         assert cid is not None
-        if event == "new_msg":
-            fields = new_message(payload, "body", self._ports.messages)
-            if isinstance(fields, HandlerReply):
-                return fields
-            try:
-                written = await self._ports.chat.send(
-                    cid, self.user_id, fields.body, fields.client_id
-                )
-            except (NotAMember, ChatUnavailable) as exc:
-                return chat_refusal(exc)
-            return ok({"id": written.message.id, "seq": written.message.seq})
         if event == "typing":
             typing = payload.get("typing", True) if isinstance(payload, dict) else True
             self.socket.broadcast_from(

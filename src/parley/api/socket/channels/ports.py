@@ -29,14 +29,14 @@ class ChatPort(Protocol):
         self, conversation_id: uuid.UUID, sender_id: uuid.UUID, body: str, client_id: str | None
     ) -> Written: ...
 
-    def send_soon(
+    def submit(
         self,
         conversation_id: uuid.UUID,
         sender_id: uuid.UUID,
         body: str,
         client_id: str | None,
-        answer: Callable[[Written | NotAMember | ChatUnavailable | None], None],
-    ) -> bool: ...
+        answer: Callable[[Written | NotAMember | ChatUnavailable], None],
+    ) -> None: ...
 
     async def open_direct(self, user_id: uuid.UUID, other_id: uuid.UUID) -> Conversation: ...
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Any
 
 from parley.actors.chat import ChatUnavailable, NotAMember, Written
@@ -14,10 +15,10 @@ from parley.api.socket.channels.common import (
 )
 from parley.api.socket.channels.ports import ChannelPorts
 from parley.api.socket.core.channel import (
-    HANDLE_IN_TASK,
     UNAUTHORIZED,
     UNKNOWN_EVENT,
     Answer,
+    Awaiting,
     Channel,
     ChannelSocket,
     HandlerReply,
@@ -59,35 +60,30 @@ class PrivateChatChannel(Channel):
             return fields
         return to, fields.body, fields.client_id
 
-    def handle_in_now(self, event: str, payload: Any, message: Message, answer: Answer) -> bool:
+    def handle_push(self, event: str, payload: Any, message: Message, answer: Answer) -> None:
         if event != SEND:
-            return False
+            answer(refused(UNKNOWN_EVENT))
+            return
         sending = self._sending(payload)
         if isinstance(sending, HandlerReply):
             answer(sending)
-            return True
+            return
         to, body, client_id = sending
         conversation_id = self._direct.known(to)
         if conversation_id is None:
-            return False  # the first message to `to` looks the conversation up: in the task
+            # The first message to `to` looks the conversation up: in the instance's task.
+            answer(Awaiting(partial(self._send_first, to, body, client_id)))
+            return
 
-        def sent(written: Written | NotAMember | ChatUnavailable | None) -> None:
-            if written is None:
-                answer(HANDLE_IN_TASK)
-            elif isinstance(written, Written):
+        def sent(written: Written | NotAMember | ChatUnavailable) -> None:
+            if isinstance(written, Written):
                 answer(self._delivered(to, conversation_id, written))
             else:
                 answer(chat_refusal(written))
 
-        return self._ports.chat.send_soon(conversation_id, self.user_id, body, client_id, sent)
+        self._ports.chat.submit(conversation_id, self.user_id, body, client_id, sent)
 
-    async def handle_in(self, event: str, payload: Any, message: Message) -> HandlerResult:
-        if event != SEND:
-            return refused(UNKNOWN_EVENT)
-        sending = self._sending(payload)
-        if isinstance(sending, HandlerReply):
-            return sending
-        to, body, client_id = sending
+    async def _send_first(self, to: uuid.UUID, body: str, client_id: str | None) -> HandlerResult:
         try:
             conversation_id = await self._direct.with_user(to)
             written = await self._ports.chat.send(conversation_id, self.user_id, body, client_id)

@@ -8,12 +8,17 @@ instance per join and calls, in order:
   first); pushes belong in `after_join`.
 * `after_join()` -> runs first in the instance's own task, after the join reply is queued
   (presence: track, then push `presence_state` to this client only).
-* `handle_in(event, payload, message)` -> `ok(...)` / `error(...)` / `reply(status, ...)` (a reply
-  with this message's ref and join_ref), `NO_REPLY`, or `StopChannel(...)` (reply if any, then
-  `phx_close`). An exception is a crash: `phx_error` for this instance only, and the client
-  rejoins (§4.6).
-* `handle_in_now(event, payload, message, answer)` -> the same without a task, for events whose
-  work is answered by callbacks (see its docstring).
+* `handle_push(event, payload, message, answer)` -> the one entry point for a client's push,
+  callback-first as Phoenix's `handle_in/3` is (`{:noreply, socket}` now, `reply/2` later): the
+  channel calls `answer` exactly once, now or later and from any task, with `ok(...)` /
+  `error(...)` / `reply(status, ...)` (a reply with this message's ref and join_ref), `NO_REPLY`,
+  `StopChannel(...)` (reply if any, then `phx_close`), or `Awaiting(handler)` to have the
+  instance run `await handler()` in its task and answer with that. Events stay in order: the
+  instance hands the channel nothing else until it is answered. The default answers
+  `Awaiting(handle_in)`.
+* `handle_in(event, payload, message)` -> the awaiting form, for events whose work must wait
+  (a database read): the same results, returned. An exception from either is a crash:
+  `phx_error` for this instance only, and the client rejoins (§4.6).
 * `handle_out(broadcast)` -> only for events named in `intercept` and for broadcasts of extra
   topics the channel subscribed to: return the broadcast (fastlane), a modified `Broadcast`, a
   `Message` push for this client only (`self.push_message`), None to suppress it, or
@@ -34,8 +39,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 from parley.api.socket.core import message as m
@@ -77,18 +83,16 @@ class StopChannel:
 HandlerResult = HandlerReply | _NoReply | StopChannel
 
 
-class _InTask:
-    __slots__ = ()
+@dataclass(frozen=True, slots=True)
+class Awaiting:
+    """An answer still to be awaited: the instance runs `await handler()` in its own task
+    (cancelled if the channel ends first) and answers the push with the result."""
 
-    def __repr__(self) -> str:
-        return "HANDLE_IN_TASK"
+    handler: Callable[[], Awaitable[HandlerResult]]
 
 
-HANDLE_IN_TASK: Final = _InTask()
-"""What a `handle_in_now` answers when the event must go through `handle_in` after all."""
-
-Answer = Callable[[HandlerResult | _InTask], None]
-"""How `handle_in_now` answers an event it took: once, now or later, from any task."""
+Answer = Callable[[HandlerResult | Awaiting], None]
+"""How a channel answers a push (`Channel.handle_push`): once, now or later, from any task."""
 
 
 def ok(response: Payload = None) -> HandlerReply:
@@ -207,21 +211,19 @@ class Channel:
     def presence_meta(self) -> dict[str, Any]:
         return {"online_at": int(time.time())}
 
-    async def handle_in(self, event: str, payload: Any, message: Message) -> HandlerResult:
-        return refused(UNKNOWN_EVENT)
+    def handle_push(self, event: str, payload: Any, message: Message, answer: Answer) -> None:
+        """Answer a client's push by calling `answer` exactly once (see the module docstring).
 
-    def handle_in_now(self, event: str, payload: Any, message: Message, answer: Answer) -> bool:
-        """Take an event without a task of its own, if this channel can (False: `handle_in`
-        gets it, in the instance's task).
-
-        For events whose work is done by actors that can answer through a callback (a chat
-        send: the conversation's actor, then the writer), so that a push costs no task, no
-        cancel scope and no wake-up of its own (docs/realtime.md, "Pushes without a task"). A
-        channel that takes the event calls `answer` exactly once, with the result `handle_in`
-        would have returned, or with `HANDLE_IN_TASK` to hand the event to `handle_in` after all;
-        the instance handles nothing else meanwhile, so events stay in order.
+        Events whose work actors answer through callbacks (a chat send: the conversation's
+        actor, then the writer) answer from those callbacks, so a push costs no task, cancel
+        scope or wake-up of its own (docs/realtime.md, "Pushes without a task"). The default
+        hands the event to `handle_in` in the instance's task.
         """
-        return False
+        answer(Awaiting(partial(self.handle_in, event, payload, message)))
+
+    async def handle_in(self, event: str, payload: Any, message: Message) -> HandlerResult:
+        """The awaiting form of `handle_push`, run in the instance's task: the push's answer."""
+        return refused(UNKNOWN_EVENT)
 
     def handle_out(self, broadcast: Broadcast) -> Broadcast | Message | StopChannel | None:
         return broadcast

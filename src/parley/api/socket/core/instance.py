@@ -1,13 +1,14 @@
 """A `ChannelInstance`: one join of one topic on one socket (the channel's `socket`).
 
 It is the pubsub subscriber for its topic and runs the channel's handlers in order, in a task of
-its own only while it has events to handle (see `parley.api.socket.core.session` for the shape of
-a session, and docs/realtime.md "Pushes without a task" for `handle_in_now`). It reaches its
+its own only while it has events to await (see `parley.api.socket.core.session` for the shape of
+a session, and docs/realtime.md "Pushes without a task" for `Channel.handle_push`). It reaches its
 session only through `InstanceOwner`, the few things it needs of it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import trio
 
 from parley.api.socket.core import message as m
-from parley.api.socket.core.channel import HANDLE_IN_TASK, Channel, HandlerResult, StopChannel
+from parley.api.socket.core.channel import Awaiting, Channel, HandlerResult, StopChannel
 from parley.api.socket.core.message import Broadcast, Frame, Message, Reply
 from parley.api.socket.core.serializer import EncodeError
 
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
     from parley.api.socket.core.principal import SocketPrincipal
     from parley.api.socket.core.serializer import Serializer
     from parley.api.socket.core.services import SocketServices
+
+
+Handler = Callable[[], Awaitable[object]]
+"""What the channel's task awaits: `after_join`, or an `Awaiting` answer's handler."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +88,8 @@ class ChannelInstance:
     """
 
     __slots__ = (
+        "_in_worker",
+        "_next",
         "_offering",
         "_pending",
         "_queue",
@@ -115,8 +122,12 @@ class ChannelInstance:
         """Set when the queue has room again, for a reader waiting on a full queue."""
         self._working = False
         self._offering = False
-        """True while `handle_in_now` runs: an answer given inside it leaves the next queued
+        """True while `handle_push` runs: an answer given inside it leaves the next queued
         event to `_offer_queued`'s loop instead of recursing into it."""
+        self._in_worker = False
+        """True while the channel's task offers queued events: an `Awaiting` answered then
+        runs next in that task (`_next`) instead of starting another."""
+        self._next: tuple[Message, Handler] | None = None
         self._scope: trio.CancelScope | None = None
         """The running handler task's scope (None when there is no task)."""
 
@@ -208,7 +219,7 @@ class ChannelInstance:
 
     # -- lifecycle (driven by the session) ------------------------------------------------
 
-    def mark_joined(self, nursery: trio.Nursery) -> None:
+    def mark_joined(self) -> None:
         """The join reply is queued: deliver what waited behind it and run `after_join`."""
         self.state = JOINED
         pending, self._pending = self._pending, []
@@ -217,7 +228,9 @@ class ChannelInstance:
                 return  # ended by one of them (a removal, a slow consumer): no after_join
             self.deliver(broadcast)
         if self.state == JOINED:
-            self._start(nursery, after_join=True)
+            channel = self.channel
+            assert channel is not None
+            self._start(None, channel.after_join)
 
     def mark_closed(self) -> list[str]:
         """Stop taking anything; returns the topics to unsubscribe from."""
@@ -230,7 +243,7 @@ class ChannelInstance:
         return self.topics
 
     async def enqueue(self, item: Message | Leave) -> None:
-        """Queue an event for the handler, waiting while the queue is full."""
+        """Queue an event for the channel, waiting while the queue is full."""
         queue, limit = self._queue, self.session.services.settings.actors.channel_mailbox
         while len(queue) >= limit and self.state != CLOSED:
             room = self._room = self._room or trio.Event()
@@ -241,36 +254,48 @@ class ChannelInstance:
         if not self._working:
             self._offer_queued()
 
-    def _took_now(self, message: Message) -> bool:
-        """Offer an event to the channel's `handle_in_now` (the queue is empty and no task
-        runs); while it is being answered the instance counts as working, so later events
-        queue behind it as they would behind a task."""
+    # -- handing events to the channel, in order ------------------------------------------
+
+    def _offer_queued(self) -> None:
+        """The instance is free: hand the queued events to the channel in order, until one is
+        answered later (from a callback, or in a task for `Awaiting`) or none is left. A socket
+        that sends faster than its commits return so takes no task at all."""
+        queue = self._queue
+        while queue and not self._working and self.state != CLOSED:
+            item = queue.pop(0)
+            self._wake_reader()
+            if isinstance(item, Leave):
+                self.session.send(m.reply_ok(item.message))
+                self.session.finish(self, "left", m.close_message(self.topic, self.join_ref))
+                return
+            self._push(item)
+
+    def _push(self, message: Message) -> None:
+        """`handle_push` one event; the instance counts as working until it is answered."""
         channel = self.channel
         assert channel is not None
         self._working = True
         self._offering = True
         try:
-            taken = channel.handle_in_now(
+            channel.handle_push(
                 message.event, message.payload, message, partial(self._answered, message)
             )
         except Exception as exc:
             self._working = False
             self.session.channel_crashed(self, exc)
-            return True
         finally:
             self._offering = False
-        if not taken:
-            self._working = False
-        return taken
 
-    def _answered(self, message: Message, result: HandlerResult | object) -> None:
-        """`handle_in_now`'s answer, from whichever task gives it: the reply goes out as
-        `handle_in`'s would, then the events that queued meanwhile are offered the same way."""
+    def _answered(self, message: Message, result: HandlerResult | Awaiting) -> None:
+        """A push's answer, from whichever task gives it: the reply goes out, then the events
+        that queued meanwhile are offered the same way."""
         if self.state == CLOSED:
             return  # left or closed meanwhile: as for a cancelled task, nothing is sent
-        if result is HANDLE_IN_TASK:
-            self._queue.insert(0, message)
-            self._start(self.session.channel_nursery(), after_join=False)
+        if isinstance(result, Awaiting):
+            if self._in_worker:
+                self._next = (message, result.handler)  # the running task takes it next
+            else:
+                self._start(message, result.handler)
             return
         try:
             if self.session.apply_result(self, message, result):
@@ -282,60 +307,39 @@ class ChannelInstance:
         if self._queue and not self._offering:
             self._offer_queued()
 
-    def _offer_queued(self) -> None:
-        """The instance is free and has queued events: offer them to `handle_in_now` in order
-        (a socket that sends faster than its commits return so stays off the task path); the
-        first one refused (or a leave) and the rest go to a task."""
-        queue = self._queue
-        while queue and self.state != CLOSED:
-            item = queue[0]
-            if not isinstance(item, Message):
-                break
-            queue.pop(0)
-            self._wake_reader()
-            if not self._took_now(item):
-                queue.insert(0, item)
-                break
-            if self._working:
-                return  # answered later, by `_answered`, which continues from here
-        if queue and self.state != CLOSED:
-            self._start(self.session.channel_nursery(), after_join=False)
-
-    def _start(self, nursery: trio.Nursery, *, after_join: bool) -> None:
+    def _start(self, message: Message | None, handler: Handler) -> None:
         self._working = True
         self._scope = trio.CancelScope()
-        nursery.start_soon(self._work, self._scope, after_join)
+        self.session.channel_nursery().start_soon(self._work, self._scope, (message, handler))
 
     def _wake_reader(self) -> None:
         if self._room is not None:
             self._room.set()
             self._room = None
 
-    async def _work(self, scope: trio.CancelScope, after_join: bool) -> None:
-        """The handler task: `after_join` first if asked, then events until the queue is empty
-        (no checkpoint between the last look at the queue and the end, so an event queued after
-        it starts a new task); or until left, stopped or crashed."""
-        channel = self.channel
-        assert channel is not None
-        session, queue = self.session, self._queue
+    async def _work(self, scope: trio.CancelScope, job: tuple[Message | None, Handler]) -> None:
+        """The channel's task: `after_join` (message None) or an `Awaiting` answer, then the
+        events queued meanwhile, each `Awaiting` among them in this same task, until one is
+        answered by a callback or none is left; or until left, stopped or crashed."""
+        session = self.session
         try:
             with scope:
                 try:
-                    if after_join:
-                        await channel.after_join()
-                    while queue:
-                        item = queue.pop(0)
-                        self._wake_reader()
-                        if isinstance(item, Leave):
-                            session.send(m.reply_ok(item.message))
-                            session.finish(self, "left", m.close_message(self.topic, self.join_ref))
+                    next_job: tuple[Message | None, Handler] | None = job
+                    while next_job is not None:
+                        message, handler = next_job
+                        result = await handler()
+                        if message is not None and session.apply_result(self, message, result):
                             return
-                        result = await channel.handle_in(item.event, item.payload, item)
-                        if session.apply_result(self, item, result):
-                            return
+                        self._working = False
+                        self._in_worker = True
+                        try:
+                            self._offer_queued()
+                        finally:
+                            self._in_worker = False
+                        next_job, self._next = self._next, None
                 except Exception as exc:
                     session.channel_crashed(self, exc)
         finally:
             if self._scope is scope:
-                self._working = False
                 self._scope = None

@@ -21,7 +21,7 @@ Shape (read with `transport`, `instance` and `channel` beside it):
   socket holds no task and no queue per channel (DESIGN §7's memory budget per connection).
   These tasks belong to this actor (they run only between awaits, on trio's one thread), so
   they update its state directly, like a GenServer's linked helpers. An event the channel can
-  answer through callbacks (`Channel.handle_in_now`: a chat send to a running conversation)
+  answer through callbacks (`Channel.handle_push`: a chat send to a running conversation)
   gets no task at all; the instance counts as busy until its reply is out, so order is kept,
   and the events that queued meanwhile are offered the same way, so a socket that pushes
   faster than its commits return stays off the task path.
@@ -382,7 +382,7 @@ class SessionActor(Actor[Never, Never, Inbound]):
         self._channels[topic] = instance
         self.count("joins")
         self.send(m.reply_ok(message, result.response))
-        instance.mark_joined(self.channel_nursery())
+        instance.mark_joined()
 
     async def _leave(self, message: Message, instance: ChannelInstance | None) -> None:
         if instance is None:
