@@ -26,6 +26,10 @@ Workloads
      sorts from 3 Node processes at fixed rates (open loop), 100 -> 2,000/s; p99 per rate, the
      highest rate with p99 < 50 ms, server and database CPU, and EXPLAIN ANALYZE of the slowest
      query shape.
+  W7 triggers: an application's 100 channels x 10 end-user subscribers (phoenix.js, app-signed
+     tokens); Pusher-signed POSTs to the trigger API over keep-alive HTTP from 3 Node processes,
+     500 -> 4,000 triggers/s; the highest rate with delivery p99 < 50 ms and no loss, and the
+     server's CPU per trigger.
 
 Latency = receive time - send time, both read from the same clock (the send time is in the body).
 A delivery is one `new_msg` frame received by one member connection; all three servers also echo a
@@ -98,6 +102,7 @@ GOALS: dict[str, tuple[str, Callable[[float], bool]]] = {
     "W4.reconnect_joined": ("all", lambda v: v == 0),
     "W6.p99_500": ("< 50 ms at 500/s", lambda v: v < 50),
     "W6.sustained": (">= 500/s", lambda v: v >= 500),
+    "W7.sustained": (">= 2,000 triggers/s", lambda v: v >= 2_000),
 }
 
 
@@ -619,6 +624,8 @@ FULL: dict[str, Any] = {
     "w5_args": [], "settle_s": 2.0, "warm_s": 2.0, "pause_s": 3.0,
     "w6_listings": 100_000, "w6_step_s": 10, "w6_warm_s": 10,
     "w6_steps": [100, 250, 500, 750, 1_000, 1_500, 2_000],
+    "w7_channels": 100, "w7_subscribers": 10, "w7_step_s": 10, "w7_drain_ms": 2_000,
+    "w7_steps": [500, 1_000, 1_500, 2_000, 2_500, 3_000, 4_000],
 }  # fmt: skip
 QUICK: dict[str, Any] = {
     "w1_conns": 100, "w1_conns_large": 100, "w1_rate": 400, "w1_hb_ms": 1_000, "w1_hold": 2,
@@ -631,6 +638,8 @@ QUICK: dict[str, Any] = {
     "w5_args": ["--messages", "400", "--conversations", "5", "--senders", "10"],
     "settle_s": 0.3, "warm_s": 0.3, "pause_s": 0.2,
     "w6_listings": 2_000, "w6_step_s": 1.5, "w6_warm_s": 0.5, "w6_steps": [100],
+    "w7_channels": 10, "w7_subscribers": 10, "w7_step_s": 1.5, "w7_drain_ms": 500,
+    "w7_steps": [200],
 }  # fmt: skip
 
 
@@ -1365,6 +1374,136 @@ async def w6(run: Run) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
+# W7 trigger fan-out (integrations)
+
+
+async def seed_application(target: Target) -> dict[str, Any]:
+    """An organization with one application, made through the REST API by a new user."""
+    [owner] = await register_users(target, 1)
+    async with httpx.AsyncClient(base_url=target.http, timeout=60) as client:
+        auth = {"authorization": f"Bearer {owner.token}"}
+        org = await client.post("/api/organizations", json={"name": "Bench"}, headers=auth)
+        org.raise_for_status()
+        slug = org.json()["slug"]
+        app = await client.post(
+            f"/api/organizations/{slug}/applications", json={"name": "bench"}, headers=auth
+        )
+        app.raise_for_status()
+        return {"slug": slug, **app.json()}
+
+
+async def w7(run: Run) -> dict[str, Any]:
+    """Signed triggers to an application's channels, each with `w7_subscribers` end users."""
+    from parley.integrations.signing import sign_end_user_token
+
+    channels, members = run["w7_channels"], run["w7_subscribers"]
+    duration, drain_ms, steps = run["w7_step_s"], run["w7_drain_ms"], run["w7_steps"]
+    result: dict[str, Any] = {"channels": channels, "subscribers": members, "step_s": duration,
+                              "steps": []}  # fmt: skip
+    async with (
+        running("parley", run.run_dir, CHEAP_ARGON2) as target,
+        workers(3, run.run_dir) as pool,
+    ):
+        app = await seed_application(target)
+        key, secret = app["app_key"], app["app_secret"]
+        expires = int(time.time()) + 20 * 3600
+        names = [f"ch-{i}" for i in range(channels)]
+        specs = [
+            {"token": sign_end_user_token(key, secret, f"u{c}-{m}", expires_at=expires),
+             "topics": [f"app:{key}:{name}"], "events": ["bench"]}
+            for c, name in enumerate(names)
+            for m in range(members)
+        ]  # fmt: skip
+        opened = await open_conns(pool, target, specs, 500, 30_000)
+        result["connected"] = opened["ok"]
+        path = f"/api/organizations/{app['slug']}/applications/{key}/event/bench"
+        shares = split(names, len(pool))
+
+        async def step(name: str, rate: float, seconds: float) -> dict[str, Any]:
+            began = time.monotonic()
+            window = cpu_window(target, pool).start()
+            commands = [
+                {"cmd": "trigger", "base": target.http, "path": path, "key": key,
+                 "secret": secret, "channels": share, "rate": rate / len(pool),
+                 "duration_s": seconds, "step": name, "drain_ms": drain_ms}
+                for share in shares
+            ]  # fmt: skip
+            answers = await call_all(pool, commands, limit_s=seconds + drain_ms / 1000 + 60)
+            cpu = window.stop()
+            wall = time.monotonic() - began
+            status: dict[str, int] = {}
+            for answer in answers:
+                for code, n in answer["status"].items():
+                    status[code] = status.get(code, 0) + n
+            sent = sum(a["sent"] for a in answers)
+            accepted = status.get("202", 0)
+            received = sum(a["recv"] for a in answers)
+            send_s = max(a["send_elapsed_ms"] for a in answers) / 1000
+            server_s = cpu.get("server_cpu_pct", 0) / 100 * wall
+            return {
+                "target_per_s": rate,
+                "sent": sent,
+                "achieved_per_s": round(sent / send_s, 1) if send_s else 0,
+                "status": status,
+                "errors": sent - accepted,
+                "skipped": sum(a["skipped"] for a in answers),
+                "deliveries": received,
+                "deliveries_per_s": round(received / send_s, 1) if send_s else 0,
+                "loss_pct": round(100 * (1 - received / (accepted * members)), 3)
+                if accepted
+                else 0.0,
+                "latency": merged([a["lat"] for a in answers]).summary(),
+                "http": merged([a["http"] for a in answers]).summary(),
+                "gen_loop_delay_p99_ms": round(max(a["loop"]["p99"] for a in answers), 1),
+                "gen_loop_delay_max_ms": round(max(a["loop"]["max"] for a in answers), 1),
+                "server_cpu_us_per_trigger": round(server_s / accepted * 1e6, 1)
+                if accepted
+                else None,
+                **cpu,
+            }
+
+        await step("warm", 100, run["warm_s"])  # not counted: the clients' JIT, the app cache
+        sustained = 0.0
+        for rate in steps:
+            await trio.sleep(run["pause_s"])
+            s = await step(f"t{rate}", rate, duration)
+            generator_bound = s["achieved_per_s"] < 0.9 * rate
+            s["pass"] = (
+                s["latency"]["p99_ms"] < 50
+                and s["loss_pct"] == 0
+                and s["errors"] == 0
+                and s["skipped"] == 0
+                and not generator_bound
+            )
+            s["generator_bound"] = generator_bound
+            result["steps"].append(s)
+            print(
+                f"W7 triggers   Parley           {rate:>5}/s -> {s['achieved_per_s']:>7.0f}/s"
+                f" ({s['deliveries_per_s']:,.0f} deliveries/s)  delivery p50 "
+                f"{s['latency']['p50_ms']:.1f} p99 {s['latency']['p99_ms']:.1f} ms  HTTP p99 "
+                f"{s['http']['p99_ms']:.1f} ms  gen loop delay p99 "
+                f"{s['gen_loop_delay_p99_ms']} max {s['gen_loop_delay_max_ms']} ms  loss "
+                f"{s['loss_pct']:.3f}%  errors {s['errors']}"
+                f"  {s['server_cpu_us_per_trigger']} µs server CPU/trigger  {server_text(s)}  | "
+                f"{gen_text(s, len(pool))}{'  GENERATOR-BOUND' if generator_bound else ''}",
+                flush=True,
+            )
+            if not s["pass"]:
+                break
+            sustained = max(sustained, s["achieved_per_s"])
+        result["sustained_per_s"] = sustained
+        passed = [s for s in result["steps"] if s["pass"]]
+        result["cpu_us_per_trigger"] = passed[-1]["server_cpu_us_per_trigger"] if passed else None
+    print(
+        f"W7 triggers   Parley           highest with delivery p99 < 50 ms and no loss: "
+        f"{sustained:,.0f} triggers/s ({sustained * members:,.0f} deliveries/s), "
+        f"{result['cpu_us_per_trigger']} µs of server CPU per trigger there",
+        flush=True,
+    )
+    return result
+
+
+# --------------------------------------------------------------------------------------------
 # Results: JSON and table
 
 
@@ -1660,6 +1799,30 @@ def table(results: dict[str, Any]) -> str:
             "/s",
             lambda r: r["steps"][-1] if r["steps"] else {},
         )
+    w7r = results.get("W7", {}).get("parley")
+    if w7r:
+        for s in w7r["steps"]:
+            add(
+                f"W7 triggers {w7r['channels']}x{w7r['subscribers']} at {s['target_per_s']:,}/s: "
+                "delivery p99",
+                "W7.step",
+                lambda r, s=s: s["latency"]["p99_ms"],
+                " ms",
+                lambda r, s=s: s,
+            )
+        add(
+            "W7 triggers: highest with p99 < 50 ms, 0 loss",
+            "W7.sustained",
+            lambda r: r["sustained_per_s"],
+            "/s",
+            lambda r: r["steps"][-1] if r["steps"] else {},
+        )
+        add(
+            "W7 triggers: server CPU per trigger",
+            "W7.cpu",
+            lambda r: r["cpu_us_per_trigger"],
+            " µs",
+        )
     w5r = results.get("W5", {}).get("parley")
     if w5r:
         add("W5 writer batched (in-process)", "W5.b", lambda r: r["batched_msgs_per_s"], "/s")
@@ -1688,7 +1851,7 @@ def table(results: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7")
 
 
 def print_saved_table(paths: list[str]) -> int:
@@ -1747,6 +1910,8 @@ async def main(args: argparse.Namespace, speed: dict[str, float]) -> int:
         plan.append(("W4", "parley", lambda: w4(run)))
     if "W6" in only:
         plan.append(("W6", "parley", lambda: w6(run)))
+    if "W7" in only:
+        plan.append(("W7", "parley", lambda: w7(run)))
     timings: dict[str, float] = {}
     for workload, kind, fn in plan:
         began = time.monotonic()

@@ -19,6 +19,12 @@
 //       whatever the earlier ones do; latency counts from that due time), cycling through `urls`;
 //       answer with the latency histogram, one per shape, statuses and requests skipped because
 //       MAX_SEARCH_INFLIGHT were still waiting
+//   {"cmd":"trigger", base, path, key, secret, channels:[...], rate, duration_s, step, drain_ms}
+//       POST base+path (the trigger API) at `rate`/s for duration_s, open loop over keep-alive
+//       HTTP/1.1 connections (one request at a time each; more opened while all are busy), each request Pusher-signed with key/secret (PUSHER_PROTOCOL.md §9), round
+//       robin over `channels`, its data the query `step`, `t` (send time), `k` (a key); answer
+//       with statuses, HTTP latency, and this process's subscribers' `bench` events of the step
+//       (a connection spec's `events` lists the events it counts besides new_msg)
 //   {"cmd":"close"}                close everything and exit
 //
 // Every loop is bounded: connections and messages by the command's counts, waits by timeouts, and
@@ -27,6 +33,8 @@
 
 import readline from "node:readline";
 import { monitorEventLoopDelay } from "node:perf_hooks";
+import { createHmac } from "node:crypto";
+import net from "node:net";
 import { Socket } from "phoenix";
 import WebSocket from "ws";
 import { io } from "socket.io-client";
@@ -93,6 +101,14 @@ function onNewMsg(conn, payload) {
   }
 }
 
+// A triggered event's payload: {step, t: send time ms, k: message key} (query data: strings).
+function onAppEvent(payload) {
+  const t = now();
+  if (!payload || typeof payload.step !== "string") return;
+  const s = stepStats(payload.step);
+  s.recv++; s.lat.add(t - Number(payload.t));
+}
+
 let connSeq = 0;
 
 class PhoenixConn {
@@ -132,6 +148,7 @@ class PhoenixConn {
       for (const topic of this.spec.topics) {
         const ch = this.socket.channel(topic, {});
         ch.on("new_msg", (p) => onNewMsg(this, p));
+        for (const event of this.spec.events || []) ch.on(event, onAppEvent);
         this.channels.set(topic, ch);
         ch.join(JOIN_TIMEOUT_MS)
           .receive("ok", () => { if (--pending === 0 && !failed) finish(true); })
@@ -345,6 +362,95 @@ async function cmdSearch(c) {
   });
 }
 
+const MAX_TRIGGER_INFLIGHT = 2000;
+
+function signedQuery(c, params) {
+  const all = [...params, ["auth_key", c.key], ["auth_timestamp", String(Math.floor(Date.now() / 1000))],
+    ["auth_version", "1.0"]];
+  const sorted = all.map(([k, v]) => [k.toLowerCase(), v]).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  const text = `POST\n${c.path}\n${sorted.map(([k, v]) => `${k}=${v}`).join("&")}`;
+  all.push(["auth_signature", createHmac("sha256", c.secret).update(text).digest("hex")]);
+  return new URLSearchParams(all).toString();
+}
+
+// A keep-alive HTTP/1.1 connection for triggers, one request at a time: undici's fetch cost the
+// generator more CPU per request than the server spent answering it.
+class HttpConn {
+  constructor(host, port) {
+    this.sock = net.connect({ host, port, noDelay: true });
+    this.buf = Buffer.alloc(0); this.pending = null; this.closed = false;
+    this.sock.on("data", (d) => { this.buf = Buffer.concat([this.buf, d]); this.parse(); });
+    const fail = () => { this.closed = true; if (this.pending) { const p = this.pending; this.pending = null; p(null); } };
+    this.sock.on("error", fail); this.sock.on("close", fail);
+  }
+  parse() {
+    if (!this.pending) return;
+    const end = this.buf.indexOf("\r\n\r\n");
+    if (end < 0) return;
+    const head = this.buf.subarray(0, end).toString("latin1");
+    const m = /content-length: *(\d+)/i.exec(head);
+    const total = end + 4 + (m ? Number(m[1]) : 0);
+    if (this.buf.length < total) return;
+    this.buf = this.buf.subarray(total);
+    const p = this.pending; this.pending = null;
+    p(Number(head.slice(9, 12)));
+  }
+  request(text) {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => { this.closed = true; this.sock.destroy(); }, 10_000);
+      this.pending = (code) => { clearTimeout(timer); resolve(code); };
+      this.sock.write(text);
+    });
+  }
+  close() { this.sock.destroy(); }
+}
+
+async function cmdTrigger(c) {
+  const step = String(c.step);
+  const http = new Hist();
+  const status = {};
+  const url = new URL(c.base);
+  const idle = [];
+  let opened = 0;
+  const started = now();
+  const interval = 1000 / c.rate;
+  const total = Math.floor(c.rate * c.duration_s);
+  const waits = [];
+  let inflight = 0, skipped = 0, sent = 0;
+  state.loop.reset();
+  for (let i = 0; i < total; i++) {
+    const due = started + i * interval;
+    const lag = due - now();
+    if (lag > 1) await sleep(lag);
+    if (inflight >= MAX_TRIGGER_INFLIGHT) { skipped++; continue; }
+    let conn = idle.pop();
+    while (conn && conn.closed) conn = idle.pop();
+    if (!conn) { conn = new HttpConn(url.hostname, Number(url.port)); opened++; }
+    const channel = c.channels[i % c.channels.length];
+    const query = signedQuery(c, [["channel", channel], ["step", step], ["t", now().toFixed(3)],
+      ["k", `${process.pid}-${i}`]]);
+    inflight++; sent++;
+    const t = now();
+    waits.push(conn.request(`POST ${c.path}?${query} HTTP/1.1\r\nhost: ${url.host}\r\ncontent-length: 0\r\n\r\n`)
+      .then((code) => {
+        const key = code === null ? "closed" : code;
+        status[key] = (status[key] || 0) + 1;
+        http.add(now() - t);
+        inflight--;
+        if (code !== null) idle.push(conn);
+      }));
+  }
+  const sendElapsed = now() - started;
+  await Promise.all(waits);
+  for (const conn of idle) conn.close();
+  await sleep(c.drain_ms || 0);
+  const s = stepStats(step);
+  state.steps.delete(step);
+  out({ ev: "trigger", status, skipped, sent, connections: opened, http: http.toJSON(),
+    send_elapsed_ms: sendElapsed, recv: s.recv, lat: s.lat.toJSON(),
+    loop: { p99: state.loop.percentile(99) / 1e6, max: state.loop.max / 1e6 } });
+}
+
 async function cmdClose() {
   state.closing = true;
   for (const c of state.conns) { try { c.close(); } catch { /* already closed */ } }
@@ -353,7 +459,7 @@ async function cmdClose() {
   process.exit(0);
 }
 
-const handlers = { open: cmdOpen, step: cmdStep, spread: cmdSpread, hb: cmdHb, logins: cmdLogins, search: cmdSearch, close: cmdClose };
+const handlers = { open: cmdOpen, step: cmdStep, spread: cmdSpread, hb: cmdHb, logins: cmdLogins, search: cmdSearch, trigger: cmdTrigger, close: cmdClose };
 let queue = Promise.resolve();
 const rl = readline.createInterface({ input: process.stdin });
 rl.on("line", (line) => {

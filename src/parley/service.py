@@ -27,6 +27,7 @@ from quart_trio import QuartTrio
 from parley.accounts import AuthThrottle, PasswordHasher, TokenService
 from parley.actors.tree import Runtime
 from parley.api.app import create_app
+from parley.api.app_sockets import AppSockets
 from parley.api.context import AppContext, Stores
 from parley.api.server.http import HttpServer
 from parley.api.socket.channels import ChannelPorts, routes
@@ -34,8 +35,12 @@ from parley.api.socket.core.hub import SocketHub
 from parley.api.socket.phoenix.connect import PhoenixConnect
 from parley.api.socket.transports.fast_path import FastPathSocket
 from parley.api.socket.transports.longpoll import LongPollTransport
+from parley.api.trigger import Triggers
 from parley.config import Settings
+from parley.integrations.directory import ApplicationDirectory
+from parley.integrations.end_users import EndUsers
 from parley.store import Database
+from parley.store.applications import ApplicationStore
 from parley.store.embedded import EmbeddedStartError, start_embedded, stop_embedded
 from parley.store.listings import ListingStore
 from parley.supervision import ChildSpec, Restart
@@ -84,7 +89,7 @@ async def database_url(settings: Settings) -> AsyncIterator[str]:
             log.info("embedded PostgreSQL left running: another process still uses it")
 
 
-def socket_hub(settings: Settings, runtime: Runtime) -> SocketHub:
+def socket_hub(settings: Settings, runtime: Runtime, end_users: EndUsers) -> SocketHub:
     """The socket layer of this node over `runtime`, with Parley's channels routed."""
     ports = ChannelPorts(
         chat=runtime.chat,
@@ -92,6 +97,7 @@ def socket_hub(settings: Settings, runtime: Runtime) -> SocketHub:
         pubsub=runtime.pubsub,
         messages=settings.messages,
         debug=settings.server.env != "prod",
+        apps=end_users,
     )
     return SocketHub(
         settings,
@@ -173,7 +179,10 @@ async def _serve(
     async with database_url(settings) as dsn:
         database = open_database(settings, dsn)
         runtime = Runtime(settings, database)
-        hub = socket_hub(settings, runtime)
+        directory = ApplicationDirectory(ApplicationStore(database), settings.integrations)
+        end_users = EndUsers(directory, settings.integrations)
+        hub = socket_hub(settings, runtime, end_users)
+        app_sockets = AppSockets(hub, directory)
         context = AppContext(
             settings=settings,
             database=database,
@@ -183,9 +192,17 @@ async def _serve(
             throttle=AuthThrottle(settings.auth, settings.server),
             runtime=runtime,
             sockets=hub,
+            applications=directory,
+            app_sockets=app_sockets,
+            triggers=Triggers(directory, runtime.pubsub, settings.integrations),
         )
         connect = PhoenixConnect(
-            settings, context.tokens, context.stores.users, context.stores.tokens
+            settings,
+            context.tokens,
+            context.stores.users,
+            context.stores.tokens,
+            end_users,
+            hub.namespace_count,
         )
         longpoll = LongPollTransport(hub, connect)
         app = create_app(context, connect, longpoll)
@@ -193,10 +210,11 @@ async def _serve(
         children = [
             ChildSpec("socket-liveness", hub.watch_liveness, shutdown_timeout=grace),
             ChildSpec("socket-writes", hub.flush_writes, shutdown_timeout=grace),
+            ChildSpec("app-sockets", app_sockets.run, shutdown_timeout=grace),
         ]
         http = None
         if http_server:
-            http = HttpServer(app, settings, FastPathSocket(hub, connect))
+            http = HttpServer(app, settings, FastPathSocket(hub, connect), context.triggers)
             children.append(
                 ChildSpec(
                     "http",

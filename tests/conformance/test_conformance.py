@@ -79,6 +79,17 @@ async def _fixture(
         token, _ = context.tokens.issue_access(stored.id, role, stored.token_version)
         users.append({"id": str(stored.id), "token": token, "_id": stored.id})
     alice, bob, carol, _dave, admin, erin = users
+    # 43_integrations.test.mjs: makes an organization and an application through the API.
+    integrator = await context.stores.users.create(
+        email="integrator@example.com",
+        username="integrator",
+        password_hash="x" * 20,
+        role="registered",
+        confirmed=True,
+    )
+    integrator_token, _ = context.tokens.issue_access(
+        integrator.id, "registered", integrator.token_version
+    )
     conversations = context.stores.conversations
     group = await conversations.create_group(
         alice["_id"], "conformance", [bob["_id"], carol["_id"], admin["_id"], erin["_id"]]
@@ -97,6 +108,7 @@ async def _fixture(
         "users": [{"id": u["id"], "token": u["token"]} for u in users[:4]],
         "admin": {"id": admin["id"], "token": admin["token"]},
         "users_1815": [{"id": erin["id"], "token": erin["token"]}],
+        "integrations_user": {"id": str(integrator.id), "token": integrator_token},
         "allowed_origin": f"http://localhost:{port}",
         "disallowed_origin": "http://evil.example",
         "transport": "longpoll" if transport == "longpoll" else "websocket",

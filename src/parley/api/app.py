@@ -7,6 +7,7 @@ from quart_trio import QuartTrio
 
 from parley.api.admin import blueprint as admin_blueprint
 from parley.api.admin_realtime import blueprint as realtime_blueprint
+from parley.api.applications import blueprint as applications_blueprint
 from parley.api.audit import blueprint as audit_blueprint
 from parley.api.auth import blueprint as auth_blueprint
 from parley.api.context import AppContext
@@ -15,11 +16,13 @@ from parley.api.cors import install as install_cors
 from parley.api.debug import blueprint as debug_blueprint
 from parley.api.dev import blueprint as dev_blueprint
 from parley.api.errors import install_error_handlers
+from parley.api.events import blueprint as events_blueprint
 from parley.api.health import blueprint as health_blueprint
 from parley.api.listings import blueprint as listings_blueprint
 from parley.api.me import blueprint as me_blueprint
 from parley.api.metrics import blueprint as metrics_blueprint
 from parley.api.openapi import blueprint as openapi_blueprint
+from parley.api.organizations import blueprint as organizations_blueprint
 from parley.api.pages import blueprint as pages_blueprint
 from parley.api.socket.core.transport import Authorize
 from parley.api.socket.transports.asgi import install as install_socket
@@ -66,6 +69,9 @@ def create_app(
         pages_blueprint,
         listings_blueprint,
         audit_blueprint,
+        organizations_blueprint,
+        applications_blueprint,
+        events_blueprint,
     ):
         app.register_blueprint(blueprint)
     # The socket at settings.socket.path, in front of the app's routes (the ASGI transport), and

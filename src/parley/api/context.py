@@ -12,13 +12,18 @@ from quart import current_app
 
 from parley.accounts import AuthThrottle, PasswordHasher, TokenService
 from parley.actors.tree import Runtime
+from parley.api.app_sockets import AppSockets
 from parley.api.socket.core.hub import SocketHub
+from parley.api.trigger import Triggers
 from parley.config import Settings
+from parley.integrations.directory import ApplicationDirectory
 from parley.store import Database
+from parley.store.applications import ApplicationStore
 from parley.store.audit import AuditStore
 from parley.store.conversations import ConversationStore
 from parley.store.listings import ListingStore
 from parley.store.messages import MessageStore
+from parley.store.organizations import OrganizationStore
 from parley.store.outbox import OutboxStore
 from parley.store.tokens import TokenStore
 from parley.store.users import UserStore
@@ -33,6 +38,8 @@ class Stores:
     outbox: OutboxStore
     listings: ListingStore
     audit: AuditStore
+    organizations: OrganizationStore
+    applications: ApplicationStore
 
     @classmethod
     def on(cls, database: Database) -> Stores:
@@ -44,6 +51,8 @@ class Stores:
             OutboxStore(database),
             ListingStore(database),
             AuditStore(database),
+            OrganizationStore(database),
+            ApplicationStore(database),
         )
 
 
@@ -59,6 +68,12 @@ class AppContext:
     """The actor runtime: chat, registry, supervisors, pubsub, presence, the actor directory."""
     sockets: SocketHub
     """This node's sockets (revocation closes them; operators list and close them)."""
+    applications: ApplicationDirectory
+    """Applications by key, in memory: triggers read this, never the store, per request."""
+    app_sockets: AppSockets
+    """Closes end-user sockets when their application is archived or its secret retired."""
+    triggers: Triggers
+    """Verifies and delivers triggers (the REST route, and the listener's fast path)."""
 
 
 def parley_context() -> AppContext:

@@ -250,6 +250,42 @@ class DebugSettings:
 
 
 @dataclass(frozen=True)
+class IntegrationsSettings:
+    """Organizations, applications, triggers and end-user sockets (docs/integrations.md)."""
+
+    secret_grace_seconds: int = 3600
+    """After `POST .../secret` rotates an application's secret, the old one keeps signing
+    triggers and end-user tokens this long; then the sockets opened with it close."""
+    app_cache_seconds: float = 60.0
+    """How long a node trusts its in-memory copy of an application (key, secrets, archive) before
+    it reads the row again. Changes made through this node apply at once; this bounds how long
+    another node's change (a cluster) takes to reach this one."""
+    unknown_app_cache_size: int = 10_000
+    """Unknown application keys remembered (for `app_cache_seconds`) so that requests naming
+    them cost no query each."""
+    max_data_bytes: int = 10_240
+    """A trigger's data, encoded, at most this many bytes (Pusher's 10 KB): more is a 413."""
+    max_channels_per_trigger: int = 100
+    """Channels one trigger may name (Pusher's 100): more is a 422."""
+    max_channel_name_chars: int = 200
+    """Channel names longer than this are refused (the Pusher SDKs allow 200)."""
+    timestamp_window_seconds: int = 600
+    """A signed request's `auth_timestamp` may be this far from the server's clock (Pusher's
+    600 s), either way."""
+    end_user_token_max_seconds: int = 86_400
+    """An application-signed end-user token whose `exp` is further ahead is refused (24 h)."""
+    max_subject_chars: int = 128
+    """The longest end-user id (`sub` of an end-user token; Pusher's user id limit)."""
+    max_user_info_bytes: int = 1024
+    """The largest `user_info` an end-user token may carry (Pusher's 1 KB), encoded."""
+    max_token_channels: int = 100
+    """Channel names (or prefixes) one end-user token may list in `channels`."""
+    max_applications_per_organization: int = 100
+    max_organizations_per_user: int = 100
+    """Organizations one user may create; each is at most this many applications (409 past)."""
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
@@ -263,6 +299,7 @@ class Settings:
     socket: SocketSettings = field(default_factory=SocketSettings)
     mail: MailSettings = field(default_factory=MailSettings)
     debug: DebugSettings = field(default_factory=DebugSettings)
+    integrations: IntegrationsSettings = field(default_factory=IntegrationsSettings)
 
     @property
     def data_dir(self) -> Path:

@@ -95,6 +95,10 @@ def validate(settings: Settings) -> None:
             if setting.name.endswith(("_mailbox", "_size")) or setting.name == "mailbox":
                 value = getattr(getattr(settings, section.name), setting.name)
                 checks.append((value >= 1, f"{section.name}.{setting.name}: must be >= 1"))
+    for setting in dataclasses.fields(settings.integrations):
+        value = getattr(settings.integrations, setting.name)
+        least = 0 if setting.name in ("secret_grace_seconds", "app_cache_seconds") else 1
+        checks.append((value >= least, f"integrations.{setting.name}: must be >= {least}"))
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)

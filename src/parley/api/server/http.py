@@ -21,6 +21,7 @@ from quart_trio import QuartTrio
 from parley.api.access_log import AccessLog
 from parley.api.server.listener import serve_public
 from parley.api.socket.transports.fast_path import FastPathSocket
+from parley.api.trigger import Triggers
 from parley.config import Settings
 
 
@@ -45,10 +46,16 @@ class HttpServer:
     """Serves the app until asked to drain; `binds` holds the bound URLs once started."""
 
     def __init__(
-        self, app: QuartTrio, settings: Settings, socket: FastPathSocket | None = None
+        self,
+        app: QuartTrio,
+        settings: Settings,
+        socket: FastPathSocket | None = None,
+        triggers: Triggers | None = None,
     ) -> None:
         self._app = app
         self._settings = settings
+        self._triggers = triggers
+        """Answers signed triggers on the public listener (`api.server.triggers`)."""
         self._socket = socket
         """Serves socket upgrades on the public listener (`socket.fast_path`); None: Hypercorn
         takes them too, through the app's ASGI transport."""
@@ -68,6 +75,7 @@ class HttpServer:
                 self._settings,
                 self._socket,
                 shutdown_trigger=self._draining.wait,
+                triggers=self._triggers,
             )
         else:
             app = AccessLog(self._app) if self._settings.server.access_log else self._app

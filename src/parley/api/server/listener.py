@@ -7,6 +7,9 @@ request head (bounded by Hypercorn's `h11_max_incomplete_size`, within `keep_ali
 
 * `GET <socket.path>` with `Upgrade: websocket` goes to `fast_path.accept_upgrade`
   (handshake, authorization, session, pump), with the bytes after the head passed along.
+* A Pusher-signed `POST` to the trigger API goes to `triggers.FastTriggers`, which answers it and
+  the signed triggers after it on the connection; the first other request, with what was read
+  of it, goes on as below.
 * Anything else (REST, the 400 for a plain HTTP request on the socket path, HTTP/2 prior
   knowledge, a malformed or oversized head) goes to Hypercorn's `TCPServer` for the
   Quart-Trio app, through `ReplayStream`, which hands Hypercorn the bytes already read before
@@ -42,6 +45,7 @@ from hypercorn.typing import ConnectionState
 from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr, wrap_app
 
 from parley.api.access_log import AccessLog, log_request, logged_target
+from parley.api.server.triggers import FastTriggers
 from parley.api.socket.transports.fast_path import FastPathSocket, accept_upgrade
 
 if TYPE_CHECKING:
@@ -50,6 +54,7 @@ if TYPE_CHECKING:
     from hypercorn.config import Config as HypercornConfig
     from quart_trio import QuartTrio
 
+    from parley.api.trigger import Triggers
     from parley.config import Settings
 
 log = logging.getLogger(__name__)
@@ -153,8 +158,10 @@ class Router:
         socket: FastPathSocket | None,
         socket_path: str,
         access_log: bool = True,
+        triggers: FastTriggers | None = None,
     ) -> None:
         self.app = app
+        self.triggers = triggers
         self.config = config
         self.context = context
         self.lifespan_state = lifespan_state
@@ -172,6 +179,14 @@ class Router:
             await stream.aclose()
             return
         head_end = data.find(b"\r\n\r\n")
+        if head_end >= 0 and self.triggers is not None and self.triggers.takes(data):
+            rest = await self.triggers.serve(
+                stream, data, _peer(stream), self.context.terminated.is_set
+            )
+            if rest is None:
+                await stream.aclose()
+                return
+            data, head_end = rest, rest.find(b"\r\n\r\n")
         if head_end >= 0 and self.socket is not None:
             upgrade = self._socket_upgrade(data, head_end)
             if upgrade is not None:
@@ -269,10 +284,11 @@ async def serve_public(
     socket: FastPathSocket | None,
     *,
     shutdown_trigger: Callable[[], Awaitable[None]],
+    triggers: Triggers | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Hypercorn's `worker_serve` with upgrades to the socket path answered by `socket` (the fast
-    transport); None: everything to Hypercorn."""
+    transport; None: everything to Hypercorn), and signed triggers by `triggers`."""
     if config.ssl_enabled:
         raise ValueError("the public listener does not do TLS; use plain Hypercorn for that")
     config.set_statsd_logger_class(StatsdLogger)
@@ -289,6 +305,15 @@ async def serve_public(
         socket,
         settings.socket.path,
         settings.server.access_log,
+        None
+        if triggers is None
+        else FastTriggers(
+            triggers,
+            max_body_bytes=settings.server.max_request_body_bytes,
+            head_limit=int(config.h11_max_incomplete_size),
+            keep_alive_seconds=float(config.keep_alive_timeout),
+            access_log=settings.server.access_log,
+        ),
     )
 
     async with trio.open_nursery() as lifespan_nursery:

@@ -12,6 +12,7 @@ topic goes to which channel, built at the composition root:
 | `conversation:{id}` | `conversation.ConversationChannel` |
 | `listing:{id}` | `listing.ListingChannel` |
 | `system:general` | `system.SystemChannel` |
+| `app:{key}`, `app:{key}:{channel}`, `app:{key}:user:{id}` | `app.AppChannel` |
 | `debug:{name}` (outside prod) | `debug.DebugChannel` |
 """
 
@@ -19,10 +20,11 @@ from __future__ import annotations
 
 from functools import partial
 
+from parley.api.socket.channels.app import AppChannel
 from parley.api.socket.channels.conversation import ConversationChannel
 from parley.api.socket.channels.debug import DebugChannel
 from parley.api.socket.channels.listing import ListingChannel
-from parley.api.socket.channels.ports import ChannelPorts, ChatPort, ListingPort
+from parley.api.socket.channels.ports import AppPort, ChannelPorts, ChatPort, ListingPort
 from parley.api.socket.channels.private_chat import PrivateChatChannel
 from parley.api.socket.channels.room_chat import RoomChatChannel
 from parley.api.socket.channels.system import SystemChannel
@@ -30,7 +32,7 @@ from parley.api.socket.channels.user import UserChannel
 from parley.api.socket.core.channel import ChannelFactory
 from parley.api.socket.core.router import Router
 
-__all__ = ["ChannelPorts", "ChatPort", "ListingPort", "routes"]
+__all__ = ["AppPort", "ChannelPorts", "ChatPort", "ListingPort", "routes"]
 
 
 def routes(ports: ChannelPorts) -> Router:
@@ -44,6 +46,7 @@ def routes(ports: ChannelPorts) -> Router:
         "private_chat": partial(PrivateChatChannel, ports=ports),
         "conversation": partial(ConversationChannel, ports=ports),
         "listing": partial(ListingChannel, ports=ports),
+        "app": partial(AppChannel, ports=ports),
     }
     if ports.debug:
         prefixes["debug"] = DebugChannel

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from parley.actors.chat import ChatUnavailable, NotAMember
     from parley.actors.pubsub import PubSub
     from parley.config import MessageSettings
+    from parley.integrations.end_users import EndUser
     from parley.store.conversations import Conversation
     from parley.store.listing_records import Listing
     from parley.store.messages import Message, Written
@@ -62,6 +63,18 @@ class ListingPort(Protocol):
     async def get(self, listing_id: uuid.UUID) -> Listing | None: ...
 
 
+class AppPort(Protocol):
+    """Applications as the `app:` channel checks its end users against them
+    (`parley.integrations.end_users.EndUsers`: the in-memory directory, no query per join)."""
+
+    @property
+    def max_channel_chars(self) -> int: ...
+
+    async def still_accepts(self, end_user: EndUser) -> bool:
+        """Whether the application is live and still accepts the secret that signed the token."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelPorts:
     """Everything the application's channels are given."""
@@ -73,3 +86,4 @@ class ChannelPorts:
     """Message limits (body length, recovery window)."""
     debug: bool
     """Outside prod: the `debug:*` test channel and `debug_crash` are routed."""
+    apps: AppPort

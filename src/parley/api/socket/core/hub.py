@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +91,10 @@ class SocketHub:
         self.services = SocketServices(settings, pubsub, presence, router, system, self.count)
         self._handles: dict[str, SessionHandle] = {}
         self._handles_by_user: dict[uuid.UUID, dict[str, SessionHandle]] = {}
+        self._handles_by_namespace: dict[str, dict[str, SessionHandle]] = {}
+        self._opening: dict[str, int] = {}
+        """Sessions of each namespace being started (counted before the await, so a quota
+        checked just before `open_session` cannot be overshot by concurrent connects)."""
         self.counters: dict[str, int] = {}
         # Outbound queues with frames for the flusher (`flush_writes`), and the flusher while it
         # waits for some; while it is not running, deferred writes happen at once.
@@ -107,10 +112,21 @@ class SocketHub:
         outbound = OutboundQueue(socket.outbound_max_messages, socket.outbound_max_bytes)
         outbound.defer = self._defer_write
         ref, spec = session_child_spec(self.services, principal, serializer, outbound)
-        await self._sessions.start_child(spec)
+        namespace = principal.namespace
+        if namespace is not None:
+            self._opening[namespace] = self._opening.get(namespace, 0) + 1
+        try:
+            await self._sessions.start_child(spec)
+        finally:
+            if namespace is not None:
+                self._opening[namespace] -= 1
+                if not self._opening[namespace]:
+                    del self._opening[namespace]
         handle = SessionHandle(ref, spec.name, outbound, principal)
         self._handles[handle.name] = handle
         self._handles_by_user.setdefault(principal.user_id, {})[handle.name] = handle
+        if namespace is not None:
+            self._handles_by_namespace.setdefault(namespace, {})[handle.name] = handle
         self.count("connections_opened")
         return handle
 
@@ -133,6 +149,12 @@ class SocketHub:
             by_user.pop(handle.name, None)
             if not by_user:
                 del self._handles_by_user[handle.principal.user_id]
+        namespace = handle.principal.namespace
+        in_namespace = self._handles_by_namespace.get(namespace) if namespace else None
+        if namespace is not None and in_namespace is not None:
+            in_namespace.pop(handle.name, None)
+            if not in_namespace:
+                del self._handles_by_namespace[namespace]
 
     def sessions_of(self, user_id: uuid.UUID) -> list[SessionHandle]:
         return list(self._handles_by_user.get(user_id, {}).values())
@@ -144,6 +166,30 @@ class SocketHub:
     def close_user(self, user_id: uuid.UUID, code: int, reason: str) -> int:
         """Close every socket of `user_id` with `code`; returns how many."""
         handles = self.sessions_of(user_id)
+        for handle in handles:
+            handle.close(code, reason)
+        if handles:
+            self.count("forced_closes")
+        return len(handles)
+
+    def namespace_count(self, namespace: str) -> int:
+        """Sockets confined to `namespace` (an application's end users), open or opening."""
+        return len(self._handles_by_namespace.get(namespace, ())) + self._opening.get(namespace, 0)
+
+    def close_namespace(
+        self,
+        namespace: str,
+        code: int,
+        reason: str,
+        *,
+        where: Callable[[SocketPrincipal], bool] | None = None,
+    ) -> int:
+        """Close the sockets confined to `namespace` (those `where` picks); returns how many."""
+        handles = [
+            handle
+            for handle in self._handles_by_namespace.get(namespace, {}).values()
+            if where is None or where(handle.principal)
+        ]
         for handle in handles:
             handle.close(code, reason)
         if handles:

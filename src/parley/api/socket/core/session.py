@@ -47,7 +47,7 @@ import trio
 
 from parley.actors import Actor, ActorRef, ExitKind, ExitReason, Overflow
 from parley.api.socket.core import message as m
-from parley.api.socket.core.channel import NO_REPLY, HandlerReply, StopChannel
+from parley.api.socket.core.channel import NO_REPLY, UNAUTHORIZED, HandlerReply, StopChannel
 from parley.api.socket.core.close_codes import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL_ERROR,
@@ -335,6 +335,9 @@ class SessionActor(Actor[Never, Never, Inbound]):
 
     async def _join(self, message: Message) -> None:
         topic = message.topic
+        if self.principal.confines(topic):
+            self.send(m.reply_error(message, {"reason": UNAUTHORIZED}))
+            return
         old = self._channels.get(topic)
         if old is not None:
             # Duplicate join (§4.7): the old instance closes with *its* join_ref.

@@ -15,7 +15,12 @@ the sub-protocol `base64url.bearer.phx.<standard base64 without padding>` (§3.2
 
 Both are refused when expired, when the user is banned or gone, or when the user's token_version
 moved on (logout_all, password change, ban), and an API-session token also when its API token was
-deleted. App-signed tokens (`app:{key}` topics) come with the integrations work.
+deleted.
+
+* an end-user token signed by an application (DESIGN §4.2; a `kid` that is none of our keys but an
+  application's key, `parley.integrations.end_users`): the socket is confined to that
+  application's topics (`app:{key}...`) and counts toward its connection quota, refused with 429
+  when the quota is full.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import uuid
+from collections.abc import Callable
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -31,6 +38,8 @@ from parley.api.socket.core.principal import SocketPrincipal
 from parley.api.socket.core.transport import Accepted, ConnectRequest, Refused
 from parley.api.socket.phoenix.serializer import UnsupportedVsnError, serializer_for_vsn
 from parley.config import Settings, SocketSettings
+from parley.integrations.end_users import EndUser, EndUsers
+from parley.integrations.signing import BadToken
 from parley.store.tokens import TokenStore
 from parley.store.users import UserStore
 
@@ -45,12 +54,21 @@ class PhoenixConnect:
     """The upgrade decision of a Phoenix socket (an `Authorize` for the transports)."""
 
     def __init__(
-        self, settings: Settings, tokens: TokenService, users: UserStore, api_tokens: TokenStore
+        self,
+        settings: Settings,
+        tokens: TokenService,
+        users: UserStore,
+        api_tokens: TokenStore,
+        end_users: EndUsers,
+        sockets_in: Callable[[str], int],
     ) -> None:
         self._settings = settings
         self._tokens = tokens
         self._users = users
         self._api_tokens = api_tokens
+        self._end_users = end_users
+        self._sockets_in = sockets_in
+        """Sockets open in a namespace (`SocketHub.namespace_count`), for the quota."""
 
     async def __call__(self, request: ConnectRequest) -> Accepted | Refused:
         """Accept or refuse an upgrade; never raises for anything the client sent."""
@@ -70,6 +88,14 @@ class PhoenixConnect:
         principal = await self.principal_for(token)
         if principal is None:
             return Refused(403, "token")
+        grant = principal.grant
+        if (
+            isinstance(grant, EndUser)
+            and grant.max_connections is not None
+            and self._sockets_in(grant.namespace) >= grant.max_connections
+        ):
+            # Checked with no await before the session opens (and counts), so never overshot.
+            return Refused(429, "app_quota")
         return Accepted(principal, serializer, subprotocol)
 
     async def principal_for(self, token: str) -> SocketPrincipal | None:
@@ -78,6 +104,8 @@ class PhoenixConnect:
         try:
             claims = tokens.verify_access(token)
         except InvalidToken as exc:
+            if exc.reason == "unknown_kid":
+                return await self._end_user(token)
             if exc.reason != "wrong_kind":
                 return None
         else:
@@ -111,6 +139,27 @@ class PhoenixConnect:
             "channel",
             only_topic=f"conversation:{channel.conversation_id}",
         )
+
+    async def _end_user(self, token: str) -> SocketPrincipal | None:
+        try:
+            end_user = await self._end_users.verify(token)
+        except BadToken as exc:
+            log.debug("end-user token refused: %s", exc)
+            return None
+        return SocketPrincipal(
+            end_user_id(end_user),
+            "end_user",
+            end_user.subject,
+            "end_user",
+            namespace=end_user.namespace,
+            grant=end_user,
+        )
+
+
+def end_user_id(end_user: EndUser) -> uuid.UUID:
+    """A stable id for an application's end user (they have no account, hence no row): the
+    socket layer indexes sockets by user id (`SocketHub.close_user`)."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"parley:{end_user.app_key}:{end_user.subject}")
 
 
 def _subprotocol_token(offered: tuple[str, ...]) -> tuple[str | None, str | None]:

@@ -1,0 +1,174 @@
+"""Triggers: one event for the subscribers of an application's topics (DESIGN §4.2).
+
+`parse_trigger` turns what `POST .../applications/{app_key}/event/{event}` received into a
+`Trigger`, by ExPusherLite's rules and Pusher's limits, or raises `TriggerError` with the status
+and the field that is wrong. The event's data is the JSON body's `data`, or, as in the seed, the
+query parameters (every one but `channel`, `uid`, `direct`, `socket_id` and the signing
+parameters becomes a string field). No channel: the broadcast topic `app:{key}`; `channel=C` (any
+number of times, or `channels` in the body): `app:{key}:C`; `direct=true&uid=U` (or `user_id` in
+the body): `app:{key}:user:U`.
+
+The payload every subscriber gets is a JSON object (what the Phoenix socket carries): an object
+as given; a string holding a JSON object (Pusher's double encoding) as that object; anything else
+as `{"data": value}`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from parley.integrations import topics
+from parley.integrations.signing import SIGNING_PARAMETERS
+
+ROUTING_PARAMETERS: Final = frozenset({"channel", "uid", "direct", "socket_id"})
+BODY_FIELDS: Final = frozenset({"data", "channel", "channels", "user_id", "direct", "socket_id"})
+RESERVED_EVENTS: Final = re.compile(r"(phx_|presence_|pusher:|pusher_internal:)")
+"""Event names the Phoenix and Pusher protocols use themselves: a triggered `phx_close` would
+close every subscriber's channel."""
+MAX_EVENT_CHARS: Final = 200
+_SOCKET_ID: Final = re.compile(r"\d{1,20}\.\d{1,20}")
+
+
+class TriggerError(Exception):
+    """A trigger that cannot be delivered: `status` (422 or 413), the `field`, and why."""
+
+    def __init__(self, status: int, field: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerLimits:
+    max_data_bytes: int
+    max_channels: int
+    max_channel_chars: int
+    max_subject_chars: int
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    event: str
+    topics: tuple[str, ...]
+    payload: dict[str, Any]
+    socket_id: str | None
+    """The Pusher socket to leave out (`socket_id`); the Phoenix socket has no such id."""
+
+
+def parse_trigger(
+    app_key: str,
+    event: str,
+    query: Sequence[tuple[str, str]],
+    body: Mapping[str, Any] | None,
+    limits: TriggerLimits,
+) -> Trigger:
+    """The trigger a request describes (`body`: the JSON body, None when it sent none)."""
+    _check_event(event)
+    fields = body or {}
+    unknown = sorted(set(fields) - BODY_FIELDS)
+    if unknown:
+        raise TriggerError(422, unknown[0], f"unknown field; give {', '.join(sorted(BODY_FIELDS))}")
+    channels = [value for key, value in query if key == "channel"]
+    channels += _body_channels(fields)
+    user_id = _direct_user(query, fields, limits)
+    if user_id is not None and channels:
+        raise TriggerError(422, "channel", "a direct event goes to one user, not to channels")
+    if len(channels) > limits.max_channels:
+        raise TriggerError(422, "channels", f"at most {limits.max_channels} channels")
+    for channel in channels:
+        problem = topics.channel_problem(channel, limits.max_channel_chars)
+        if problem is not None:
+            raise TriggerError(422, "channel", problem)
+    if user_id is not None:
+        targets: tuple[str, ...] = (topics.user_topic(app_key, user_id),)
+    elif channels:
+        targets = tuple(dict.fromkeys(topics.channel_topic(app_key, c) for c in channels))
+    else:
+        targets = (topics.namespace(app_key),)
+    data: Any
+    if "data" in fields:
+        data = fields["data"]
+    else:
+        excluded = ROUTING_PARAMETERS | SIGNING_PARAMETERS
+        data = {key: value for key, value in query if key not in excluded}
+    size = len(data.encode()) if isinstance(data, str) else len(orjson.dumps(data))
+    if size > limits.max_data_bytes:
+        raise TriggerError(413, "data", f"data is over {limits.max_data_bytes} bytes")
+    return Trigger(event, targets, _payload(data), _socket_id(query, fields))
+
+
+def _check_event(event: str) -> None:
+    if not 1 <= len(event) <= MAX_EVENT_CHARS or not event.isprintable():
+        raise TriggerError(422, "event", f"event names have 1 to {MAX_EVENT_CHARS} characters")
+    if RESERVED_EVENTS.match(event):
+        raise TriggerError(422, "event", "phx_, presence_ and pusher: events are the protocols'")
+
+
+def _body_channels(fields: Mapping[str, Any]) -> list[str]:
+    found: list[str] = []
+    if "channel" in fields:
+        if not isinstance(fields["channel"], str):
+            raise TriggerError(422, "channel", "must be a string")
+        found.append(fields["channel"])
+    if "channels" in fields:
+        value = fields["channels"]
+        if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+            raise TriggerError(422, "channels", "must be a list of channel names")
+        found += value
+    return found
+
+
+def _direct_user(
+    query: Sequence[tuple[str, str]], fields: Mapping[str, Any], limits: TriggerLimits
+) -> str | None:
+    uids = [value for key, value in query if key == "uid"]
+    direct = [value for key, value in query if key == "direct"]
+    if "user_id" in fields:
+        if not isinstance(fields["user_id"], str):
+            raise TriggerError(422, "user_id", "must be a string")
+        uids.append(fields["user_id"])
+        direct.append("true")
+    if len(uids) > 1 or len(direct) > 1:
+        raise TriggerError(422, "uid", "give one uid (and direct=true once)")
+    if direct and direct[0] not in ("true", "false"):
+        raise TriggerError(422, "direct", "must be true or false")
+    if direct == ["true"] and not uids:
+        raise TriggerError(422, "uid", "direct=true needs the uid of the end user")
+    if uids and direct != ["true"]:
+        raise TriggerError(422, "direct", "uid sends to one end user: add direct=true")
+    if not uids:
+        return None
+    if not 1 <= len(uids[0]) <= limits.max_subject_chars:
+        raise TriggerError(422, "uid", f"end-user ids have 1 to {limits.max_subject_chars} chars")
+    return uids[0]
+
+
+def _socket_id(query: Sequence[tuple[str, str]], fields: Mapping[str, Any]) -> str | None:
+    given = [value for key, value in query if key == "socket_id"]
+    if "socket_id" in fields:
+        given.append(fields["socket_id"])
+    if not given:
+        return None
+    value = given[0]
+    if len(given) > 1 or not isinstance(value, str) or _SOCKET_ID.fullmatch(value) is None:
+        raise TriggerError(422, "socket_id", "a socket id looks like 1234.5678")
+    return value
+
+
+def _payload(data: Any) -> dict[str, Any]:
+    if isinstance(data, dict):
+        return data
+    if isinstance(data, str) and data.startswith("{"):
+        try:
+            decoded = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return {"data": data}
+        if isinstance(decoded, dict):
+            return decoded
+    return {"data": data}
