@@ -28,6 +28,7 @@ from parley.accounts import AuthThrottle, PasswordHasher, TokenService
 from parley.actors.tree import Runtime
 from parley.api.app import create_app
 from parley.api.context import AppContext, Stores
+from parley.api.operator import OperatorConsole
 from parley.api.server.http import HttpServer
 from parley.api.socket.channels import ChannelPorts, routes
 from parley.api.socket.core.hub import SocketHub
@@ -53,6 +54,7 @@ class RunningServer:
     runtime: Runtime
     app: QuartTrio
     longpoll: LongPollTransport
+    console: OperatorConsole
 
 
 @asynccontextmanager
@@ -184,13 +186,17 @@ async def _serve(
             runtime=runtime,
             sockets=hub,
         )
-        connect = PhoenixConnect(settings, context.tokens, context.stores.users)
+        # Every transport asks the hub's gate first: a draining node refuses new sockets.
+        connect = hub.gate(PhoenixConnect(settings, context.tokens, context.stores.users))
         longpoll = LongPollTransport(hub, connect)
-        app = create_app(context, connect, longpoll)
+        console = OperatorConsole(context)
+        runtime.writer.observer = console.metrics.writer_observer()
+        app = create_app(context, connect, longpoll, console)
         grace = settings.supervision.child_shutdown_seconds
         children = [
             ChildSpec("socket-liveness", hub.watch_liveness, shutdown_timeout=grace),
             ChildSpec("socket-writes", hub.flush_writes, shutdown_timeout=grace),
+            *console.children(),
         ]
         http = None
         if http_server:
@@ -215,7 +221,7 @@ async def _serve(
             # over such long-lived objects stalled a busy server 100-130 ms each.
             if settings.server.gc_freeze:
                 gc.freeze()
-            task_status.started(RunningServer(base_url, context, runtime, app, longpoll))
+            task_status.started(RunningServer(base_url, context, runtime, app, longpoll, console))
             if stop is None:
                 await trio.sleep_forever()
             else:

@@ -52,6 +52,10 @@ class ActorDirectory:
     def get(self, actor_id: str) -> ActorRef[Any, Any, Any] | None:
         return self._refs.get(actor_id)
 
+    def refs(self) -> list[ActorRef[Any, Any, Any]]:
+        """Every live actor's ref, oldest first."""
+        return list(self._refs.values())
+
     def all(self) -> list[ActorStats]:
         """Statistics of every live actor, oldest first."""
         return [ref.statistics() for ref in self._refs.values()]
@@ -126,7 +130,12 @@ class ActorSystem:
         if not isinstance(kind, str) or not kind:
             raise TypeError(f"{actor_class.__name__} must set the class attribute `kind`")
         slot: ActorSlot[CallT, ReplyT, CastT] = ActorSlot(
-            f"{kind}-{next(self._ids)}", kind, key, capacity
+            f"{kind}-{next(self._ids)}",
+            kind,
+            key,
+            capacity,
+            errors_kept=self.settings.recent_errors,
+            idle_timeout=idle_timeout,
         )
         ref = ActorRef(
             slot, overflow=actor_class.overflow, call_timeout=self.settings.call_timeout_seconds

@@ -43,6 +43,7 @@ from parley.api.socket.core.message import Frame
 from parley.api.socket.core.transport import (
     Accepted,
     Authorize,
+    ConnectionInfo,
     ConnectRequest,
     InboundFrame,
     pump,
@@ -377,7 +378,8 @@ class LongPollTransport:
         self._count += 1  # taken before the await, so concurrent opens cannot overshoot
         self._per_user[user] = self._per_user.get(user, 0) + 1
         try:
-            handle = await hub.open_session(decision.principal, decision.serializer)
+            info = ConnectionInfo("longpoll", "phoenix", connect.peer)
+            handle = await hub.open_session(decision.principal, decision.serializer, info)
         except Exception:
             log.exception("could not start a long-poll session")
             self._release(user)
