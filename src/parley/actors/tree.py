@@ -117,7 +117,6 @@ class Runtime:
             max_restarts=supervision.max_restarts,
             window_seconds=supervision.restart_window_seconds,
             backoff_seconds=supervision.restart_backoff_seconds,
-            describe_max_children=supervision.describe_max_children,
         )
         return self.root
 

@@ -152,9 +152,9 @@ class SupervisionSettings:
     child_shutdown_seconds: float = 5.0
     restart_backoff_seconds: float = 0.05
     describe_max_children: int = 100
-    """Children a supervisor lists in its description (`GET /debug/tree`); the rest are only
-    counted (`children_total`): a node with 10,000 sessions must not describe them all to draw
-    its tree. The actors view pages through every one of them."""
+    """Children the sessions' and conversations' supervisors list in their descriptions (`GET
+    /debug/tree`); the rest are only counted (`children_total`): a node with 10,000 sessions must
+    not describe them all to draw its tree. The actors view pages through every one of them."""
 
 
 @dataclass(frozen=True)

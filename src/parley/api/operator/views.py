@@ -65,9 +65,10 @@ def _nulls_first(value: object) -> tuple[bool, Any]:
     return (value is not None, value)
 
 
-def _id_order(actor_id: str) -> tuple[str, int]:
-    kind, _, number = actor_id.rpartition("-")
-    return (kind, int(number)) if number.isdigit() else (actor_id, 0)
+def _id_order(actor_id: str) -> int:
+    """Actor ids are `<kind>-<n>` with one counter for all kinds: by `n` is by age."""
+    number = actor_id.rpartition("-")[2]
+    return int(number) if number.isdigit() else -1
 
 
 class ConsoleViews:
