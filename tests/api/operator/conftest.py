@@ -26,7 +26,7 @@ from tests.socket.conftest import Realtime
 BEARER = {"Authorization": f"Bearer {TEST_OPERATOR_TOKEN}"}
 
 CONSOLE_SETTINGS: dict[str, dict[str, Any]] = {
-    "debug": {"sample_seconds": 0.05, "loop_lag_probe_seconds": 0.01, "drain_seconds": 0.0},
+    "debug": {"sample_seconds": 0.2, "loop_lag_probe_seconds": 0.01, "drain_seconds": 0.0},
     "socket": {"heartbeat_timeout_seconds": 60.0},
 }
 

@@ -311,10 +311,17 @@ def refuse_tokens_in_url() -> None:
 
 
 def check_same_site() -> None:
-    """Refuse a request the browser says comes from another site (CSRF's first line)."""
+    """Refuse a request the browser says comes from another site (CSRF's first line).
+
+    `Sec-Fetch-Site` (set by the browser, never by a page) decides where it is sent; older
+    browsers send only `Origin`, which must then name this host. Requests with neither (scripts,
+    curl) pass: they carry no ambient cookie of a victim's browser.
+    """
     fetch_site = request.headers.get("Sec-Fetch-Site")
-    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
-        raise ApiError(403, "cross_origin", "console requests must come from the console")
+    if fetch_site is not None:
+        if fetch_site not in ("same-origin", "none"):
+            raise ApiError(403, "cross_origin", "console requests must come from the console")
+        return
     origin = request.headers.get("Origin")
     if origin is None:
         return

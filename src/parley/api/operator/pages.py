@@ -45,7 +45,7 @@ SECURITY_HEADERS: Final = {
     ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 """On every console response: nothing but this origin's files runs, nothing frames it (the

@@ -8,7 +8,9 @@ export async function killActor(actor) {
   const ok = await confirmAction({
     title: `Kill ${actor.id}?`,
     message: `Crash ${actor.kind}${actor.key ? ` ${actor.key}` : ""} on purpose; its supervisor ` +
-      "restarts it by its restart type (a session is not restarted: its client reconnects).",
+      "restarts it by its restart type (a session is not restarted: its client reconnects)." +
+      (actor.kind === "registry" ? " The registry is a child of the root (rest_for_one): " +
+        "everything started after it restarts too, the HTTP server and this page's connection included." : ""),
     confirmLabel: "Kill", reason: true,
   });
   if (!ok) return false;

@@ -43,9 +43,11 @@ export function render(root, {params}) {
       const data = await api.get("/debug/actors", state);
       if (stopped) return;
       const known = Object.entries(data.kinds);
-      if (kind.options.length !== known.length + 1 || [...kind.options].some((o, i) => i && o.value !== known[i - 1][0])) {
+      const signature = JSON.stringify(known);
+      if (kind.dataset.signature !== signature) {
+        kind.dataset.signature = signature;
         kind.replaceChildren(h("option", {value: ""}, "all kinds"),
-          known.map(([name, count]) => h("option", {value: name}, `${name} (${count})`)));
+          ...known.map(([name, count]) => h("option", {value: name}, `${name} (${count})`)));
       }
       kind.value = state.kind;
       list.replaceChildren(table(columns(refresh), data.actors.map((a) => ({...a, _class: a.running ? null : "down"})),

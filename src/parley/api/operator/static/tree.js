@@ -36,7 +36,7 @@ function supervisor(node, path, refresh) {
       h("span", {class: "intensity", title: "restarts in the current window / allowed"},
         `${intensity.recent_restarts}/${intensity.max_restarts} restarts in ${intensity.window_seconds}s`),
       statusBadge(node.running ? "running" : "stopped"),
-      h("span", {class: "muted"}, `${node.children_total} children`)),
+      h("span", {class: "muted"}, `${node.children_total} ${node.children_total === 1 ? "child" : "children"}`)),
     h("ul", {class: "children"},
       node.children.map((child) => childItem(child, `${path}/${child.name}`, refresh)),
       node.children_total > node.children.length
