@@ -35,9 +35,7 @@ def chromium_executable() -> str:
     )
     environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=environment)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", DEBIAN_PACKAGE], check=True, env=environment
-    )
+    subprocess.run(["apt-get", "install", "-y", "-qq", DEBIAN_PACKAGE], check=True, env=environment)
     found = shutil.which("chromium")
     if found is None:
         pytest.fail(f"apt-get installed {DEBIAN_PACKAGE} but no chromium is on the PATH")

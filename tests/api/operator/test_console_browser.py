@@ -40,9 +40,9 @@ def _drive(base_url: str, shots: Path, conversation_key: str, executable: str) -
             page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
             page.on(
                 "console",
-                lambda message: problems.append(f"console: {message.text}")
-                if message.type == "error"
-                else None,
+                lambda message: (
+                    problems.append(f"console: {message.text}") if message.type == "error" else None
+                ),
             )
             _sign_in(page, base_url)
             _overview(page, shots)
@@ -139,7 +139,7 @@ async def test_the_console_in_a_real_browser(
 ) -> None:
     executable = await trio.to_thread.run_sync(chromium_executable)
     shots = Path(os.environ.get("CONSOLE_SHOTS_DIR") or tmp_path / "console-shots")
-    shots.mkdir(parents=True, exist_ok=True)
+    await trio.to_thread.run_sync(lambda: shots.mkdir(parents=True, exist_ok=True))
     alice, bob = await realtime.users(2)
     conversation_id = await realtime.group(alice, bob)
     topic = f"conversation:{conversation_id}"
@@ -162,9 +162,7 @@ async def test_the_console_in_a_real_browser(
         nursery.start_soon(chat)
         while server.runtime.registry.lookup(topic) is None:  # noqa: ASYNC110 (the first send)
             await trio.sleep(0.01)
-        problems = await trio.to_thread.run_sync(
-            _drive, server.base_url, shots, topic, executable
-        )
+        problems = await trio.to_thread.run_sync(_drive, server.base_url, shots, topic, executable)
         nursery.cancel_scope.cancel()
     assert problems == []
     print(f"console screenshots: {shots}")

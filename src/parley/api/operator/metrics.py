@@ -19,7 +19,6 @@ apart, and `parley_node_info` names this one.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final
 
@@ -198,37 +197,27 @@ class _LiveValues:
         yield _gauge("parley_presence_metas", "Presence entries.", presence.metas)
 
     def _actors(self) -> Iterable[Metric]:
-        by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0])
-        for stats in self._runtime.system.directory.all():
-            totals = by_kind[stats.kind]
-            totals[0] += 1
-            totals[1] += stats.mailbox_depth
-            totals[2] = max(totals[2], stats.mailbox_depth)
-            totals[3] += stats.processed
-            totals[4] += stats.restarts
-            totals[5] += stats.dropped
-        families: list[GaugeMetricFamily | CounterMetricFamily] = [
-            GaugeMetricFamily("parley_actors", "Live actors, by kind.", labels=("kind",)),
-            GaugeMetricFamily(
-                "parley_mailbox_depth", "Messages waiting in mailboxes, by kind.", labels=("kind",)
-            ),
-            GaugeMetricFamily(
-                "parley_mailbox_depth_max", "The deepest mailbox of each kind.", labels=("kind",)
-            ),
-            CounterMetricFamily(
-                "parley_actor_messages", "Messages handled, by kind.", labels=("kind",)
-            ),
-            CounterMetricFamily(
-                "parley_actor_restarts", "Actor restarts, by kind.", labels=("kind",)
-            ),
-            CounterMetricFamily(
-                "parley_mailbox_overflows", "Casts refused by a full mailbox.", labels=("kind",)
-            ),
+        by_kind = self._runtime.system.directory.totals_by_kind()
+        gauges = [
+            ("parley_actors", "Live actors, by kind.", "actors"),
+            ("parley_mailbox_depth", "Messages waiting in mailboxes, by kind.", "mailbox_depth"),
+            ("parley_mailbox_depth_max", "The deepest mailbox of each kind.", "mailbox_depth_max"),
         ]
-        for kind, totals in sorted(by_kind.items()):
-            for family, value in zip(families, totals, strict=True):
-                family.add_metric([kind], float(value))
-        yield from families
+        counters = [
+            ("parley_actor_messages", "Messages handled, by kind.", "processed"),
+            ("parley_actor_restarts", "Actor restarts, by kind.", "restarts"),
+            ("parley_mailbox_overflows", "Casts refused by a full mailbox.", "dropped"),
+        ]
+        for name, documentation, field in gauges:
+            gauge = GaugeMetricFamily(name, documentation, labels=("kind",))
+            for kind, totals in sorted(by_kind.items()):
+                gauge.add_metric([kind], float(getattr(totals, field)))
+            yield gauge
+        for name, documentation, field in counters:
+            counter = CounterMetricFamily(name, documentation, labels=("kind",))
+            for kind, totals in sorted(by_kind.items()):
+                counter.add_metric([kind], float(getattr(totals, field)))
+            yield counter
 
     def _writer(self) -> Iterable[Metric]:
         writer = self._runtime.writer.statistics()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from quart import Blueprint, Response, jsonify, request
 
@@ -20,6 +20,9 @@ from parley.api.errors import invalid, not_found
 from parley.api.operator.console import OperatorConsole
 from parley.api.pagination import decode_cursor, encode_cursor
 from parley.api.socket.core.hub import SessionHandle
+
+if TYPE_CHECKING:
+    from parley.actors.runtime import RankedBy
 
 T = TypeVar("T")
 
@@ -184,7 +187,8 @@ class ConsoleViews:
         kind, key = _text("kind"), _text("key")
         sort = _choice("sort", ACTOR_SORTS, "id")
         offset, limit = self._page()
-        refs = self.context.runtime.system.directory.refs()
+        directory = self.context.runtime.system.directory
+        refs = directory.refs()
         kinds = Counter(ref.kind for ref in refs)
         chosen = [
             ref
@@ -198,10 +202,11 @@ class ConsoleViews:
                 "kind": lambda ref: (ref.kind, _id_order(ref.id)),
                 "key": lambda ref: ref.key,
             }
-            page = [ref.statistics() for ref in _sorted(chosen, by[sort])[offset : offset + limit]]
+            ordered = _sorted(chosen, by[sort])
         else:
-            stats = _sorted([ref.statistics() for ref in chosen], lambda s: getattr(s, sort))
-            page = stats[offset : offset + limit]
+            descending = _choice("order", ("asc", "desc"), "asc") == "desc"
+            ordered = directory.ranked(chosen, cast("RankedBy", sort), descending=descending)
+        page = [ref.statistics() for ref in ordered[offset : offset + limit]]
         return self._answer(
             {
                 "total": len(chosen),
