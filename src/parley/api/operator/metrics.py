@@ -55,9 +55,7 @@ BATCH_BUCKETS: Final = tuple(float(2**n) for n in range(11))
 """Messages per committed batch: 1, 2, 4, ... 1024 (`writer.batch_max_rows` is 500 by default)."""
 TRANSPORTS: Final = (("websocket", "phoenix"), ("longpoll", "phoenix"))
 """Connection kinds always exposed, at 0 when none is open."""
-SOCKET_COUNTERS_OF_THEIR_OWN: Final = frozenset(
-    {"connections_opened", "joins", "frames_in", "frames_out"}
-)
+SOCKET_COUNTERS_OF_THEIR_OWN: Final = frozenset({"connections_opened", "joins"})
 """Hub counters with a family of their own; every other one is `parley_socket_events_total`."""
 
 

@@ -110,6 +110,8 @@ class SocketHub:
         """New sockets are accepted; False while the node drains (upgrades get 503)."""
         self.open_by_kind: Counter[tuple[str, str]] = Counter()
         """Open sockets by (transport, protocol)."""
+        self._closed_frames_in = 0
+        self._closed_frames_out = 0
         self._emptied: trio.Event | None = None
         """Set when the last open socket ends, for `wait_until_empty`."""
         # Outbound queues with frames for the flusher (`flush_writes`), and the flusher while it
@@ -166,9 +168,9 @@ class SocketHub:
         self.open_by_kind[kind] -= 1
         if not self.open_by_kind[kind]:
             del self.open_by_kind[kind]
-        # The closed socket's frames join the node's totals (`frames_in`, `frames_out`).
-        self.count("frames_in", handle.frames_in)
-        self.count("frames_out", handle.outbound.sent_frames)
+        # The closed socket's frames join the node's totals (`frame_totals`).
+        self._closed_frames_in += handle.frames_in
+        self._closed_frames_out += handle.outbound.sent_frames
         by_user = self._handles_by_user.get(handle.principal.user_id)
         if by_user is not None:
             by_user.pop(handle.name, None)
@@ -197,8 +199,7 @@ class SocketHub:
 
     def frame_totals(self) -> tuple[int, int]:
         """(frames received, frames sent) over every socket this node has had, open ones too."""
-        frames_in = self.counters.get("frames_in", 0)
-        frames_out = self.counters.get("frames_out", 0)
+        frames_in, frames_out = self._closed_frames_in, self._closed_frames_out
         for handle in self._handles.values():
             frames_in += handle.frames_in
             frames_out += handle.outbound.sent_frames
