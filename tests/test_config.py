@@ -130,3 +130,24 @@ def test_unknown_keys_and_sections_in_the_file_name_the_closest_setting(tmp_path
     config.write_text("[sockets]\nmax_frame_bytes = 2048\n")
     with pytest.raises(ConfigError, match=r"^sockets: unknown section.*did you mean \[socket\]\?"):
         load_settings(environ={}, config_file=config)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            {"page_default_limit": 600},
+            r"debug\.page_default_limit: must be >= 1 and <= debug\.page_max_limit",
+        ),
+        ({"session_ttl_seconds": 0}, r"debug\.session_ttl_seconds: must be > 0"),
+        ({"loop_lag_probe_seconds": 5}, r"debug\.loop_lag_probe_seconds"),
+        ({"drain_seconds": -1}, r"debug\.drain_seconds: must be >= 0"),
+    ],
+)
+def test_console_settings_keep_their_rules(
+    tmp_path: Path, override: dict[str, float], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(
+            environ={}, config_file=tmp_path / "absent.toml", overrides={"debug": override}
+        )

@@ -29,6 +29,7 @@ from parley.actors.tree import Runtime
 from parley.api.app import create_app
 from parley.api.app_sockets import AppSockets
 from parley.api.context import AppContext, Stores
+from parley.api.operator import OperatorConsole
 from parley.api.server.http import HttpServer
 from parley.api.socket.channels import ChannelPorts, routes
 from parley.api.socket.core.hub import SocketHub
@@ -58,6 +59,7 @@ class RunningServer:
     runtime: Runtime
     app: QuartTrio
     longpoll: LongPollTransport
+    console: OperatorConsole
 
 
 @asynccontextmanager
@@ -196,21 +198,27 @@ async def _serve(
             app_sockets=app_sockets,
             triggers=Triggers(directory, runtime.pubsub, settings.integrations),
         )
-        connect = PhoenixConnect(
-            settings,
-            context.tokens,
-            context.stores.users,
-            context.stores.tokens,
-            end_users,
-            hub.namespace_count,
+        # Every transport asks the hub's gate first: a draining node refuses new sockets.
+        connect = hub.gate(
+            PhoenixConnect(
+                settings,
+                context.tokens,
+                context.stores.users,
+                context.stores.tokens,
+                end_users,
+                hub.namespace_count,
+            )
         )
         longpoll = LongPollTransport(hub, connect)
-        app = create_app(context, connect, longpoll)
+        console = OperatorConsole(context)
+        runtime.writer.observer = console.metrics.writer_observer()
+        app = create_app(context, connect, longpoll, console)
         grace = settings.supervision.child_shutdown_seconds
         children = [
             ChildSpec("socket-liveness", hub.watch_liveness, shutdown_timeout=grace),
             ChildSpec("socket-writes", hub.flush_writes, shutdown_timeout=grace),
             ChildSpec("app-sockets", app_sockets.run, shutdown_timeout=grace),
+            *console.children(),
         ]
         http = None
         if http_server:
@@ -234,7 +242,7 @@ async def _serve(
             # frozen, the garbage collector never scans it again (docs/settings.md, gc_freeze).
             if settings.server.gc_freeze:
                 gc.freeze()
-            task_status.started(RunningServer(base_url, context, runtime, app, longpoll))
+            task_status.started(RunningServer(base_url, context, runtime, app, longpoll, console))
             if stop is None:
                 await trio.sleep_forever()
             else:

@@ -15,8 +15,9 @@ OPERATOR = {"Authorization": f"Bearer {TEST_OPERATOR_TOKEN}"}
 
 
 async def actors_by_key(client: httpx.AsyncClient) -> dict[str, dict[str, object]]:
-    response = await client.get("/debug/actors", headers=OPERATOR)
+    response = await client.get("/debug/actors", params={"limit": 500}, headers=OPERATOR)
     assert response.status_code == 200
+    assert response.json()["total"] <= 500
     return {a["key"]: a for a in response.json()["actors"] if a["key"]}
 
 

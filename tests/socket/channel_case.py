@@ -31,7 +31,7 @@ from parley.api.socket.core.hub import SessionHandle, SocketHub
 from parley.api.socket.core.message import Frame, Message
 from parley.api.socket.core.principal import SocketPrincipal
 from parley.api.socket.core.router import Router
-from parley.api.socket.core.transport import InboundFrame, pump
+from parley.api.socket.core.transport import ConnectionInfo, InboundFrame, pump
 from parley.api.socket.phoenix.serializer import V2
 from parley.config import Settings
 from parley.supervision import DynamicSupervisor
@@ -175,7 +175,9 @@ class ChannelCase:
 
     async def connect(self, who: SocketPrincipal | None = None) -> ChannelClient:
         connection = MemoryConnection()
-        handle = await self.hub.open_session(who or principal(), V2)
+        handle = await self.hub.open_session(
+            who or principal(), V2, ConnectionInfo("memory", "phoenix", None)
+        )
         self.nursery.start_soon(self._serve, connection, handle)
         return ChannelClient(connection, handle)
 

@@ -92,6 +92,12 @@ def client_ip(peer: str, forwarded_for: str | None, trusted_proxies: tuple[str, 
     return str(current)
 
 
+def is_trusted_proxy(peer: str, trusted_proxies: tuple[str, ...]) -> bool:
+    """Whether `peer` is one of `trusted_proxies` (so what its headers say may be believed)."""
+    address = parse_ip(peer)
+    return address is not None and _trusted(address, _networks(trusted_proxies))
+
+
 def is_loopback(ip: str) -> bool:
     """Whether `ip` is a loopback address (127.0.0.0/8, ::1, or IPv4-mapped loopback)."""
     address = parse_ip(ip)

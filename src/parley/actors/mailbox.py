@@ -257,6 +257,10 @@ class Mailbox(Generic[ItemT]):
             raise trio.ClosedResourceError("the mailbox is closed")
         return await self._reader.park()
 
+    def peek(self, limit: int) -> list[ItemT]:
+        """The first `limit` queued messages, oldest first, left in place (for operators)."""
+        return self._items[:limit]
+
     @property
     def waiting(self) -> bool:
         """The reader is parked in `get` on an empty mailbox."""

@@ -95,6 +95,11 @@ class Presence:
         presence = self._topics.get(topic)
         return presence.get(key) if presence is not None else []
 
+    def counts(self, topic: str) -> tuple[int, int]:
+        """(keys, metas) present on `topic`, without copying its state."""
+        presence = self._topics.get(topic)
+        return (0, 0) if presence is None else (len(presence), presence.meta_count)
+
     def statistics(self) -> PresenceStats:
         return PresenceStats(
             topics=len(self._topics),

@@ -95,6 +95,10 @@ class PubSub(abc.ABC):
     def subscriber_count(self, topic: str) -> int: ...
 
     @abc.abstractmethod
+    def topics(self) -> list[tuple[str, int]]:
+        """Every topic with a local subscriber, with how many (for operators)."""
+
+    @abc.abstractmethod
     def statistics(self) -> PubSubStats: ...
 
     async def run(self, *, task_status: trio.TaskStatus[PubSub] = trio.TASK_STATUS_IGNORED) -> None:
@@ -155,6 +159,9 @@ class LocalPubSub(PubSub):
 
     def subscriber_count(self, topic: str) -> int:
         return len(self._topics.get(topic, ()))
+
+    def topics(self) -> list[tuple[str, int]]:
+        return [(topic, len(subscribers)) for topic, subscribers in self._topics.items()]
 
     def statistics(self) -> PubSubStats:
         return PubSubStats(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import trio
 
 from parley.actors.errors import ActorUnavailable, CallTimeout, MailboxFull
+from parley.actors.idle import IDLE
 from parley.actors.mailbox import (
     Call,
     Cast,
@@ -63,6 +64,11 @@ class ActorRef(Generic[CallT, ReplyT, CastT]):
     def alive(self) -> bool:
         """The actor's slot exists: messages are accepted (and handled, now or after a restart)."""
         return not self._mailbox.closed
+
+    @property
+    def idle_timeout(self) -> float | None:
+        """Seconds without a message after which the actor stops; None if it never idles out."""
+        return self._slot.idle_timeout
 
     @property
     def running(self) -> bool:
@@ -165,6 +171,17 @@ class ActorRef(Generic[CallT, ReplyT, CastT]):
             raise ActorUnavailable(self.id, "not running")
         self._slot.kill(reason)
 
+    def end_if_idle(self) -> bool:
+        """End the actor now as its idle timeout would, if it has one and is waiting on an empty
+        mailbox; False, and nothing done, otherwise (it is busy, or never idles out).
+
+        It exits with `ExitKind.IDLE`, so a transient actor stays down until it is needed again
+        (a conversation restarts on its next message).
+        """
+        if self.idle_timeout is None or not self.alive:
+            return False
+        return self._mailbox.interrupt(IDLE)
+
     def monitor(self, watcher: ActorRef[Any, Any, Any], message: object) -> None:
         """Have `message` delivered to `watcher.info` once this actor's slot ends (Erlang's DOWN).
 
@@ -177,8 +194,13 @@ class ActorRef(Generic[CallT, ReplyT, CastT]):
         return self._slot.statistics()
 
     def describe(self) -> dict[str, object]:
-        """Statistics plus the running incarnation's own `describe()`, as JSON-able data."""
+        """Statistics, recent errors and the running incarnation's own `describe()`, as
+        JSON-able data."""
         return self._slot.describe()
+
+    def queued(self, limit: int) -> list[dict[str, str]]:
+        """The first `limit` messages waiting in the mailbox, by kind and type only."""
+        return self._slot.queued(limit)
 
     def _deliver(self, envelope: Envelope[CallT, ReplyT, CastT]) -> bool:
         try:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import itertools
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import trio
 
@@ -40,11 +41,15 @@ class ActorDirectory:
 
     A ref is listed when it is made (and again when its slot is started after it ended) and leaves
     when its slot ends. Reads are plain synchronous look-ups, safe because trio runs every task on
-    one thread and only switches tasks at checkpoints; no read here awaits.
+    one thread and only switches tasks at checkpoints; no read here awaits. The directory keeps
+    each ref's slot beside it so that reads over every actor (`totals_by_kind`, `ranked`) take
+    the counters straight from the slots: a node has an actor per socket, and a snapshot per
+    actor per scrape cost ~2 µs each (docs/operators.md, "What the console costs").
     """
 
     def __init__(self) -> None:
         self._refs: dict[str, ActorRef[Any, Any, Any]] = {}
+        self._slots: dict[str, ActorSlot[Any, Any, Any]] = {}
 
     def __len__(self) -> int:
         return len(self._refs)
@@ -52,16 +57,71 @@ class ActorDirectory:
     def get(self, actor_id: str) -> ActorRef[Any, Any, Any] | None:
         return self._refs.get(actor_id)
 
+    def refs(self) -> list[ActorRef[Any, Any, Any]]:
+        """Every live actor's ref, oldest first."""
+        return list(self._refs.values())
+
     def all(self) -> list[ActorStats]:
         """Statistics of every live actor, oldest first."""
         return [ref.statistics() for ref in self._refs.values()]
 
-    def add(self, ref: ActorRef[Any, Any, Any]) -> None:
+    def totals_by_kind(self) -> dict[str, KindTotals]:
+        """Actors, mailbox depths (sum and deepest), processed, restarts and dropped by kind."""
+        totals: dict[str, KindTotals] = {}
+        for slot in self._slots.values():
+            kind = totals.get(slot.kind)
+            if kind is None:
+                kind = totals[slot.kind] = KindTotals()
+            depth = slot.mailbox.depth
+            kind.actors += 1
+            kind.mailbox_depth += depth
+            kind.mailbox_depth_max = max(kind.mailbox_depth_max, depth)
+            kind.processed += slot.processed
+            kind.restarts += max(slot.incarnations - 1, 0)
+            kind.dropped += slot.dropped
+        return totals
+
+    def ranked(
+        self, refs: list[ActorRef[Any, Any, Any]], by: RankedBy, *, descending: bool
+    ) -> list[ActorRef[Any, Any, Any]]:
+        """`refs` (listed ones) ordered by one of their counters; unset start times first."""
+        slots = self._slots
+        key: Callable[[ActorRef[Any, Any, Any]], Any] = {
+            "mailbox_depth": lambda ref: slots[ref.id].mailbox.depth,
+            "processed": lambda ref: slots[ref.id].processed,
+            "dropped": lambda ref: slots[ref.id].dropped,
+            "restarts": lambda ref: slots[ref.id].incarnations,
+            "started_at": lambda ref: _started_key(slots[ref.id].started_at),
+        }[by]
+        return sorted((ref for ref in refs if ref.id in slots), key=key, reverse=descending)
+
+    def add(self, ref: ActorRef[Any, Any, Any], slot: ActorSlot[Any, Any, Any]) -> None:
         self._refs[ref.id] = ref
+        self._slots[ref.id] = slot
 
     def discard(self, ref: ActorRef[Any, Any, Any]) -> None:
         if self._refs.get(ref.id) is ref:
             del self._refs[ref.id]
+            del self._slots[ref.id]
+
+
+RankedBy = Literal["mailbox_depth", "processed", "dropped", "restarts", "started_at"]
+
+
+@dataclass(slots=True)
+class KindTotals:
+    """One kind's actors, summed (for `/metrics`)."""
+
+    actors: int = 0
+    mailbox_depth: int = 0
+    mailbox_depth_max: int = 0
+    processed: int = 0
+    restarts: int = 0
+    dropped: int = 0
+
+
+def _started_key(started_at: datetime | None) -> tuple[bool, datetime | None]:
+    return (started_at is not None, started_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,12 +186,17 @@ class ActorSystem:
         if not isinstance(kind, str) or not kind:
             raise TypeError(f"{actor_class.__name__} must set the class attribute `kind`")
         slot: ActorSlot[CallT, ReplyT, CastT] = ActorSlot(
-            f"{kind}-{next(self._ids)}", kind, key, capacity
+            f"{kind}-{next(self._ids)}",
+            kind,
+            key,
+            capacity,
+            errors_kept=self.settings.recent_errors,
+            idle_timeout=idle_timeout,
         )
         ref = ActorRef(
             slot, overflow=actor_class.overflow, call_timeout=self.settings.call_timeout_seconds
         )
-        self.directory.add(ref)
+        self.directory.add(ref, slot)
         grace = shutdown_timeout
         if grace is None:
             grace = self.supervision.child_shutdown_seconds
@@ -179,7 +244,7 @@ class _Runner(Generic[CallT, ReplyT, CastT]):
         """One incarnation: build, init, report started, serve the mailbox, terminate."""
         slot = self.slot
         if slot.reopen():
-            self.directory.add(self.ref)
+            self.directory.add(self.ref, slot)
         actor = self.factory()
         actor.ref = self.ref
         incarnation = slot.begin(actor.describe)

@@ -12,6 +12,7 @@ a cancel scope and a describe function.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Generic, TypeVar
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 import trio
 
 from parley.actors.errors import ActorError
-from parley.actors.mailbox import Call, Envelope, Mailbox
+from parley.actors.mailbox import Call, Cast, Envelope, Mailbox
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -91,7 +92,9 @@ class ActorSlot(Generic[CallT, ReplyT, CastT]):
     __slots__ = (
         "_monitors",
         "dropped",
+        "errors",
         "id",
+        "idle_timeout",
         "incarnation",
         "incarnations",
         "key",
@@ -102,7 +105,16 @@ class ActorSlot(Generic[CallT, ReplyT, CastT]):
         "started_at",
     )
 
-    def __init__(self, actor_id: str, kind: str, key: str | None, capacity: int) -> None:
+    def __init__(
+        self,
+        actor_id: str,
+        kind: str,
+        key: str | None,
+        capacity: int,
+        *,
+        errors_kept: int = 0,
+        idle_timeout: float | None = None,
+    ) -> None:
         self.id = actor_id
         self.kind = kind
         self.key = key
@@ -116,6 +128,10 @@ class ActorSlot(Generic[CallT, ReplyT, CastT]):
         self.dropped = 0
         self.started_at: datetime | None = None
         self.last_error: str | None = None
+        self.errors: deque[tuple[datetime, str]] = deque(maxlen=errors_kept)
+        """The last `errors_kept` errors (time, repr), oldest first, for the operator's view."""
+        self.idle_timeout = idle_timeout
+        """Seconds without a message after which the actor stops (None: it never idles out)."""
         self._monitors: list[tuple[str, Callable[[object], bool], object]] = []
 
     def __repr__(self) -> str:
@@ -149,6 +165,7 @@ class ActorSlot(Generic[CallT, ReplyT, CastT]):
             self.incarnation = None
         if error is not None:
             self.last_error = repr(error)
+            self.errors.append((datetime.now(UTC), self.last_error))
 
     def kill(self, reason: str) -> None:
         """Cancel the running incarnation, which then exits as killed; a no-op while down."""
@@ -198,9 +215,20 @@ class ActorSlot(Generic[CallT, ReplyT, CastT]):
             last_error=self.last_error,
         )
 
+    def queued(self, limit: int) -> list[dict[str, str]]:
+        """The first `limit` queued messages by envelope and message type, never their contents
+        (they may carry users' messages)."""
+        return [
+            {"envelope": _envelope_kind(envelope), "message": type(envelope.message).__name__}
+            for envelope in self.mailbox.peek(limit)
+        ]
+
     def describe(self) -> dict[str, object]:
         """Statistics plus the running incarnation's own `describe()`, as JSON-able data."""
         description = self.statistics().as_dict()
+        description["recent_errors"] = [
+            {"at": at.isoformat(), "error": error} for at, error in self.errors
+        ]
         incarnation = self.incarnation
         if incarnation is not None:
             try:
@@ -218,3 +246,9 @@ class ActorSlot(Generic[CallT, ReplyT, CastT]):
         except ActorError as exc:
             problem = str(exc)
         logger.warning("%s: could not tell %s that it ended: %s", self.id, watcher, problem)
+
+
+def _envelope_kind(envelope: object) -> str:
+    if isinstance(envelope, Call):
+        return "call"
+    return "cast" if isinstance(envelope, Cast) else "info"

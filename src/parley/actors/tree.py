@@ -68,12 +68,14 @@ class Runtime:
             max_restarts=supervision.max_restarts * 10,
             window_seconds=supervision.restart_window_seconds,
             backoff_seconds=supervision.restart_backoff_seconds,
+            describe_max_children=supervision.describe_max_children,
         )
         self.sessions = DynamicSupervisor(
             "sessions",
             max_restarts=supervision.max_restarts * 10,
             window_seconds=supervision.restart_window_seconds,
             backoff_seconds=0,
+            describe_max_children=supervision.describe_max_children,
         )
         self.chat = Chat(
             system=self.system,
@@ -131,13 +133,6 @@ class Runtime:
     def describe_actor(self, actor_id: str) -> dict[str, object] | None:
         ref = self.system.directory.get(actor_id)
         return None if ref is None else ref.describe()
-
-    def kill_actor(self, actor_id: str, reason: str) -> bool:
-        ref = self.system.directory.get(actor_id)
-        if ref is None:
-            return False
-        ref.kill(reason)
-        return True
 
     def describe_tree(self) -> dict[str, object]:
         return self.root.describe() if self.root is not None else {}

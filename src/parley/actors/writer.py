@@ -26,7 +26,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -63,6 +63,9 @@ class WriteBatch:
 
     messages: list[NewMessage]
     on_commit: Callable[[list[Written]], None] | None = None
+    created: float = field(default_factory=time.perf_counter)
+    """When the messages reached the server (`perf_counter`): the start of their delivery
+    latency."""
     submitted: bool = False
     result: list[Written] | WriteFailed | None = None
     _callbacks: list[Callable[[list[Written] | WriteFailed], None]] | None = None
@@ -138,6 +141,18 @@ class WriterStats:
     queued: int
 
 
+@dataclass(frozen=True)
+class WriterObserver:
+    """What the writer reports as it goes, to whoever measures it (the operator's metrics, handed
+    over at run time: the writer imports nothing above it). Neither may block."""
+
+    committed: Callable[[int, float], None]
+    """A batch of this many messages was committed, after so many seconds in PostgreSQL."""
+    published: Callable[[float], None]
+    """A request's messages were stored and published to their subscribers this many seconds
+    after they reached the server (their server-side delivery latency)."""
+
+
 def _bucket(size: int) -> str:
     low = 1 << (size.bit_length() - 1)
     high = (low << 1) - 1
@@ -159,6 +174,7 @@ class MessageWriter:
         self._sizes: Counter[str] = Counter()
         self._commit_seconds = 0.0
         self._running = False
+        self.observer: WriterObserver | None = None
 
     async def submit(self, batch: WriteBatch) -> None:
         """Queue `batch`; waits for room (backpressure reaches the conversation, then the
@@ -206,6 +222,7 @@ class MessageWriter:
                         )
                         for request, result in outcomes:
                             request.finish(result)
+                        self._observe_published(outcomes)
         finally:
             self._running = False
             # Whoever is still waiting learns at once that their messages were not stored.
@@ -288,7 +305,10 @@ class MessageWriter:
         except Exception as exc:
             log.warning("a batch of %d message(s) failed: %r", len(messages), exc)
             return self._failed(requests, "the messages could not be stored; nothing was written")
-        self._commit_seconds += time.perf_counter() - commit.started
+        seconds = time.perf_counter() - commit.started
+        self._commit_seconds += seconds
+        if self.observer is not None:
+            self.observer.committed(len(messages), seconds)
         self._batches += 1
         self._messages += len(messages)
         self._sizes[_bucket(len(messages))] += 1
@@ -299,6 +319,15 @@ class MessageWriter:
             outcomes.append((request, written[offset : offset + count]))
             offset += count
         return outcomes
+
+    def _observe_published(self, outcomes: list[tuple[WriteBatch, Outcome]]) -> None:
+        observer = self.observer
+        if observer is None:
+            return
+        now = time.perf_counter()
+        for request, result in outcomes:
+            if not isinstance(result, WriteFailed):
+                observer.published(now - request.created)
 
     def _failed(self, requests: list[WriteBatch], reason: str) -> list[tuple[WriteBatch, Outcome]]:
         self._failed_messages += sum(len(request.messages) for request in requests)

@@ -1,27 +1,20 @@
-"""Realtime administration: announcements on `system:general`, and the operator's socket controls.
+"""Realtime administration: `POST /api/admin/announcements` {message} (admins) broadcasts
+`announcement` {message, from, inserted_at} to every socket joined to `system:general` (and
+records it in the audit log).
 
-* `POST /api/admin/announcements` {message} (admins): broadcast `announcement`
-  {message, from, inserted_at} to every socket joined to `system:general` (and record it in the
-  audit log).
-* `GET /debug/sockets` (operator token or admin JWT): connection count and socket counters.
-* `POST /debug/sockets/{user_id}/close` (same guard): close every socket of that user with 1012
-  ("service restart": every phoenix.js version reconnects, §9.2); `?code=1001` closes with
-  1001 instead. Used by the conformance suite as a restart stand-in.
+The operator's socket controls (list, close) are the console's: `parley.api.operator`.
 """
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
-from quart import Blueprint, Response, jsonify, request
+from quart import Blueprint, Response, jsonify
 
 from parley.api.body import json_object
 from parley.api.context import parley_context
-from parley.api.debug import operator_only
 from parley.api.endpoint import ERROR_RESPONSE, Auth, current_principal, endpoint, ok
-from parley.api.errors import invalid, not_found
-from parley.api.socket.core.close_codes import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART
+from parley.api.errors import invalid
 from parley.api.socket.core.hub import SocketHub
 from parley.isotime import now_iso
 from parley.store.audit import AuditEntry
@@ -82,21 +75,3 @@ async def announce() -> Response:
         )
     )
     return jsonify({**payload, "recipients": recipients})
-
-
-@blueprint.get("/debug/sockets")
-@operator_only
-async def sockets() -> Response:
-    return jsonify(hub().statistics())
-
-
-@blueprint.post("/debug/sockets/<user_id>/close")
-@operator_only
-async def close_user_sockets(user_id: str) -> tuple[Response, int]:
-    try:
-        uid = uuid.UUID(user_id)
-    except ValueError:
-        raise not_found("no such user") from None
-    code = CLOSE_GOING_AWAY if request.args.get("code") == "1001" else CLOSE_SERVICE_RESTART
-    closed = hub().close_user(uid, code, "closed by an operator")
-    return jsonify({"closed": closed, "code": code}), 202

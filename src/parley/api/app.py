@@ -13,15 +13,15 @@ from parley.api.auth import blueprint as auth_blueprint
 from parley.api.context import AppContext
 from parley.api.conversations import blueprint as conversations_blueprint
 from parley.api.cors import install as install_cors
-from parley.api.debug import blueprint as debug_blueprint
 from parley.api.dev import blueprint as dev_blueprint
 from parley.api.errors import install_error_handlers
 from parley.api.events import blueprint as events_blueprint
 from parley.api.health import blueprint as health_blueprint
 from parley.api.listings import blueprint as listings_blueprint
 from parley.api.me import blueprint as me_blueprint
-from parley.api.metrics import blueprint as metrics_blueprint
 from parley.api.openapi import blueprint as openapi_blueprint
+from parley.api.operator import OperatorConsole
+from parley.api.operator import install as install_operator
 from parley.api.organizations import blueprint as organizations_blueprint
 from parley.api.pages import blueprint as pages_blueprint
 from parley.api.socket.core.transport import Authorize
@@ -33,10 +33,13 @@ from parley.api.users import blueprint as users_blueprint
 
 
 def create_app(
-    context: AppContext, authorize_socket: Authorize, longpoll: LongPollTransport
+    context: AppContext,
+    authorize_socket: Authorize,
+    longpoll: LongPollTransport,
+    console: OperatorConsole,
 ) -> QuartTrio:
     """The app over the running system's parts; its socket path (the portable ASGI transport)
-    asks `authorize_socket` about each upgrade."""
+    asks `authorize_socket` about each upgrade. `console` is served at `/debug` and `/metrics`."""
     app = QuartTrio("parley")
     app.config["MAX_CONTENT_LENGTH"] = context.settings.server.max_request_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
@@ -44,6 +47,7 @@ def create_app(
     app.extensions["parley"] = context
     install_error_handlers(app)
     install_cors(app, context.settings.http)
+    install_operator(app, console)  # first: its request timer starts before the body is read
 
     @app.before_request
     async def read_the_whole_body() -> None:
@@ -55,8 +59,6 @@ def create_app(
 
     for blueprint in (
         health_blueprint,
-        debug_blueprint,
-        metrics_blueprint,
         openapi_blueprint,
         conversations_blueprint,
         auth_blueprint,

@@ -1,4 +1,8 @@
-"""`GET /health`: is the database reachable and how many actors are alive."""
+"""`GET /health`: is the database reachable, does the node take sockets, how many actors live.
+
+503 while the database is unreachable, and while the node drains (`accepting: false`), so a load
+balancer stops sending it new connections (docs/operators.md, "Draining a node").
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,10 @@ async def health() -> tuple[Response, int]:
             database = f"error: {type(exc).__name__}"
     if timeout.cancelled_caught:
         database = "error: timeout"
+    accepting = context.sockets.accepting
+    body = {"database": database, "accepting": accepting, "actors": actors}
     if database != "ok":
-        return jsonify({"status": "error", "database": database, "actors": actors}), 503
-    return jsonify({"status": "ok", "database": database, "actors": actors}), 200
+        return jsonify({"status": "error", **body}), 503
+    if not accepting:
+        return jsonify({"status": "draining", **body}), 503
+    return jsonify({"status": "ok", **body}), 200

@@ -140,6 +140,9 @@ class ActorSettings:
     client)."""
     channel_mailbox: int = 64
     """Inbound pushes one joined channel holds before its session waits."""
+    recent_errors: int = 10
+    """Errors (crashes and kills) each actor remembers, newest last, for the operator's detail
+    view (`GET /debug/actors/{id}`); `last_error` is always kept."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,10 @@ class SupervisionSettings:
     restart_window_seconds: float = 5.0
     child_shutdown_seconds: float = 5.0
     restart_backoff_seconds: float = 0.05
+    describe_max_children: int = 100
+    """Children the sessions' and conversations' supervisors list in their descriptions (`GET
+    /debug/tree`); the rest are only counted (`children_total`): a node with 10,000 sessions must
+    not describe them all to draw its tree. The actors view pages through every one of them."""
 
 
 @dataclass(frozen=True)
@@ -245,8 +252,42 @@ class MailSettings:
 
 @dataclass(frozen=True)
 class DebugSettings:
+    """The operator console at `/debug`, its JSON views and actions, and `/metrics`
+    (docs/operators.md)."""
+
     operator_token: Secret | None = None
-    """Bearer token for /debug and /metrics; an admin JWT works too."""
+    """Signs in to the console, or is sent as `Authorization: Bearer` to the JSON views and
+    `/metrics` (an admin's e-mail and password, or access token, work too). Unset: admins only."""
+    session_ttl_seconds: float = 900.0
+    """A console session ends after this long without a request (its cookie lives as long and is
+    renewed as it is used)."""
+    session_max_seconds: float = 12 * 3600.0
+    """...and this long after sign-in, however busy."""
+    max_sessions: int = 64
+    """Console sessions held at once; signing in past it ends the least recently used one."""
+    allow_insecure_console: bool = False
+    """In prod, signing in to the console over plain HTTP is refused (its cookie would travel in
+    clear) unless this is set, e.g. behind a proxy that terminates TLS but is not listed in
+    `server.trusted_proxies`."""
+    page_default_limit: int = 50
+    """Rows per page of the actors and sockets views when `limit` is not given."""
+    page_max_limit: int = 500
+    """The most rows a page may ask for; more is refused (422), not clamped."""
+    mailbox_peek_max: int = 20
+    """Queued messages the actor detail view names (their kinds and types, never their bodies)."""
+    presence_keys_max: int = 200
+    """Presence keys one topic's detail lists; the rest are counted."""
+    reason_max_chars: int = 200
+    """The longest reason an operator may give for an action (kept in the audit log)."""
+    drain_seconds: float = 30.0
+    """A drain closes this node's sockets (1012) spread over this long, so clients reconnect to
+    other nodes gradually rather than all at once; 0 closes them at once."""
+    sample_seconds: float = 1.0
+    """The overview's charts get one sample per period (rates, latencies, lag, GC, memory)."""
+    history_samples: int = 300
+    """Samples kept for the overview's charts (300 at 1 s: the last five minutes)."""
+    loop_lag_probe_seconds: float = 0.25
+    """How often the event-loop lag is measured (how late a sleep of this length wakes up)."""
 
 
 @dataclass(frozen=True)

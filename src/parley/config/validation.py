@@ -89,6 +89,7 @@ def validate(settings: Settings) -> None:
             and all(t >= 0 for t in settings.server.gc_thresholds),
             "server.gc_thresholds: at most three non-negative integers",
         ),
+        *_debug_checks(settings),
     ]
     for section in dataclasses.fields(Settings):
         for setting in dataclasses.fields(section_type(section.name)):
@@ -113,6 +114,37 @@ def validate(settings: Settings) -> None:
                 f"auth.jwt_previous_keys: each entry is kid:secret with a secret of at least "
                 f"{MIN_JWT_KEY_BYTES} bytes"
             )
+
+
+def _debug_checks(settings: Settings) -> list[tuple[bool, str]]:
+    debug = settings.debug
+    return [
+        (debug.session_ttl_seconds > 0, "debug.session_ttl_seconds: must be > 0"),
+        (
+            debug.session_max_seconds >= debug.session_ttl_seconds,
+            "debug.session_max_seconds: must be >= debug.session_ttl_seconds",
+        ),
+        (debug.max_sessions >= 1, "debug.max_sessions: must be >= 1"),
+        (
+            1 <= debug.page_default_limit <= debug.page_max_limit,
+            "debug.page_default_limit: must be >= 1 and <= debug.page_max_limit",
+        ),
+        (debug.mailbox_peek_max >= 0, "debug.mailbox_peek_max: must be >= 0"),
+        (debug.presence_keys_max >= 0, "debug.presence_keys_max: must be >= 0"),
+        (debug.reason_max_chars >= 1, "debug.reason_max_chars: must be >= 1"),
+        (debug.drain_seconds >= 0, "debug.drain_seconds: must be >= 0"),
+        (debug.sample_seconds > 0, "debug.sample_seconds: must be > 0"),
+        (debug.history_samples >= 1, "debug.history_samples: must be >= 1"),
+        (
+            0 < debug.loop_lag_probe_seconds <= debug.sample_seconds,
+            "debug.loop_lag_probe_seconds: must be > 0 and <= debug.sample_seconds",
+        ),
+        (settings.actors.recent_errors >= 0, "actors.recent_errors: must be >= 0"),
+        (
+            settings.supervision.describe_max_children >= 0,
+            "supervision.describe_max_children: must be >= 0",
+        ),
+    ]
 
 
 _LINK_FIELDS = frozenset({"public_url", "token"})

@@ -173,15 +173,20 @@ class SupervisorBase(abc.ABC):
         max_restarts: int,
         window_seconds: float,
         backoff_seconds: float,
+        describe_max_children: int,
     ) -> None:
         if backoff_seconds < 0:
             raise ValueError("backoff_seconds must be >= 0")
+        if describe_max_children < 0:
+            raise ValueError("describe_max_children must be >= 0")
         # Validates max_restarts and window_seconds once, here, rather than at the first crash.
         RestartIntensity(max_restarts, window_seconds)
         self.name = name
         self.max_restarts = max_restarts
         self.window_seconds = window_seconds
         self.backoff_seconds = backoff_seconds
+        self.describe_max_children = describe_max_children
+        """Children `describe()` lists; the rest are counted in `children_total`."""
         self._run: _Run | None = None
         self._in_run = False
         """Set for the whole of `run()`, stragglers included: one run at a time."""
@@ -296,9 +301,12 @@ class SupervisorBase(abc.ABC):
             describe=self.describe,
         )
 
-    def statistics(self) -> SupervisorStats:
-        """A snapshot of this supervisor and its children (nested supervisors included)."""
+    def statistics(self, *, max_children: int | None = None) -> SupervisorStats:
+        """A snapshot of this supervisor and its children (nested supervisors included): all of
+        them, or the first `max_children` in start order."""
         run = self._run
+        slots = self._slots_in_order()
+        shown = slots if max_children is None else slots[:max_children]
         return SupervisorStats(
             name=self.name,
             strategy=self.strategy,
@@ -306,12 +314,14 @@ class SupervisorBase(abc.ABC):
             window_seconds=self.window_seconds,
             recent_restarts=run.intensity.recent(trio.current_time()) if run else 0,
             running=run is not None,
-            children=tuple(slot.stats() for slot in self._slots_in_order()),
+            children=tuple(slot.stats() for slot in shown),
+            children_total=len(slots),
         )
 
     def describe(self) -> dict[str, object]:
-        """`statistics()` as JSON-able data for `/debug/tree`."""
-        return self.statistics().as_dict()
+        """`statistics()` as JSON-able data for `/debug/tree`, listing at most
+        `describe_max_children` children."""
+        return self.statistics(max_children=self.describe_max_children).as_dict()
 
     # -- starting and stopping one child ------------------------------------------------------
 

@@ -32,6 +32,7 @@ class DynamicSupervisor(SupervisorBase):
         max_restarts: int = _DEFAULTS.max_restarts,
         window_seconds: float = _DEFAULTS.restart_window_seconds,
         backoff_seconds: float = _DEFAULTS.restart_backoff_seconds,
+        describe_max_children: int = _DEFAULTS.describe_max_children,
         max_children: int | None = None,
     ) -> None:
         super().__init__(
@@ -39,6 +40,7 @@ class DynamicSupervisor(SupervisorBase):
             max_restarts=max_restarts,
             window_seconds=window_seconds,
             backoff_seconds=backoff_seconds,
+            describe_max_children=describe_max_children,
         )
         if max_children is not None and max_children < 1:
             raise ValueError("max_children must be >= 1 (or None for no limit)")

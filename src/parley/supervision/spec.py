@@ -116,6 +116,8 @@ class SupervisorStats:
     """Restarts counted in the current window; reaching more than `max_restarts` escalates."""
     running: bool
     children: tuple[ChildStats, ...]
+    children_total: int
+    """How many children the supervisor holds; `children` may list only the first ones."""
 
     def as_dict(self) -> dict[str, object]:
         """The same snapshot as JSON-able data, for `/debug/tree`."""
@@ -140,4 +142,5 @@ class SupervisorStats:
                 }
                 for child in self.children
             ],
+            "children_total": self.children_total,
         }

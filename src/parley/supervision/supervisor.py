@@ -43,12 +43,14 @@ class Supervisor(SupervisorBase):
         max_restarts: int = _DEFAULTS.max_restarts,
         window_seconds: float = _DEFAULTS.restart_window_seconds,
         backoff_seconds: float = _DEFAULTS.restart_backoff_seconds,
+        describe_max_children: int = _DEFAULTS.describe_max_children,
     ) -> None:
         super().__init__(
             name,
             max_restarts=max_restarts,
             window_seconds=window_seconds,
             backoff_seconds=backoff_seconds,
+            describe_max_children=describe_max_children,
         )
         names = [spec.name for spec in children]
         duplicates = sorted({name for name in names if names.count(name) > 1})

@@ -13,8 +13,10 @@ from __future__ import annotations
 import logging
 import math
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import trio
@@ -30,7 +32,14 @@ from parley.api.socket.core.router import Router
 from parley.api.socket.core.serializer import Serializer
 from parley.api.socket.core.services import SocketServices
 from parley.api.socket.core.session import Inbound, SessionRef, Stop, session_child_spec
-from parley.api.socket.core.transport import InboundFrame
+from parley.api.socket.core.transport import (
+    Accepted,
+    Authorize,
+    ConnectionInfo,
+    ConnectRequest,
+    InboundFrame,
+    Refused,
+)
 from parley.config import Settings
 from parley.supervision import DynamicSupervisor, UnknownChildError
 
@@ -45,12 +54,18 @@ class SessionHandle:
     name: str
     outbound: OutboundQueue
     principal: SocketPrincipal
+    info: ConnectionInfo
+    vsn: str
+    """The protocol version the client speaks (its serializer's)."""
+    connected_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     last_frame_at: float = field(default_factory=trio.current_time)
     """When the client last sent a frame (trio's clock), for `SocketHub.watch_liveness`."""
+    frames_in: int = 0
 
     async def inbound(self, frame: InboundFrame) -> bool:
         """Hand a frame to the session, waiting for mailbox space; False once it is gone."""
         self.last_frame_at = trio.current_time()
+        self.frames_in += 1
         if self.outbound.closing:
             return True  # keep reading (and discarding) until the close goes out
         try:
@@ -96,6 +111,14 @@ class SocketHub:
         """Sessions of each namespace being started (counted before the await, so a quota
         checked just before `open_session` cannot be overshot by concurrent connects)."""
         self.counters: dict[str, int] = {}
+        self.accepting = True
+        """New sockets are accepted; False while the node drains (upgrades get 503)."""
+        self.open_by_kind: Counter[tuple[str, str]] = Counter()
+        """Open sockets by (transport, protocol)."""
+        self._closed_frames_in = 0
+        self._closed_frames_out = 0
+        self._emptied: trio.Event | None = None
+        """Set when the last open socket ends, for `wait_until_empty`."""
         # Outbound queues with frames for the flusher (`flush_writes`), and the flusher while it
         # waits for some; while it is not running, deferred writes happen at once.
         self._deferred_writes: list[OutboundQueue] = []
@@ -104,8 +127,19 @@ class SocketHub:
 
     # -- sessions ---------------------------------------------------------------------------
 
+    def gate(self, authorize: Authorize) -> Authorize:
+        """`authorize`, preceded by the drain check: while not `accepting`, every upgrade is
+        refused with 503 before its token is even looked at (clients retry, elsewhere)."""
+
+        async def decide(request: ConnectRequest) -> Accepted | Refused:
+            if not self.accepting:
+                return Refused(503, "draining")
+            return await authorize(request)
+
+        return decide
+
     async def open_session(
-        self, principal: SocketPrincipal, serializer: Serializer
+        self, principal: SocketPrincipal, serializer: Serializer, info: ConnectionInfo
     ) -> SessionHandle:
         """Start a session actor under the sessions supervisor (temporary)."""
         socket = self.settings.socket
@@ -122,11 +156,12 @@ class SocketHub:
                 self._opening[namespace] -= 1
                 if not self._opening[namespace]:
                     del self._opening[namespace]
-        handle = SessionHandle(ref, spec.name, outbound, principal)
+        handle = SessionHandle(ref, spec.name, outbound, principal, info, serializer.vsn)
         self._handles[handle.name] = handle
         self._handles_by_user.setdefault(principal.user_id, {})[handle.name] = handle
         if namespace is not None:
             self._handles_by_namespace.setdefault(namespace, {})[handle.name] = handle
+        self.open_by_kind[(info.transport, info.protocol)] += 1
         self.count("connections_opened")
         return handle
 
@@ -143,7 +178,15 @@ class SocketHub:
                     log.debug("session %s already ended", handle.name)
 
     def _forget(self, handle: SessionHandle) -> None:
-        self._handles.pop(handle.name, None)
+        if self._handles.pop(handle.name, None) is None:
+            return
+        kind = (handle.info.transport, handle.info.protocol)
+        self.open_by_kind[kind] -= 1
+        if not self.open_by_kind[kind]:
+            del self.open_by_kind[kind]
+        # The closed socket's frames join the node's totals (`frame_totals`).
+        self._closed_frames_in += handle.frames_in
+        self._closed_frames_out += handle.outbound.sent_frames
         by_user = self._handles_by_user.get(handle.principal.user_id)
         if by_user is not None:
             by_user.pop(handle.name, None)
@@ -155,9 +198,34 @@ class SocketHub:
             in_namespace.pop(handle.name, None)
             if not in_namespace:
                 del self._handles_by_namespace[namespace]
+        if not self._handles and self._emptied is not None:
+            self._emptied.set()
+
+    async def wait_until_empty(self) -> None:
+        """Return once this node has no open socket (at once if it has none)."""
+        while self._handles:
+            self._emptied = trio.Event()
+            await self._emptied.wait()
+        await trio.lowlevel.checkpoint()
 
     def sessions_of(self, user_id: uuid.UUID) -> list[SessionHandle]:
         return list(self._handles_by_user.get(user_id, {}).values())
+
+    def sessions(self) -> list[SessionHandle]:
+        """Every open socket of this node, oldest first."""
+        return list(self._handles.values())
+
+    def session(self, name: str) -> SessionHandle | None:
+        """The open socket whose session is named `name` (its actor id), if any."""
+        return self._handles.get(name)
+
+    def frame_totals(self) -> tuple[int, int]:
+        """(frames received, frames sent) over every socket this node has had, open ones too."""
+        frames_in, frames_out = self._closed_frames_in, self._closed_frames_out
+        for handle in self._handles.values():
+            frames_in += handle.frames_in
+            frames_out += handle.outbound.sent_frames
+        return frames_in, frames_out
 
     @property
     def connection_count(self) -> int:

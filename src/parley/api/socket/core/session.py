@@ -170,6 +170,11 @@ class SessionActor(Actor[Never, Never, Inbound]):
                 "sent_bytes": self.outbound.sent_bytes,
             },
             "frames_in": self.frames_in,
+            "rate_limit": {
+                "tokens": round(self._bucket.tokens, 2),
+                "burst": self._bucket.burst,
+                "per_second": self._bucket.rate,
+            },
             "counters": dict(self.counters),
             "connected_at": self.connected_at,
         }

@@ -88,6 +88,18 @@ class ConnectRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """What a transport tells the hub about an accepted connection, for operators and metrics."""
+
+    transport: str
+    """`websocket` or `longpoll`."""
+    protocol: str
+    """The wire protocol served (`phoenix`)."""
+    peer: str | None
+    """The client's address as the transport saw it (`host:port`), if known."""
+
+
+@dataclass(frozen=True, slots=True)
 class InboundFrame:
     """One data frame as received: text (`str`) or binary (`bytes`)."""
 

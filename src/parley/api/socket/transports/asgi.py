@@ -36,7 +36,14 @@ import trio
 
 from parley.api.socket.core.close_codes import CLOSE_SERVICE_RESTART
 from parley.api.socket.core.hub import SocketHub
-from parley.api.socket.core.transport import Accepted, Authorize, ConnectRequest, InboundFrame, pump
+from parley.api.socket.core.transport import (
+    Accepted,
+    Authorize,
+    ConnectionInfo,
+    ConnectRequest,
+    InboundFrame,
+    pump,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping
@@ -137,7 +144,8 @@ class SocketEndpoint:
             await _deny(scope, send, decision.status)
             return
         try:
-            handle = await hub.open_session(decision.principal, decision.serializer)
+            info = ConnectionInfo("websocket", "phoenix", request.peer)
+            handle = await hub.open_session(decision.principal, decision.serializer, info)
         except Exception:
             log.exception("could not start a session")
             hub.count("refused_unavailable")

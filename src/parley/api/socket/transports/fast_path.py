@@ -41,7 +41,14 @@ from wsproto.utilities import RemoteProtocolError
 
 from parley.api.socket.core.close_codes import CLOSE_MESSAGE_TOO_BIG
 from parley.api.socket.core.hub import SessionHandle, SocketHub
-from parley.api.socket.core.transport import Accepted, Authorize, ConnectRequest, InboundFrame, pump
+from parley.api.socket.core.transport import (
+    Accepted,
+    Authorize,
+    ConnectionInfo,
+    ConnectRequest,
+    InboundFrame,
+    pump,
+)
 from parley.api.socket.transports.ws_codec import (
     FrameReader,
     ProtocolFailure,
@@ -392,7 +399,9 @@ async def accept_upgrade(
         await _send_all(stream, _reject(ws, decision.status))
         return decision.status
     try:
-        handle = await hub.open_session(decision.principal, decision.serializer)
+        handle = await hub.open_session(
+            decision.principal, decision.serializer, ConnectionInfo("websocket", "phoenix", peer)
+        )
     except Exception:
         log.exception("could not start a session")
         hub.count("refused_unavailable")

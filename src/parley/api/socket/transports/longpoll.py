@@ -34,7 +34,13 @@ from quart_cors import cors_exempt
 
 from parley.api.errors import error_body
 from parley.api.socket.core.hub import SessionHandle, SocketHub
-from parley.api.socket.core.transport import Accepted, Authorize, ConnectRequest, pump
+from parley.api.socket.core.transport import (
+    Accepted,
+    Authorize,
+    ConnectionInfo,
+    ConnectRequest,
+    pump,
+)
 from parley.api.socket.phoenix.connect import AUTH_TOKEN_PREFIX, origin_allowed
 from parley.api.socket.transports.longpoll_connection import (
     BadBody,
@@ -184,7 +190,8 @@ class LongPollTransport:
         self._count += 1  # taken before the await, so concurrent opens cannot overshoot
         self._per_user[user] = self._per_user.get(user, 0) + 1
         try:
-            handle = await hub.open_session(decision.principal, decision.serializer)
+            info = ConnectionInfo("longpoll", "phoenix", connect.peer)
+            handle = await hub.open_session(decision.principal, decision.serializer, info)
         except Exception:
             log.exception("could not start a long-poll session")
             self._release(user)
