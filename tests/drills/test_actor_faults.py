@@ -148,14 +148,15 @@ async def test_r4_100_sockets_dropped_during_traffic_rejoin_with_last_seq_and_mi
         seconds = 20.0
 
         async def reader(user: User, drops_left: list[int]) -> None:
-            """Joins, reads, and at random moments drops its socket and comes back with
-            `last_seq` = the highest seq it has; at the end it holds every seq sent."""
+            """Joins (with `last_seq` 0: whatever was sent before it joined comes as catch-up),
+            reads, and at random moments drops its socket and comes back with `last_seq` = the
+            highest seq it has; at the end it must hold every seq sent."""
             nonlocal missing_total, rejoins
             seen: set[int] = set()
             while True:
                 async with drill_socket(live.url, user.token) as socket:
                     last_seq = max(seen, default=0)
-                    reply = await socket.join(topic, {"last_seq": last_seq} if seen else {})
+                    reply = await socket.join(topic, {"last_seq": last_seq})
                     assert reply is not None and reply.status == "ok", reply
                     assert reply.response.get("recovered", True) is not False, reply.response
                     if seen:
