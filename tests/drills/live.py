@@ -20,3 +20,10 @@ async def start_parley(
     settings: Settings = socket_settings(tmp_path, database_url, **overrides)
     running: RunningServer = await nursery.start(partial(serve, settings, handle_signals=False))
     return Realtime(running)
+
+
+def parley_restarts(live: Realtime) -> int:
+    """Restarts of anything under Parley's root supervisor since it started."""
+    root = live.runtime.root
+    assert root is not None
+    return sum(child.restarts for child in root.statistics().children)

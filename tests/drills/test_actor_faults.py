@@ -10,19 +10,23 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections import Counter
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 
+from tests.conftest import TEST_OPERATOR_TOKEN
 from tests.drills.figures import figure, percentile
-from tests.drills.live import start_parley
+from tests.drills.live import parley_restarts, start_parley
 from tests.drills.load import Sender, Traffic, audit, run_senders
 from tests.drills.wire import DrillSocket, drill_socket
 from tests.socket.conftest import Realtime, User
 
 SEED = 19
+OPERATOR = {"Authorization": f"Bearer {TEST_OPERATOR_TOKEN}"}
 
 
 async def conversations_of_pairs(
@@ -75,20 +79,28 @@ async def test_r1_100_kills_of_random_conversation_actors_lose_and_double_nothin
                 senders.append(Sender(socket, cid, f"{member.username}-{cid.hex[:8]}"))
         touched_senders = [s for s in senders if s.conversation_id in touched]
         untouched_senders = [s for s in senders if s.conversation_id not in touched]
-        # The conversation supervisor's intensity (30 restarts in 5 s) paces the kills: 4 a
-        # second stays inside it, so the drill measures restarts, not the supervisor giving up.
-        seconds, kill_interval = 26.0, 0.25
+        # Each conversation may restart `max_restarts` times within the window (a conversation
+        # past that is given up, drill R2): a kill goes to a conversation with room left, so the
+        # drill measures restarts, not giving up.
+        supervision = live.runtime.settings.supervision
+        seconds, kill_interval = 26.0, 0.2
+        killed_at_times: dict[uuid.UUID, list[float]] = {cid: [] for cid in touched}
+
+        def has_room(cid: uuid.UUID) -> bool:
+            since = trio.current_time() - supervision.restart_window_seconds - 0.5
+            return sum(t > since for t in killed_at_times[cid]) < supervision.max_restarts
 
         async def kill_loop() -> None:
             await trio.sleep(0.5)
             for _ in range(kills):
-                cid = rng.choice(sorted(touched))
+                cid = rng.choice([cid for cid in sorted(touched) if has_room(cid)])
                 key = f"conversation:{cid}"
                 ref = live.runtime.registry.lookup(key)
                 if ref is not None and ref.running:
                     before = ref.describe()["restarts"]
                     assert isinstance(before, int)
                     killed_at = time.monotonic()
+                    killed_at_times[cid].append(trio.current_time())
                     ref.kill("drill R1")
                     with trio.fail_after(10):
                         await wait_restarted(live, key, before)
@@ -122,6 +134,98 @@ async def test_r1_100_kills_of_random_conversation_actors_lose_and_double_nothin
     assert result.duplicates == 0
     assert untouched_errors == 0
     assert p99 < 0.2
+
+
+@pytest.mark.slow
+async def test_r2_a_poisoned_conversation_is_given_up_alone_as_the_intensity_allows(
+    database_url: str, tmp_path: Path, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    live = await start_parley(nursery, tmp_path, database_url)
+    supervision = live.runtime.settings.supervision
+    users = await live.users(20)
+    healthy = await conversations_of_pairs(live, users, 10)
+    victim, other = await live.users(2)
+    poisoned = await live.group(victim, other)
+    poisoned_key = f"conversation:{poisoned}"
+    traffic = Traffic()
+    replies: list[str] = []
+    seen_in_debug: list[dict[str, object]] = []
+    async with AsyncExitStack() as stack:
+        senders = []
+        for cid, members in healthy:
+            for member in members:
+                socket = await stack.enter_async_context(drill_socket(live.url, member.token))
+                reply = await socket.join(f"conversation:{cid}")
+                assert reply is not None and reply.status == "ok"
+                senders.append(Sender(socket, cid, f"{member.username}-{cid.hex[:8]}"))
+        poisoner = await stack.enter_async_context(drill_socket(live.url, victim.token))
+        reply = await poisoner.join(f"conversation:{poisoned}")
+        assert reply is not None and reply.status == "ok"
+        # A member row whose join time no Python datetime can hold: loading the members raises
+        # OverflowError, on every message, in this one conversation only.
+        await live.context.database.execute(
+            "UPDATE members SET joined_at = '20000-01-01' WHERE conversation_id = $1", poisoned
+        )
+        http = await stack.enter_async_context(httpx.AsyncClient(base_url=live.http, timeout=30))
+
+        async def poison() -> None:
+            for number in range(30):
+                answer = await poisoner.request(
+                    f"conversation:{poisoned}", "new_msg", {"body": "x", "client_id": f"p{number}"}
+                )
+                replies.append("none" if answer is None else answer.status)
+                listed = await http.get("/debug/actors", headers=OPERATOR)
+                assert listed.status_code == 200
+                seen_in_debug.extend(
+                    actor for actor in listed.json()["actors"] if actor["key"] == poisoned_key
+                )
+                await trio.sleep(0.2)
+
+        async with trio.open_nursery() as drill:
+            drill.start_soon(poison)
+            await run_senders(senders, traffic, rate_per_second=50, seconds=8)
+    crashes: Counter[str] = Counter(
+        str(record.args[1])
+        for record in caplog.records
+        if record.getMessage().startswith("supervisor 'conversations': child ")
+        and record.getMessage().endswith(" crashed")
+        and isinstance(record.args, tuple)
+    )
+    given_up = {
+        str(record.args[1])
+        for record in caplog.records
+        if record.getMessage().startswith("supervisor 'conversations': gave up child")
+        and isinstance(record.args, tuple)
+    }
+    restarts_before_give_up = {crashes[name] - 1 for name in given_up}
+    failure_shown = [
+        actor
+        for actor in seen_in_debug
+        if "OverflowError" in str(actor.get("last_error")) and actor.get("restarts", 0)
+    ]
+    errors_elsewhere = traffic.unanswered + sum(traffic.refusals.values())
+    result = await audit(live.context.database, traffic)
+    conversations = live.runtime.conversations
+    figure("R2", "poisoned_sends_acked", replies.count("ok"), "0")
+    figure("R2", "conversations_given_up", len(given_up), ">=1")
+    figure(
+        "R2",
+        "restarts_before_give_up",
+        "/".join(map(str, sorted(restarts_before_give_up))),
+        str(supervision.max_restarts),
+    )
+    figure("R2", "failure_in_debug_actors", len(failure_shown), ">=1")
+    figure("R2", "errors_in_other_conversations", errors_elsewhere, "0")
+    figure("R2", "other_conversations_acked_lost", result.lost, "0")
+    figure("R2", "parley_restarts", parley_restarts(live), "0")
+    assert len(replies) == 30 and replies.count("ok") == 0
+    assert given_up and restarts_before_give_up == {supervision.max_restarts}
+    assert conversations.given_up == len(given_up)
+    assert conversations.running
+    assert failure_shown
+    assert errors_elsewhere == 0
+    assert result.lost == 0
+    assert parley_restarts(live) == 0
 
 
 @pytest.mark.slow

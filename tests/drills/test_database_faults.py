@@ -23,7 +23,7 @@ from parley.store import pg
 from parley.store.embedded import pause_embedded, restart_embedded, resume_embedded
 from tests.drills.conftest import DrillPostgres
 from tests.drills.figures import figure
-from tests.drills.live import start_parley
+from tests.drills.live import parley_restarts, start_parley
 from tests.drills.load import Sender, Traffic, audit, run_senders
 from tests.drills.wire import drill_socket
 from tests.socket.conftest import Realtime, User
@@ -42,13 +42,6 @@ ANSWER_BOUND_SECONDS = (
 )
 """The longest a request may take while the database is down: waiting for a connection, making
 one, and a statement's timeout."""
-
-
-def parley_restarts(live: Realtime) -> int:
-    """Restarts of anything under Parley's root supervisor since it started."""
-    root = live.runtime.root
-    assert root is not None
-    return sum(child.restarts for child in root.statistics().children)
 
 
 async def chat_senders(

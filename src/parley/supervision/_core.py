@@ -437,13 +437,24 @@ class SupervisorBase(abc.ABC):
                 continue
             await self._restart(run, slot, event.error)
 
+    def _within_intensity(self, run: _Run, slot: ChildSlot) -> bool:
+        """Count a restart of `slot`; False when that exceeds the intensity."""
+        return run.intensity.record(trio.current_time())
+
+    def _gives_up_alone(self, slot: ChildSlot, error: Exception | None) -> bool:
+        """Past the intensity: True to stop `slot` for good and carry on, False to escalate."""
+        return False
+
     async def _restart(self, run: _Run, failed: ChildSlot, error: Exception | None) -> None:
         """Restart `failed` and its strategy group; a failed restart counts as another crash."""
         pending: tuple[ChildSlot, Exception | None] | None = (failed, error)
         while pending is not None:
             failed, error = pending
             pending = None
-            if not run.intensity.record(trio.current_time()):
+            if not self._within_intensity(run, failed):
+                if self._gives_up_alone(failed, error):
+                    self._retire(failed)
+                    return
                 raise SupervisorEscalation(
                     self.name, failed.spec.name, self.max_restarts, self.window_seconds
                 ) from error
