@@ -34,6 +34,9 @@ class DrillSocket:
     join_refs: dict[str, str] = field(default_factory=dict)
     seqs: defaultdict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
     """`new_msg` seqs received per topic (broadcasts and catch-up alike)."""
+    live: defaultdict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
+    """Seqs that arrived as broadcasts (`new_msg` on a conversation, `message` on `user:`), not
+    as a join's catch-up."""
     events: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     """How many frames of each event arrived (replies excluded)."""
     closed: tuple[int | None, str | None] | None = None
@@ -85,8 +88,11 @@ class DrillSocket:
                         waiting[0].set()
                     continue
                 self.events[event] += 1
-                if event == "new_msg":
+                if event == "phx_close":
+                    self.join_refs.pop(topic, None)
+                if event in ("new_msg", "message"):
                     self.seqs[topic].add(payload["seq"])
+                    self.live[topic].add(payload["seq"])
         except ConnectionClosed as closed:
             reason = closed.reason
             self.closed = (reason.code, reason.reason) if reason else (None, None)
