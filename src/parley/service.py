@@ -118,6 +118,7 @@ def open_database(settings: Settings, dsn: str) -> Database:
         max_size=settings.database.pool_max_size,
         command_timeout=settings.database.command_timeout_seconds,
         connect_timeout=settings.database.connect_timeout_seconds,
+        acquire_timeout=settings.database.pool_acquire_timeout_seconds,
     )
 
 

@@ -90,4 +90,7 @@ async def test_killing_a_conversation_mid_stream_loses_and_duplicates_nothing(
     assert seqs == list(range(2, 2 + len(seqs))), "seq must have no gaps"
     actors = await actors_by_key(client)
     restarts = actors[f"conversation:{conversation_id}"]["restarts"]
-    assert isinstance(restarts, int) and restarts >= 1
+    # Eight kills within seconds are more than one conversation's restart intensity allows: it
+    # may have been given up meanwhile, and the next message started a fresh actor.
+    given_up = server.runtime.conversations.given_up
+    assert isinstance(restarts, int) and (restarts >= 1 or given_up >= 1)

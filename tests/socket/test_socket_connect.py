@@ -106,6 +106,11 @@ async def test_origin_allow_list(realtime: Realtime) -> None:
     assert allowed("https://a.b.example.org", listed)
     assert not allowed("https://evil.example", listed)
     assert not allowed("https://example.org.evil.example", listed)
+    # A scheme without a port means the scheme's default port (drill W1): another port is
+    # another origin. Without a scheme, any port.
+    assert allowed("https://chat.example.com:443", listed)
+    assert not allowed("https://chat.example.com:8443", listed)
+    assert allowed("https://a.example.org:8443", listed)
     assert allowed("https://parley.example.net", SocketSettings())
     assert not allowed("https://evil.example", SocketSettings())
     assert allowed("https://evil.example", SocketSettings(), prod=False)

@@ -160,6 +160,35 @@ async def test_too_many_restarts_end_the_dynamic_supervisor(
         await sup.start_child(ScriptedChild("late", log).spec())
 
 
+async def test_with_intensity_per_child_only_the_child_past_it_is_given_up(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    log: list[Event] = []
+    sup = DynamicSupervisor(
+        "dynamic", max_restarts=2, window_seconds=5.0, backoff_seconds=0.0, intensity_per_child=True
+    )
+    await nursery.start(sup.run)
+    bystanders = [ScriptedChild(f"b{n}", log) for n in range(3)]
+    crasher = ScriptedChild("crasher", log)
+    for child in [*bystanders, crasher]:
+        await sup.start_child(child.spec())
+    # Each bystander crashes as often as the intensity allows: none of them is given up.
+    for _ in range(2):
+        for child in bystanders:
+            child.crash()
+        await trio.testing.wait_all_tasks_blocked()
+    for _ in range(3):
+        crasher.crash()
+        await trio.testing.wait_all_tasks_blocked()
+
+    assert crasher.starts == 3  # started, then restarted exactly twice
+    assert "crasher" not in sup
+    assert sup.given_up == 1
+    assert sup.running
+    assert all(child.name in sup and child.starts == 3 for child in bystanders)
+    await sup.start_child(ScriptedChild("crasher", log).spec())  # its name is free again
+
+
 async def test_shutdown_stops_children_in_reverse_start_order(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:

@@ -41,6 +41,7 @@ from parley.actors.conversation import (
     Refused,
     Resend,
     Send,
+    Unavailable,
 )
 from parley.actors.errors import ActorUnavailable, CallTimeout
 from parley.actors.mailbox import Ok, Reply
@@ -201,6 +202,9 @@ class Chat:
         if isinstance(outcome, Refused):
             answer(NotAMember(str(conversation_id)))
             return
+        if isinstance(outcome, Unavailable):
+            answer(ChatUnavailable(outcome.reason))
+            return
         waited_on = outcome.original if isinstance(outcome, Resend) else batch
         waited_on.when_done(lambda _: answer(_answer(waited_on, resent=waited_on is not batch)))
 
@@ -234,9 +238,12 @@ class Chat:
         )
 
     async def is_member(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> bool:
-        """Whether `user_id` belongs to the conversation (the actor's cached member set)."""
+        """Whether `user_id` belongs to the conversation (the actor's cached member set);
+        raises `ChatUnavailable` when the database cannot say."""
         ref = await self.conversation(conversation_id)
         reply = await ref.call(IsMember(user_id))
+        if isinstance(reply, Unavailable):
+            raise ChatUnavailable(reply.reason)
         return reply is True
 
     async def may_join(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> bool:

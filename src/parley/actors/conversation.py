@@ -42,6 +42,7 @@ from parley.actors.chat_events import conversation_topic, publish_new_messages, 
 from parley.actors.pubsub import PubSub
 from parley.actors.writer import MessageWriter, WriteBatch
 from parley.config import ActorSettings
+from parley.store import database_unavailable
 from parley.store.conversations import ConversationStore
 
 
@@ -71,7 +72,19 @@ class Refused:
     """The sender is not a member."""
 
 
-SendOutcome = Accepted | Resend | Refused
+@dataclass(frozen=True)
+class Unavailable:
+    """The member set could not be read (the database cannot answer now): nothing was sent.
+
+    An answer rather than a crash: a database outage is no fault of this conversation, and
+    crashing on every message of it would exhaust the supervisor's restart intensity within
+    seconds (drill D2) and take every other conversation down with it.
+    """
+
+    reason: str
+
+
+SendOutcome = Accepted | Resend | Refused | Unavailable
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,7 @@ class IsMember:
 
 ConversationCall = Send | IsMember
 ConversationReply = SendOutcome | bool
+"""`IsMember` answers a bool, or `Unavailable` when the members could not be read."""
 
 
 class ConversationActor(Actor[ConversationCall, ConversationReply, MembersChanged]):
@@ -113,16 +127,17 @@ class ConversationActor(Actor[ConversationCall, ConversationReply, MembersChange
         self._in_flight: OrderedDict[tuple[uuid.UUID, str], WriteBatch] = OrderedDict()
 
     async def handle_call(self, message: ConversationCall) -> ConversationReply:
+        unavailable = await self._fresh_members()
+        if unavailable is not None:
+            return unavailable
         if isinstance(message, Send):
             return await self._send(message)
-        await self._fresh_members()
         return message.user_id in self._members
 
     async def handle_cast(self, message: MembersChanged) -> None:
         self._members_loaded_at = -float("inf")
 
     async def _send(self, send: Send) -> SendOutcome:
-        await self._fresh_members()
         if send.sender_id not in self._members:
             return Refused()
         if send.client_id is not None:
@@ -146,9 +161,16 @@ class ConversationActor(Actor[ConversationCall, ConversationReply, MembersChange
         while in_flight and next(iter(in_flight.values())).finished:
             in_flight.popitem(last=False)
 
-    async def _fresh_members(self) -> None:
+    async def _fresh_members(self) -> Unavailable | None:
+        """Reload the members if the cache is stale; `Unavailable` if the database cannot say."""
         if trio.current_time() - self._members_loaded_at > self._settings.membership_cache_seconds:
-            await self._load_members()
+            try:
+                await self._load_members()
+            except Exception as exc:
+                if not database_unavailable(exc):
+                    raise
+                return Unavailable(f"the conversation's members could not be read: {exc!r}")
+        return None
 
     async def _load_members(self) -> None:
         members = await self._store.members(self.conversation_id)

@@ -29,10 +29,9 @@ import ssl
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, Protocol
 
-import asyncpg
 import trio
 
-from parley.store.database import StoreUnavailable
+from parley.store.database import database_unavailable
 
 if TYPE_CHECKING:
     from parley.config import MailSettings
@@ -175,33 +174,49 @@ class Mailer:
             await self._sleep()
 
     async def deliver_due(self) -> int:
-        """One round: claim a batch, deliver it, record the outcomes; returns the batch size."""
+        """One round: claim a batch, deliver it, record the outcomes; returns the batch size.
+
+        A database that cannot answer skips the round (it is retried at the next poll) rather
+        than crashing the mailer, which would restart everything after it in the tree (the HTTP
+        server). A mail sent whose outcome could not be recorded is sent again once its lease
+        runs out: delivery is at least once.
+        """
         try:
             mails = await self._outbox.claim_due(self._settings.batch_size, self._lease)
-        except (StoreUnavailable, OSError, asyncpg.PostgresError) as exc:
-            log.warning("mailer: cannot claim mail (%s); retrying later", exc)
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            log.warning("mailer: cannot claim mail (%r); retrying later", exc)
             return 0
         if not mails:
             return 0
         results = await self._backend.deliver(mails)
-        for mail in mails:
-            error = results.get(mail.id, "not attempted")
-            if error is None:
-                await self._outbox.mark_sent(mail.id)
-                self.delivered += 1
-            else:
-                delay = self.backoff(mail.attempts)
-                log.warning(
-                    "mailer: mail #%d to %s failed (attempt %d, retry in %.0fs): %s",
-                    mail.id,
-                    mail.to_address,
-                    mail.attempts,
-                    delay,
-                    error,
-                )
-                await self._outbox.mark_failed(mail.id, error, delay)
-                self.failed += 1
+        try:
+            for mail in mails:
+                await self._record(mail, results.get(mail.id, "not attempted"))
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            log.warning("mailer: cannot record deliveries (%r); their leases will expire", exc)
+            return 0
         return len(mails)
+
+    async def _record(self, mail: QueuedMail, error: str | None) -> None:
+        if error is None:
+            await self._outbox.mark_sent(mail.id)
+            self.delivered += 1
+            return
+        delay = self.backoff(mail.attempts)
+        log.warning(
+            "mailer: mail #%d to %s failed (attempt %d, retry in %.0fs): %s",
+            mail.id,
+            mail.to_address,
+            mail.attempts,
+            delay,
+            error,
+        )
+        await self._outbox.mark_failed(mail.id, error, delay)
+        self.failed += 1
 
     async def _sleep(self) -> None:
         poll = self._settings.poll_seconds

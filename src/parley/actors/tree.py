@@ -63,12 +63,16 @@ class Runtime:
         self.presence = Presence(
             self.pubsub, broadcast_period=settings.actors.presence_broadcast_ms / 1000
         )
+        # Each conversation has the configured intensity of its own: one that crashes on every
+        # message is given up alone (and started afresh by the next message) instead of taking
+        # every conversation down with it (drill R2).
         self.conversations = DynamicSupervisor(
             "conversations",
-            max_restarts=supervision.max_restarts * 10,
+            max_restarts=supervision.max_restarts,
             window_seconds=supervision.restart_window_seconds,
             backoff_seconds=supervision.restart_backoff_seconds,
             describe_max_children=supervision.describe_max_children,
+            intensity_per_child=True,
         )
         self.sessions = DynamicSupervisor(
             "sessions",

@@ -25,7 +25,7 @@ from parley.api.endpoint import (
     endpoint,
     ok,
 )
-from parley.api.errors import ApiError, invalid, not_found
+from parley.api.errors import ApiError, invalid, not_found, unavailable
 from parley.api.pagination import PAGE_QUERY, decode_cursor, encode_cursor
 from parley.api.schemas import MESSAGE, NULLABLE_TIME, TIME, UUID, obj, page_of, query_parameter
 from parley.isotime import iso
@@ -372,7 +372,7 @@ async def send_message(conversation_id: uuid.UUID) -> tuple[Response, int]:
     except NotAMember:
         raise not_found("no such conversation") from None
     except ChatUnavailable as exc:
-        raise ApiError(503, "unavailable", str(exc), headers={"Retry-After": "1"}) from None
+        raise unavailable(str(exc)) from None
     return jsonify(message_payload(written.message)), 200 if written.duplicate else 201
 
 

@@ -112,6 +112,7 @@ def endpoint(
     """
     path, path_parameters = openapi_path(rule)
     documented = dict(responses)
+    documented.setdefault(503, ERROR_RESPONSE)  # the database cannot answer now (api/errors.py)
     if auth > Auth.ANONYMOUS or optional_auth:
         documented.setdefault(401, ERROR_RESPONSE)
     if auth > Auth.REGISTERED:

@@ -1,8 +1,10 @@
 """The one error shape of the REST API, and the handlers that make every failure use it.
 
 `{"error": {"code": "...", "message": "...", "fields": {"email": ["..."]}}}` with the statuses of
-DESIGN.md §4. Handlers raise `ApiError` (or a subclass); anything unexpected becomes a logged 500
-with no stack trace in the body.
+DESIGN.md §4. Handlers raise `ApiError` (or a subclass). A database that cannot answer now
+(stopped, restarting, every pooled connection busy past its wait, a statement past its timeout)
+becomes 503 with Retry-After, whichever handler met it; anything else unexpected becomes a logged
+500 with no stack trace in the body.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Any
 
 from quart import Quart, Response, jsonify
 from werkzeug.exceptions import HTTPException
+
+from parley.store import database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +35,11 @@ _HTTP_CODES = {
     429: "rate_limited",
     503: "unavailable",
 }
+
+
+UNAVAILABLE_RETRY_AFTER_SECONDS = 1
+"""The Retry-After of a 503: a restarting database is back within seconds, and a client that
+retries sooner only adds to the load."""
 
 
 class ApiError(Exception):
@@ -82,6 +91,16 @@ def rate_limited(retry_after: float) -> ApiError:
     return ApiError(429, "rate_limited", "too many requests", headers={"Retry-After": str(seconds)})
 
 
+def unavailable(message: str) -> ApiError:
+    """503 with Retry-After: nothing was done, and the same request may succeed shortly."""
+    return ApiError(
+        503,
+        "unavailable",
+        message,
+        headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)},
+    )
+
+
 def error_body(code: str, message: str, fields: FieldErrors | None = None) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message}
     if fields:
@@ -114,5 +133,9 @@ def install_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(Exception)
     async def handle_unexpected(error: Exception) -> Response:
+        if database_unavailable(error):
+            log.warning("the database could not answer a request: %r", error)
+            answer = unavailable("the database is unavailable; try again shortly")
+            return _respond(answer.status, answer.code, answer.message, None, answer.headers)
         log.exception("unhandled error in request handler", exc_info=error)
         return _respond(500, "internal", "internal server error", None, {})

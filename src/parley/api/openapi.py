@@ -43,7 +43,7 @@ def _operation(op: Operation) -> dict[str, Any]:
         entry: dict[str, Any] = {"description": response.get("description", "")}
         if "schema" in response:
             entry["content"] = {"application/json": {"schema": response["schema"]}}
-        if status == 429:
+        if status in (429, 503):
             entry["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
         doc["responses"][str(status)] = entry
     return doc

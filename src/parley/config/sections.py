@@ -84,6 +84,9 @@ class DatabaseSettings:
     pool_max_size: int = 8
     command_timeout_seconds: float = 30.0
     connect_timeout_seconds: float = 10.0
+    pool_acquire_timeout_seconds: float = 5.0
+    """How long a query waits for a pooled connection when all are busy; past it the request gets
+    503 with Retry-After instead of queueing behind the others without end (drill D3)."""
     embedded_start_seconds: float = 60.0
     """How long initdb, and then `pg_ctl start`, may each take before the embedded PostgreSQL's
     start counts as failed (a loaded machine is slow at both)."""

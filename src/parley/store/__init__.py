@@ -2,6 +2,6 @@
 the message writer has a connection of its own, on libpq, that it drives from the trio thread
 (`pg`)."""
 
-from parley.store.database import Database, StoreUnavailable
+from parley.store.database import Database, StoreUnavailable, database_unavailable
 
-__all__ = ["Database", "StoreUnavailable"]
+__all__ = ["Database", "StoreUnavailable", "database_unavailable"]

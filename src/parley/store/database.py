@@ -20,6 +20,7 @@ from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
 
+from parley.config import DatabaseSettings
 from parley.store import pg
 from parley.store.bridge import AsyncioBridge, PendingCall
 from parley.store.migrate import apply_migrations
@@ -36,6 +37,37 @@ Connection: TypeAlias = "asyncpg.Connection[Record] | asyncpg.pool.PoolConnectio
 
 class StoreUnavailable(RuntimeError):
     """The database is not connected (starting, restarting or stopped)."""
+
+
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
+"""Connection exception, insufficient resources (too many connections), operator intervention
+(shutting down, starting up, a statement cancelled by its timeout): the server cannot answer now,
+and the same request may well succeed in a moment."""
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether `error` means the database could not answer now (down, restarting, saturated or
+    too slow) rather than that the request itself was refused: the API answers 503 for it.
+
+    The one place that knows which errors those are, from asyncpg, from `store.pg` and from the
+    operating system (a missing socket while the server is stopped); a group of them counts when
+    every error in it does.
+    """
+    if isinstance(error, BaseExceptionGroup):
+        return all(database_unavailable(inner) for inner in error.exceptions)
+    if isinstance(
+        error,
+        StoreUnavailable
+        | OSError
+        | TimeoutError
+        | pg.PgBroken
+        | asyncpg.ConnectionDoesNotExistError,
+    ):
+        return True
+    sqlstate = getattr(error, "sqlstate", None)
+    if isinstance(error, asyncpg.PostgresError | pg.PgError) and isinstance(sqlstate, str):
+        return sqlstate.startswith(_UNAVAILABLE_SQLSTATE_CLASSES)
+    return False
 
 
 async def _init_connection(conn: asyncpg.Connection[Record]) -> None:
@@ -68,9 +100,11 @@ class Database:
         max_size: int,
         command_timeout: float,
         connect_timeout: float = 10.0,
+        acquire_timeout: float = DatabaseSettings.pool_acquire_timeout_seconds,
     ) -> None:
         self._dsn = dsn
         self._connect_timeout = connect_timeout
+        self._acquire_timeout = acquire_timeout
         self._min_size = min_size
         self._max_size = max_size
         self._command_timeout = command_timeout
@@ -163,23 +197,35 @@ class Database:
         """Run `fn(conn)` inside one transaction on the loop thread; it commits when `fn`
         returns."""
 
-        async def in_transaction(pool: asyncpg.Pool) -> T:
-            async with pool.acquire() as conn, conn.transaction():
+        async def in_transaction(conn: Connection) -> T:
+            async with conn.transaction():
                 return await fn(conn)
 
-        return await self.run(in_transaction)
+        return await self.with_connection(in_transaction)
+
+    async def with_connection(self, fn: Callable[[Connection], Awaitable[T]]) -> T:
+        """Run `fn(conn)` on a pooled connection on the loop thread. The wait for a free one is
+        bounded by `acquire_timeout` (then `TimeoutError`, which the API answers with 503): a
+        saturated pool sheds the excess rather than queueing it without end."""
+        acquire_timeout = self._acquire_timeout
+
+        async def on_connection(pool: asyncpg.Pool) -> T:
+            async with pool.acquire(timeout=acquire_timeout) as conn:
+                return await fn(conn)
+
+        return await self.run(on_connection)
 
     async def fetch(self, query: str, *args: Any) -> list[Record]:
-        return await self.run(lambda pool: pool.fetch(query, *args))
+        return await self.with_connection(lambda conn: conn.fetch(query, *args))
 
     async def fetchrow(self, query: str, *args: Any) -> Record | None:
-        return await self.run(lambda pool: pool.fetchrow(query, *args))
+        return await self.with_connection(lambda conn: conn.fetchrow(query, *args))
 
     async def fetchval(self, query: str, *args: Any) -> Any:
-        return await self.run(lambda pool: pool.fetchval(query, *args))
+        return await self.with_connection(lambda conn: conn.fetchval(query, *args))
 
     async def execute(self, query: str, *args: Any) -> str:
-        return await self.run(lambda pool: pool.execute(query, *args))
+        return await self.with_connection(lambda conn: conn.execute(query, *args))
 
     async def executemany(self, query: str, args: Sequence[Sequence[Any]]) -> None:
-        await self.run(lambda pool: pool.executemany(query, args))
+        await self.with_connection(lambda conn: conn.executemany(query, args))

@@ -44,7 +44,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
 import psutil
 
@@ -138,6 +138,43 @@ def stop_embedded(server: EmbeddedServer) -> bool:
                 return False
             _stop_postgres(server.pgdata, server.stop_timeout)
             return True
+
+
+def restart_embedded(
+    server: EmbeddedServer,
+    mode: Literal["fast", "immediate"],
+    *,
+    start_timeout: float = DatabaseSettings.embedded_start_seconds,
+) -> None:
+    """`pg_ctl restart -m <mode>` on the held server, waiting until it accepts connections again.
+
+    For fault drills and operators: `fast` ends every session cleanly, `immediate` as a crash
+    does (the server recovers from its WAL on the way up). The server keeps its socket and options.
+    """
+    with _turn(server.pgdata):
+        _run(
+            "pg_ctl",
+            *("-D", str(server.pgdata), "-w", "-t", str(math.ceil(start_timeout))),
+            *("-m", mode, "-l", str(server.pgdata / "log"), "restart"),
+            user=_system_user(),
+            timeout=start_timeout,
+        )
+
+
+def pause_embedded(server: EmbeddedServer) -> None:
+    """Stop the held server (a fast shutdown) without giving up the claim; `resume_embedded`
+    starts it again on the same socket. For outage drills."""
+    with _turn(server.pgdata):
+        _stop_postgres(server.pgdata, server.stop_timeout)
+
+
+def resume_embedded(
+    server: EmbeddedServer, *, start_timeout: float = DatabaseSettings.embedded_start_seconds
+) -> str:
+    """Start the server `pause_embedded` stopped (a no-op when it runs); its DSN."""
+    with _turn(server.pgdata):
+        _clear_stale_pid_file(server.pgdata)
+        return _start_postgres(server.pgdata, start_timeout, server.stop_timeout)
 
 
 def postgres_processes(pgdata: Path) -> list[psutil.Process]:

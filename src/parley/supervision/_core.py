@@ -46,7 +46,6 @@ from parley.supervision.errors import ChildStoppedError, SupervisorEscalation
 from parley.supervision.intensity import RestartIntensity
 from parley.supervision.spec import (
     ChildSpec,
-    ChildStats,
     ChildStatus,
     Restart,
     Strategy,
@@ -54,57 +53,11 @@ from parley.supervision.spec import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    pass
+
+from parley.supervision._slot import ChildSlot, Incarnation
 
 logger = logging.getLogger(__name__)
-
-
-class _Incarnation:
-    """One run of a child's start function, from its start to its exit."""
-
-    __slots__ = ("exited", "scope", "stopping")
-
-    def __init__(self) -> None:
-        self.scope = trio.CancelScope()
-        self.exited = trio.Event()
-        self.stopping = False
-        """Set when the supervisor asked it to stop: its exit is then expected, not a crash."""
-
-
-class ChildSlot:
-    """A child's place under its supervisor: it outlives incarnations and holds the stats."""
-
-    __slots__ = ("incarnation", "last_error", "restarts", "retired", "spec", "started_at", "status")
-
-    def __init__(self, spec: ChildSpec) -> None:
-        self.spec = spec
-        self.status = ChildStatus.STOPPED
-        self.restarts = 0
-        self.started_at: datetime | None = None
-        self.last_error: str | None = None
-        self.incarnation: _Incarnation | None = None
-        self.retired = False
-        """The slot ended for good (`on_terminated` ran); it will never be started again."""
-
-    def stats(self) -> ChildStats:
-        return ChildStats(
-            name=self.spec.name,
-            restart=self.spec.restart,
-            status=self.status,
-            restarts=self.restarts,
-            started_at=self.started_at,
-            last_error=self.last_error,
-            details=self._details(),
-        )
-
-    def _details(self) -> Mapping[str, object] | None:
-        if self.spec.describe is None:
-            return None
-        try:
-            return self.spec.describe()
-        except Exception as exc:
-            # The operator's view must never break because one child cannot describe itself.
-            return {"describe_error": repr(exc)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +65,7 @@ class _Exit:
     """An incarnation ended after `started()`: returned (`error` None) or crashed."""
 
     slot: ChildSlot
-    incarnation: _Incarnation
+    incarnation: Incarnation
     error: Exception | None
 
 
@@ -332,7 +285,7 @@ class SupervisorBase(abc.ABC):
         slot.status = ChildStatus.STARTING
         if restart:
             slot.restarts += 1
-        incarnation = slot.incarnation = _Incarnation()
+        incarnation = slot.incarnation = Incarnation()
         try:
             value = await run.children.start(self._run_incarnation, run, slot, incarnation)
         except BaseException as exc:
@@ -356,7 +309,7 @@ class SupervisorBase(abc.ABC):
         self,
         run: _Run,
         slot: ChildSlot,
-        incarnation: _Incarnation,
+        incarnation: Incarnation,
         *,
         task_status: trio.TaskStatus[object],
     ) -> None:
@@ -447,13 +400,24 @@ class SupervisorBase(abc.ABC):
                 continue
             await self._restart(run, slot, event.error)
 
+    def _within_intensity(self, run: _Run, slot: ChildSlot) -> bool:
+        """Count a restart of `slot`; False when that exceeds the intensity."""
+        return run.intensity.record(trio.current_time())
+
+    def _gives_up_alone(self, slot: ChildSlot, error: Exception | None) -> bool:
+        """Past the intensity: True to stop `slot` for good and carry on, False to escalate."""
+        return False
+
     async def _restart(self, run: _Run, failed: ChildSlot, error: Exception | None) -> None:
         """Restart `failed` and its strategy group; a failed restart counts as another crash."""
         pending: tuple[ChildSlot, Exception | None] | None = (failed, error)
         while pending is not None:
             failed, error = pending
             pending = None
-            if not run.intensity.record(trio.current_time()):
+            if not self._within_intensity(run, failed):
+                if self._gives_up_alone(failed, error):
+                    self._retire(failed)
+                    return
                 raise SupervisorEscalation(
                     self.name, failed.spec.name, self.max_restarts, self.window_seconds
                 ) from error

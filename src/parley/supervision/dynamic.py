@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+
+import trio
+
 from parley.config import SupervisionSettings
-from parley.supervision._core import ChildSlot, SupervisorBase
+from parley.supervision._core import SupervisorBase, _Run
+from parley.supervision._slot import ChildSlot
 from parley.supervision.errors import (
     DuplicateChildError,
     SupervisorNotRunningError,
     TooManyChildrenError,
     UnknownChildError,
 )
+from parley.supervision.intensity import RestartIntensity
 from parley.supervision.spec import ChildSpec, Strategy
+
+logger = logging.getLogger(__name__)
 
 _DEFAULTS = SupervisionSettings()
 
@@ -23,6 +31,12 @@ class DynamicSupervisor(SupervisorBase):
     is shared by all children: more than `max_restarts` restarts within `window_seconds` stops them
     all (reverse start order) and raises `SupervisorEscalation` out of `run()`, as a static
     supervisor does. `run()` starts with no children and reports `started(self)` at once.
+
+    With `intensity_per_child`, each child has that intensity of its own instead (as Akka's
+    one-for-one strategy counts retries per child): a child restarted more than `max_restarts`
+    times within `window_seconds` is stopped for good, logged and counted in `given_up`, and its
+    siblings and the supervisor carry on. For children that are independent of each other
+    (conversations), so one that crashes on every message cannot take the others down.
     """
 
     def __init__(
@@ -34,6 +48,7 @@ class DynamicSupervisor(SupervisorBase):
         backoff_seconds: float = _DEFAULTS.restart_backoff_seconds,
         describe_max_children: int = _DEFAULTS.describe_max_children,
         max_children: int | None = None,
+        intensity_per_child: bool = False,
     ) -> None:
         super().__init__(
             name,
@@ -45,7 +60,11 @@ class DynamicSupervisor(SupervisorBase):
         if max_children is not None and max_children < 1:
             raise ValueError("max_children must be >= 1 (or None for no limit)")
         self.max_children = max_children
+        self.intensity_per_child = intensity_per_child
+        self.given_up = 0
+        """Children stopped for good past their own intensity (`intensity_per_child`)."""
         self._slots: dict[str, ChildSlot] = {}
+        self._intensities: dict[str, RestartIntensity] = {}
 
     @property
     def strategy(self) -> Strategy:
@@ -115,6 +134,30 @@ class DynamicSupervisor(SupervisorBase):
     def _discard(self, slot: ChildSlot) -> None:
         if self._holds(slot):
             del self._slots[slot.spec.name]
+            self._intensities.pop(slot.spec.name, None)
+
+    def _within_intensity(self, run: _Run, slot: ChildSlot) -> bool:
+        if not self.intensity_per_child:
+            return super()._within_intensity(run, slot)
+        intensity = self._intensities.get(slot.spec.name)
+        if intensity is None:
+            intensity = RestartIntensity(self.max_restarts, self.window_seconds)
+            self._intensities[slot.spec.name] = intensity
+        return intensity.record(trio.current_time())
+
+    def _gives_up_alone(self, slot: ChildSlot, error: Exception | None) -> bool:
+        if not self.intensity_per_child:
+            return False
+        self.given_up += 1
+        logger.error(
+            "supervisor %r: gave up child %r: more than %d restart(s) within %gs",
+            self.name,
+            slot.spec.name,
+            self.max_restarts,
+            self.window_seconds,
+            exc_info=error,
+        )
+        return True
 
     def _holds(self, slot: ChildSlot) -> bool:
         return self._slots.get(slot.spec.name) is slot

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from parley.config import SupervisionSettings
-from parley.supervision._core import ChildSlot, SupervisorBase
+from parley.supervision._core import SupervisorBase
+from parley.supervision._slot import ChildSlot
 from parley.supervision.spec import ChildSpec, Strategy
 
 if TYPE_CHECKING:

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 PHOENIX_SUBPROTOCOL: Final = "phoenix"
 AUTH_TOKEN_PREFIX: Final = "base64url.bearer.phx."
 MAX_TOKEN_CHARS: Final = 8192
+_DEFAULT_PORTS: Final = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 
 
 class PhoenixConnect:
@@ -186,9 +187,11 @@ def origin_allowed(request: ConnectRequest, settings: SocketSettings, *, prod: b
 
     No `Origin` header: allowed (native and server-side clients send none). Entries are origins
     such as `https://chat.example.com`, `//*.example.org` (any scheme, that domain and its
-    sub-domains) or `//localhost:4000`; an omitted scheme or port matches any, and `*` allows
-    every origin. An empty list allows any origin outside prod and only the request's own host in
-    prod.
+    sub-domains) or `//localhost:4000`; an omitted scheme matches any, an omitted port is the
+    scheme's default when the entry names one (as Phoenix's `URI.parse` makes it: so
+    `https://chat.example.com` does not admit `https://chat.example.com:8443`, another origin)
+    and any port otherwise, and `*` allows every origin. An empty list allows any origin outside
+    prod and only the request's own host in prod.
     """
     origin = request.origin
     if origin is None:
@@ -196,7 +199,7 @@ def origin_allowed(request: ConnectRequest, settings: SocketSettings, *, prod: b
     try:
         parsed = urlsplit(origin)
         origin_host = (parsed.hostname or "").lower()
-        origin_port = parsed.port
+        origin_port = parsed.port or _DEFAULT_PORTS.get(parsed.scheme)
     except ValueError:
         return False
     if not origin_host:
@@ -217,7 +220,7 @@ def origin_allowed(request: ConnectRequest, settings: SocketSettings, *, prod: b
         try:
             want = urlsplit(entry if "//" in entry else f"//{entry}")
             want_host = (want.hostname or "").lower()
-            want_port = want.port
+            want_port = want.port or (_DEFAULT_PORTS.get(want.scheme) if want.scheme else None)
         except ValueError:
             continue
         if want.scheme and want.scheme != parsed.scheme:

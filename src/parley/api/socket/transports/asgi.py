@@ -30,6 +30,7 @@ docs/realtime.md explains the trade-off.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import trio
@@ -44,6 +45,7 @@ from parley.api.socket.core.transport import (
     InboundFrame,
     pump,
 )
+from parley.api.socket.transports.ws_codec import BoundedDeflate
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping
@@ -211,12 +213,15 @@ async def _plain_response(send: Send, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _install_hypercorn_compression_switch() -> None:
-    """Let our accept message turn permessage-deflate off for one connection (see module doc)."""
+def _install_hypercorn_compression_switch(max_message_bytes: int) -> None:
+    """Let our accept message turn permessage-deflate off for one connection (see module doc),
+    and make Hypercorn's permessage-deflate inflate no message past `max_message_bytes`
+    (`BoundedDeflate`: its own inflates a deflate bomb whole, drill W3)."""
     try:
         from hypercorn.protocol import ws_stream
     except ImportError:  # another ASGI server: nothing to adapt
         return
+    ws_stream.PerMessageDeflate = partial(BoundedDeflate, max_message_bytes)  # type: ignore[attr-defined,assignment]
     original = ws_stream.Handshake.accept
     if getattr(original, "_parley_switch", False):
         return
@@ -234,6 +239,6 @@ def _install_hypercorn_compression_switch() -> None:
 
 def install(app: QuartTrio, hub: SocketHub, authorize: Authorize) -> None:
     """Serve the socket on `app` at `socket.path`, in front of its routes."""
-    _install_hypercorn_compression_switch()
+    _install_hypercorn_compression_switch(hub.settings.socket.max_frame_bytes)
     endpoint = SocketEndpoint(cast("ASGIApp", app.asgi_app), hub, authorize)
     app.asgi_app = cast("Any", endpoint)  # type: ignore[method-assign]

@@ -36,7 +36,7 @@ import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import Connection as FrameConnection
 from wsproto.events import AcceptConnection, RejectConnection, Request
-from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.extensions import Extension
 from wsproto.utilities import RemoteProtocolError
 
 from parley.api.socket.core.close_codes import CLOSE_MESSAGE_TOO_BIG
@@ -50,6 +50,7 @@ from parley.api.socket.core.transport import (
     pump,
 )
 from parley.api.socket.transports.ws_codec import (
+    BoundedDeflate,
     FrameReader,
     ProtocolFailure,
     close_frame_ahead,
@@ -408,7 +409,7 @@ async def accept_upgrade(
         await _send_all(stream, _reject(ws, 503))
         return 503
     settings = hub.settings.socket
-    deflate = PerMessageDeflate()
+    deflate = BoundedDeflate(settings.max_frame_bytes)
     extensions: list[Extension] = [deflate] if settings.compression else []
     accept = ws.send(AcceptConnection(subprotocol=decision.subprotocol, extensions=extensions))
     compressed = settings.compression and deflate.enabled()

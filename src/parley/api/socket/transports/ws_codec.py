@@ -16,6 +16,7 @@ measurements behind both choices.
 from __future__ import annotations
 
 import struct
+import zlib
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -23,6 +24,8 @@ from wsproto import ConnectionType
 from wsproto.connection import Connection as FrameConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+from wsproto.extensions import PerMessageDeflate
+from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol
 
 from parley.api.socket.core.close_codes import (
     CLOSE_INVALID_DATA,
@@ -275,3 +278,47 @@ class FrameReader:
         if self._protocol is None:
             self._protocol = FrameConnection(ConnectionType.SERVER)
         return self._protocol
+
+
+class BoundedDeflate(PerMessageDeflate):
+    """permessage-deflate that inflates no message past `max_message_bytes` (then 1009).
+
+    wsproto's own inflates each frame whole before anyone can look at its size, so a deflate
+    bomb of 64 KiB became 64 MiB of text (and ~200 MiB of Python memory) before the size check
+    (drill W3). This inflates with zlib's `max_length`, so at most the limit plus one chunk is
+    ever held. It relies on wsproto 1.3's inbound state (`_inbound_compressed`,
+    `_inbound_is_compressible`, `_decompressor`), which `frame_inbound_header` sets.
+    """
+
+    def __init__(self, max_message_bytes: int) -> None:
+        super().__init__()
+        self._max_message_bytes = max_message_bytes
+        self._inflated = 0
+
+    def frame_inbound_payload_data(
+        self, proto: FrameDecoder | FrameProtocol, data: bytes
+    ) -> bytes | CloseReason:
+        if not self._inbound_compressed or not self._inbound_is_compressible:
+            return data
+        assert self._decompressor is not None
+        room = self._max_message_bytes - self._inflated + 1
+        try:
+            inflated = self._decompressor.decompress(bytes(data), room)
+        except zlib.error:
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        self._inflated += len(inflated)
+        if self._inflated > self._max_message_bytes or self._decompressor.unconsumed_tail:
+            return CloseReason.MESSAGE_TOO_BIG
+        return inflated
+
+    def frame_inbound_complete(
+        self, proto: FrameDecoder | FrameProtocol, fin: bool
+    ) -> bytes | CloseReason | None:
+        result = super().frame_inbound_complete(proto, fin)
+        if isinstance(result, bytes):
+            self._inflated += len(result)
+            if self._inflated > self._max_message_bytes:
+                return CloseReason.MESSAGE_TOO_BIG
+        if fin:
+            self._inflated = 0
+        return result
