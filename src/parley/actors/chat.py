@@ -44,7 +44,7 @@ from parley.actors.conversation import (
 )
 from parley.actors.errors import ActorUnavailable, CallTimeout
 from parley.actors.mailbox import Ok, Reply
-from parley.actors.pubsub import PubSub
+from parley.actors.realtime.pubsub import PubSub
 from parley.actors.ref import ActorRef
 from parley.actors.registry import Registry
 from parley.actors.runtime import ActorChild, ActorSystem

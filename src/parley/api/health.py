@@ -1,4 +1,7 @@
-"""`GET /health`: is the database reachable and how many actors are alive."""
+"""`GET /health`: is the database reachable, how many actors are alive, and (in a cluster) the
+bus: a node that lost its bus answers `"status": "degraded"`, still 200, as it goes on serving its
+own clients (a 503 would take every node out of a load balancer at once when the shared bus is
+down); `/debug/nodes` has the details."""
 
 from __future__ import annotations
 
@@ -26,4 +29,10 @@ async def health() -> tuple[Response, int]:
         database = "error: timeout"
     if database != "ok":
         return jsonify({"status": "error", "database": database, "actors": actors}), 503
-    return jsonify({"status": "ok", "database": database, "actors": actors}), 200
+    body: dict[str, object] = {"status": "ok", "database": database, "actors": actors}
+    cluster = context.runtime.cluster
+    if cluster is not None:
+        body["cluster"] = {"node": cluster.node, "bus": cluster.state}
+        if cluster.degraded:
+            body["status"] = "degraded"
+    return jsonify(body), 200

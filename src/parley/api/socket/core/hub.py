@@ -19,8 +19,8 @@ from typing import Any
 import trio
 
 from parley.actors import ActorUnavailable
-from parley.actors.presence import Presence
-from parley.actors.pubsub import PubSub
+from parley.actors.realtime.presence import Presence
+from parley.actors.realtime.pubsub import Broadcast, PubSub
 from parley.actors.runtime import ActorSystem
 from parley.api.socket.core.close_codes import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART
 from parley.api.socket.core.outbound import OutboundQueue
@@ -34,6 +34,26 @@ from parley.config import Settings
 from parley.supervision import DynamicSupervisor, UnknownChildError
 
 log = logging.getLogger(__name__)
+
+
+REVOCATIONS_TOPIC = "parley:revocations"
+"""Where revocations are broadcast (no channel routes it, so no client can join it)."""
+REVOKE = "revoke"
+
+
+@dataclass(frozen=True, eq=False)
+class _Revocations:
+    """The hub's subscription to revocations, from this node or any other."""
+
+    hub: SocketHub
+
+    def deliver(self, broadcast: Broadcast) -> None:
+        try:
+            user_id = uuid.UUID(broadcast.payload["user_id"])
+        except (TypeError, KeyError, ValueError):
+            log.warning("malformed revocation: %.200r", broadcast.payload)
+            return
+        self.hub.close_user(user_id, CLOSE_GOING_AWAY, "revoked")
 
 
 @dataclass(eq=False, slots=True)
@@ -96,6 +116,7 @@ class SocketHub:
         self._deferred_writes: list[OutboundQueue] = []
         self._flusher: trio.lowlevel.Task | None = None
         self._flushing = False
+        pubsub.subscribe(REVOCATIONS_TOPIC, _Revocations(self))
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -151,12 +172,15 @@ class SocketHub:
         return len(handles)
 
     def revoke_user(self, user_id: uuid.UUID) -> None:
-        """Tokens of `user_id` were revoked (logout_all, password change, ban): close with 1001.
+        """Tokens of `user_id` were revoked (logout_all, password change, ban, role change):
+        close their sockets with 1001, on this node now and on every node of a cluster.
 
+        It is a broadcast on `REVOCATIONS_TOPIC`, which every node's hub subscribes to, so one
+        path closes the sockets here (synchronously, before this returns) and elsewhere.
         1001 as Phoenix's `disconnect` (§3.6): clients reconnect, and the upgrade is refused with
         403 because their token is dead, which is the signal apps act on (§3.4).
         """
-        self.close_user(user_id, CLOSE_GOING_AWAY, "revoked")
+        self.pubsub.publish(REVOCATIONS_TOPIC, REVOKE, {"user_id": str(user_id)})
 
     async def watch_liveness(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
