@@ -10,12 +10,16 @@ above make up for that (`sequencer`, `remote_presence`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
+import anyio
 import coredis
 import coredis.retry
+
+log = logging.getLogger(__name__)
 
 
 class Bus(Protocol):
@@ -68,11 +72,16 @@ async def open_redis_bus(url: str, channel: str) -> AsyncIterator[Bus]:
     client: coredis.Redis[bytes] = coredis.Redis.from_url(
         url, retry_policy=coredis.retry.NoRetryPolicy()
     )
-    async with client:
-        subscription = client.pubsub(
-            channels=[channel],
-            ignore_subscribe_messages=True,
-            retry_policy=coredis.retry.NoRetryPolicy(),
-        )
-        async with subscription:
-            yield RedisBus(client, subscription, channel)
+    try:
+        async with client:
+            subscription = client.pubsub(
+                channels=[channel],
+                ignore_subscribe_messages=True,
+                retry_policy=coredis.retry.NoRetryPolicy(),
+            )
+            async with subscription:
+                yield RedisBus(client, subscription, channel)
+    except* anyio.ClosedResourceError:
+        # coredis unsubscribing on a connection already closed (a cancelled block, or Redis
+        # gone): nothing is left to clean up.
+        log.debug("the Redis subscription was closed already")
