@@ -39,7 +39,7 @@ async def nodes(
     tmp_path: Path, database_url: str, adapter: dict[str, str], nursery: trio.Nursery
 ) -> list[Realtime]:
     settings = [
-        node_settings(tmp_path, database_url, name, **adapter)  # type: ignore[arg-type]
+        node_settings(tmp_path, database_url, name, **adapter)
         for name in ("a", "b", "c")
     ]
     return await start_nodes(nursery, settings)
