@@ -38,10 +38,7 @@ def adapter(request: pytest.FixtureRequest) -> dict[str, str]:
 async def nodes(
     tmp_path: Path, database_url: str, adapter: dict[str, str], nursery: trio.Nursery
 ) -> list[Realtime]:
-    settings = [
-        node_settings(tmp_path, database_url, name, **adapter)
-        for name in ("a", "b", "c")
-    ]
+    settings = [node_settings(tmp_path, database_url, name, **adapter) for name in ("a", "b", "c")]
     return await start_nodes(nursery, settings)
 
 
