@@ -12,6 +12,7 @@ from parley.api.auth import blueprint as auth_blueprint
 from parley.api.context import AppContext
 from parley.api.conversations import blueprint as conversations_blueprint
 from parley.api.cors import install as install_cors
+from parley.api.cluster_debug import blueprint as cluster_debug_blueprint
 from parley.api.debug import blueprint as debug_blueprint
 from parley.api.dev import blueprint as dev_blueprint
 from parley.api.errors import install_error_handlers
@@ -53,6 +54,7 @@ def create_app(
     for blueprint in (
         health_blueprint,
         debug_blueprint,
+        cluster_debug_blueprint,
         metrics_blueprint,
         openapi_blueprint,
         conversations_blueprint,
