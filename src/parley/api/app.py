@@ -9,10 +9,10 @@ from parley.api.admin import blueprint as admin_blueprint
 from parley.api.admin_realtime import blueprint as realtime_blueprint
 from parley.api.audit import blueprint as audit_blueprint
 from parley.api.auth import blueprint as auth_blueprint
+from parley.api.cluster_debug import blueprint as cluster_debug_blueprint
 from parley.api.context import AppContext
 from parley.api.conversations import blueprint as conversations_blueprint
 from parley.api.cors import install as install_cors
-from parley.api.cluster_debug import blueprint as cluster_debug_blueprint
 from parley.api.debug import blueprint as debug_blueprint
 from parley.api.dev import blueprint as dev_blueprint
 from parley.api.errors import install_error_handlers
