@@ -218,7 +218,11 @@ class Proxy:
         self._open: set[trio.CancelScope] = set()
         self._cut = False
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self,
+        *,
+        task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
         await trio.serve_listeners(self._serve, [self._listener], task_status=task_status)
 
     def cut(self) -> None:
