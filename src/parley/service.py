@@ -38,6 +38,7 @@ from parley.config import Settings
 from parley.store import Database
 from parley.store.embedded import EmbeddedStartError, start_embedded, stop_embedded
 from parley.store.listings import ListingStore
+from parley.store.token_states import token_states
 from parley.supervision import ChildSpec, Restart
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,8 @@ async def _serve(
             runtime=runtime,
             sockets=hub,
         )
+        if runtime.cluster is not None:
+            runtime.cluster.on_resync(partial(hub.recheck_users, partial(token_states, database)))
         connect = PhoenixConnect(settings, context.tokens, context.stores.users)
         longpoll = LongPollTransport(hub, connect)
         app = create_app(context, connect, longpoll)

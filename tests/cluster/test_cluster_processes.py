@@ -9,10 +9,12 @@ import signal
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 
 from tests.cluster.nodes import (
+    Member,
     PresenceView,
     cluster_environment,
     eventually,
@@ -46,10 +48,10 @@ async def test_three_nodes_through_a_cut_bus_a_kill_and_a_pause(
         shared = cluster_environment(database_url, adapter="redis", channel=channel)
         shared["PARLEY_CLUSTER_REDIS_URL"] = redis.url
         cut_off = {**shared, "PARLEY_CLUSTER_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
-    members, conversation = await make_members(tmp_path, database_url, 3)
+    members, conversation = await make_members(tmp_path, database_url, 4)
     topic = f"conversation:{conversation}"
-    everyone = {member.key: 1 for member in members}
-    first, second, third = members
+    first, second, third, revoked = members
+    everyone = {member.key: 1 for member in members[:3]}
     async with (
         running_nodes(tmp_path, {"a": shared, "b": cut_off, "c": shared}) as (a, b, c),
         open_phoenix_client(a.socket_url, token=first.token) as on_a,
@@ -59,6 +61,10 @@ async def test_three_nodes_through_a_cut_bus_a_kill_and_a_pause(
         on_b = await stack.enter_async_context(
             open_phoenix_client(b.socket_url, token=second.token)
         )
+        on_b_revoked = await stack.enter_async_context(
+            open_phoenix_client(b.socket_url, token=revoked.token)
+        )
+        assert (await on_b_revoked.join(f"user:{revoked.id}")).ok
         for client in (on_a, on_b, on_c):
             assert (await client.join(topic)).ok
         view = PresenceView(on_a, topic)
@@ -73,8 +79,11 @@ async def test_three_nodes_through_a_cut_bus_a_kill_and_a_pause(
         proxy.cut()
         await eventually(lambda: b.nodes()["bus"]["state"] == "degraded", "b is degraded")
         await sent.messages(3)
+        # A revocation broadcast meanwhile misses b: b rechecks its users once the bus is back.
+        await logout_all(a.url, revoked)
         proxy.restore()
         await eventually(lambda: b.nodes()["bus"]["state"] == "up", "b is up again")
+        assert (await on_b_revoked.wait_closed(timeout=60))[0] == 1001
         await sent.messages(1)
         assert await seqs(on_b, topic, 4) == [2, 3, 4, 5]
         await view.until(lambda counts: counts == everyone)
@@ -116,6 +125,14 @@ class Sender:
             )
             assert reply.ok, reply.response
             assert reply.response["seq"] == self._count
+
+
+async def logout_all(url: str, member: Member) -> None:
+    async with httpx.AsyncClient(base_url=url) as http:
+        response = await http.post(
+            "/api/auth/logout_all", headers={"Authorization": f"Bearer {member.token}"}
+        )
+        assert response.status_code == 204, response.text
 
 
 async def seqs(client: PhoenixClient, topic: str, count: int) -> list[int]:

@@ -249,10 +249,18 @@ class ClusterPubSub(PubSub):
                 self.counters["probe_timeouts"] += 1
                 raise BusStalled(f"own heartbeat not heard for {silent:.1f} s")
             if self.state == "up" and not resynced:
-                resynced = True
-                self.counters["resyncs"] += 1
-                for hook in self._resync_hooks:
-                    await hook()
+                resynced = await self._resync()
+
+    async def _resync(self) -> bool:
+        """Run the resync hooks; False if one failed (they run again at the next heartbeat)."""
+        try:
+            for hook in self._resync_hooks:
+                await hook()
+        except Exception:  # e.g. the database is not back yet: the bus itself is fine
+            log.warning("resync after the bus reconnect failed; trying again", exc_info=True)
+            return False
+        self.counters["resyncs"] += 1
+        return True
 
     async def _flush(self, bus: Bus) -> None:
         settings = self._settings

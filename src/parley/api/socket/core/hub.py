@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,10 +32,14 @@ from parley.api.socket.core.services import SocketServices
 from parley.api.socket.core.session import Inbound, SessionRef, Stop, session_child_spec
 from parley.api.socket.core.transport import InboundFrame
 from parley.config import Settings
+from parley.store.token_states import TokenState
 from parley.supervision import DynamicSupervisor, UnknownChildError
 
 log = logging.getLogger(__name__)
 
+
+CurrentTokens = Callable[[list[uuid.UUID]], Awaitable[Mapping[uuid.UUID, TokenState]]]
+"""The users' token states now (`parley.store.token_states`), for `SocketHub.recheck_users`."""
 
 REVOCATIONS_TOPIC = "parley:revocations"
 """Where revocations are broadcast (no channel routes it, so no client can join it)."""
@@ -181,6 +186,30 @@ class SocketHub:
         403 because their token is dead, which is the signal apps act on (§3.4).
         """
         self.pubsub.publish(REVOCATIONS_TOPIC, REVOKE, {"user_id": str(user_id)})
+
+    async def recheck_users(self, current: CurrentTokens) -> int:
+        """Close the sockets whose token no longer holds (run after a cluster bus reconnect,
+        when revocations broadcast meanwhile may have been missed); returns how many."""
+        users = list(self._handles_by_user)
+        states = await current(users)
+        closed = 0
+        for user_id in users:
+            state = states.get(user_id)
+            for handle in self.sessions_of(user_id):
+                principal = handle.principal
+                if principal.token_version is None:
+                    continue
+                if (
+                    state is None
+                    or state.banned
+                    or state.token_version != principal.token_version
+                    or state.role != principal.role
+                ):
+                    handle.close(CLOSE_GOING_AWAY, "revoked")
+                    closed += 1
+        if closed:
+            self.count("forced_closes", closed)
+        return closed
 
     async def watch_liveness(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

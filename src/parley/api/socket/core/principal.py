@@ -18,6 +18,9 @@ class SocketPrincipal:
     only_topic: str | None = None
     """Set for a token that opens one topic only (a conversation's channel token): the socket
     may join that topic and nothing else."""
+    token_version: int | None = None
+    """The user's token version when the token was checked (None: not known), so a node that
+    may have missed a revocation can recheck its sockets (`SocketHub.recheck_users`)."""
 
     @property
     def is_admin(self) -> bool:

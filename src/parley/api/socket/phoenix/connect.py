@@ -88,7 +88,9 @@ class PhoenixConnect:
                 claims.api_token_id
             ):
                 return None
-            return SocketPrincipal(user.id, user.role, user.username, claims.kind)
+            return SocketPrincipal(
+                user.id, user.role, user.username, claims.kind, token_version=user.token_version
+            )
         try:
             channel = tokens.verify_channel(token)
         except InvalidToken:
@@ -106,6 +108,7 @@ class PhoenixConnect:
             user.username,
             "channel",
             only_topic=f"conversation:{channel.conversation_id}",
+            token_version=user.token_version,
         )
 
 
