@@ -25,6 +25,8 @@ import trio
 from quart_trio import QuartTrio
 
 from parley.accounts import AuthThrottle, PasswordHasher, TokenService
+from parley.actors.realtime.cluster import ClusterPubSub
+from parley.actors.realtime.pubsub import Broadcast
 from parley.actors.tree import Runtime
 from parley.api.app import create_app
 from parley.api.context import AppContext, Stores
@@ -104,6 +106,28 @@ def socket_hub(settings: Settings, runtime: Runtime) -> SocketHub:
     )
 
 
+THROTTLE_TOPIC = "parley:throttle"
+"""Where nodes tell each other what their auth throttles counted (no channel routes it)."""
+
+
+@dataclass(frozen=True, eq=False)
+class _CountedElsewhere:
+    throttle: AuthThrottle
+
+    def deliver(self, broadcast: Broadcast) -> None:
+        match broadcast.payload:
+            case [str(limiter), str(key)]:
+                self.throttle.count_from_elsewhere(limiter, key)
+
+
+def share_throttle(cluster: ClusterPubSub, throttle: AuthThrottle) -> None:
+    """Make the login and registration limits hold across the cluster's nodes (DESIGN §8)."""
+    throttle.on_counted = lambda limiter, key: cluster.publish_elsewhere(
+        THROTTLE_TOPIC, "counted", [limiter, key]
+    )
+    cluster.subscribe(THROTTLE_TOPIC, _CountedElsewhere(throttle))
+
+
 def open_database(settings: Settings, dsn: str) -> Database:
     return Database(
         dsn,
@@ -175,13 +199,16 @@ async def _serve(
         database = open_database(settings, dsn)
         runtime = Runtime(settings, database)
         hub = socket_hub(settings, runtime)
+        throttle = AuthThrottle(settings.auth, settings.server)
+        if runtime.cluster is not None:
+            share_throttle(runtime.cluster, throttle)
         context = AppContext(
             settings=settings,
             database=database,
             stores=Stores.on(database),
             tokens=TokenService(settings.auth),
             passwords=PasswordHasher(settings.auth),
-            throttle=AuthThrottle(settings.auth, settings.server),
+            throttle=throttle,
             runtime=runtime,
             sockets=hub,
         )

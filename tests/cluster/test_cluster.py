@@ -169,3 +169,20 @@ async def logout_all(node: Realtime, user: User) -> None:
             "/api/auth/logout_all", headers={"Authorization": f"Bearer {user.token}"}
         )
         assert response.status_code == 204, response.text
+
+
+async def test_failed_logins_count_on_every_node(nodes: list[Realtime]) -> None:
+    a, b, c = nodes
+    limit = a.context.settings.auth.login_failures_per_account
+    login = {"email": f"nobody-{uuid.uuid4().hex[:8]}@example.com", "password": "not it at all"}
+    for index in range(limit):
+        async with httpx.AsyncClient(base_url=(a, b)[index % 2].http) as http:
+            assert (await http.post("/api/auth/login", json=login)).status_code == 401
+    await wait_until(
+        lambda: not c.context.throttle.check_login(login["email"], "127.0.0.1").allowed,
+        "c counted the failures of a and b",
+    )
+    async with httpx.AsyncClient(base_url=c.http) as http:
+        refused = await http.post("/api/auth/login", json=login)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limited"

@@ -156,6 +156,11 @@ class ClusterPubSub(PubSub):
         self._enqueue("o", topic, event, payload, stream, seq)
         return delivered
 
+    def publish_elsewhere(self, topic: str, event: str, payload: Any) -> None:
+        """A broadcast for the other nodes' subscribers only (what this node did already, such
+        as counting a failed login, that the others must do too)."""
+        self._enqueue("p", topic, event, payload)
+
     def on_resync(self, hook: ResyncHook) -> None:
         """Run `hook` after every reconnect of the bus (not the first connect)."""
         self._resync_hooks.append(hook)
