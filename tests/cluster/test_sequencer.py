@@ -105,3 +105,33 @@ async def test_topics_without_subscribers_keep_no_position() -> None:
     order.offer("t", "new_msg", "m5", "c", 5)
     assert recorder.delivered == []
     assert order.describe()["streams"] == 0
+
+
+async def test_what_arrives_ahead_while_a_gap_is_filled_waits_for_its_own_predecessor(
+    mock_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    recorder = Recorder()
+    recorder.stored = {2: "m2 (stored)"}
+    filling = trio.Event()
+    go_on = trio.Event()
+    fill = recorder.fill
+
+    async def slow_fill(stream: str, after: int, limit: int) -> list[tuple[int, Any]]:
+        filling.set()
+        await go_on.wait()
+        return await fill(stream, after, limit)
+
+    recorder.fill = slow_fill  # type: ignore[method-assign]
+    order = sequencer(recorder)
+    nursery.start_soon(order.run)
+    order.offer("t", "new_msg", "m1", "c", 1)
+    order.offer("t", "new_msg", "m3", "c", 3)
+    mock_clock.jump(0.1)
+    await filling.wait()
+    order.offer("t", "new_msg", "m5", "c", 5)  # 4 is still on its way
+    go_on.set()
+    await trio.testing.wait_all_tasks_blocked()
+    assert payloads(recorder) == ["m1", "m2 (stored)", "m3"]
+    order.offer("t", "new_msg", "m4", "c", 4)
+    assert payloads(recorder) == ["m1", "m2 (stored)", "m3", "m4", "m5"]
+    assert order.stats.gap_messages_lost == 0

@@ -143,7 +143,8 @@ class Sequencer:
             rows = []
         stored = dict(rows)
         for topic, position in positions:
-            while position.pending:
+            # Only up to what was asked for: what arrived ahead meanwhile waits its own turn.
+            while position.last < upto:
                 next_seq = position.last + 1
                 if next_seq in position.pending:
                     self._deliver_next(topic, position, position.pending[next_seq])
@@ -152,10 +153,18 @@ class Sequencer:
                     self._deliver_next(topic, position, stored[next_seq])
                 else:
                     # Not stored (or not readable now): skip to the next one there is.
-                    following = min([*position.pending, *(seq for seq in stored if seq > next_seq)])
+                    there = [s for s in (*position.pending, *stored) if next_seq < s <= upto]
+                    if not there:
+                        break
+                    following = min(there)
                     self.stats.gap_messages_lost += following - next_seq
                     position.last = following - 1
-            position.due = None
+            if position.pending:
+                position.due = trio.current_time() + self._gap_wait
+                self._waiting[(topic, stream)] = None
+                self._wake.set()
+            else:
+                position.due = None
 
     def _deliver_next(self, topic: str, position: _Position, payload: Any) -> int:
         """Deliver `payload` as the next seq, then whatever was held right behind it; how many
