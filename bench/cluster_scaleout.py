@@ -33,7 +33,6 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import run as suite  # noqa: E402  (bench/run.py: the workers, seeding and steps)
-
 from parley.store.embedded import start_embedded, stop_embedded  # noqa: E402
 
 CGROUP = Path("/sys/fs/cgroup/cpu")
