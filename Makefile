@@ -7,7 +7,7 @@ UV := $(BIN)/uv
 STAMP := $(VENV)/.synced
 NODE_STAMP := tests/conformance/node_modules/.installed
 
-.PHONY: serve demo test test-slow lint migrate clean
+.PHONY: serve demo cluster test test-slow lint migrate clean
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,18 @@ $(NODE_STAMP): tests/conformance/package.json tests/conformance/package-lock.jso
 
 serve: $(STAMP)
 	$(BIN)/parley serve
+
+# Three nodes on ports 4001-4003 sharing one embedded PostgreSQL (the data dir is shared, and
+# with it the development JWT secret) over LISTEN/NOTIFY (docs/cluster.md). Ctrl-C stops all
+# three in order; the last one out stops the database.
+CLUSTER_NODES ?= 1 2 3
+cluster: $(STAMP)
+	@trap 'wait' INT TERM; \
+	for n in $(CLUSTER_NODES); do \
+		PORT=$$((4000 + n)) PARLEY_CLUSTER_ADAPTER=postgres PARLEY_CLUSTER_NODE_NAME=node$$n \
+			$(BIN)/parley serve & \
+	done; \
+	wait
 
 # Seeds a demo marketplace and chat (accounts printed once) into the database, then serves it.
 demo: $(STAMP)

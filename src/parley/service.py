@@ -25,6 +25,8 @@ import trio
 from quart_trio import QuartTrio
 
 from parley.accounts import AuthThrottle, PasswordHasher, TokenService
+from parley.actors.realtime.cluster import ClusterPubSub
+from parley.actors.realtime.pubsub import Broadcast
 from parley.actors.tree import Runtime
 from parley.api.app import create_app
 from parley.api.app_sockets import AppSockets
@@ -44,6 +46,7 @@ from parley.store import Database
 from parley.store.applications import ApplicationStore
 from parley.store.embedded import EmbeddedStartError, start_embedded, stop_embedded
 from parley.store.listings import ListingStore
+from parley.store.token_states import token_states
 from parley.supervision import ChildSpec, Restart
 
 log = logging.getLogger(__name__)
@@ -109,6 +112,28 @@ def socket_hub(settings: Settings, runtime: Runtime, end_users: EndUsers) -> Soc
         system=runtime.system,
         sessions=runtime.sessions,
     )
+
+
+THROTTLE_TOPIC = "parley:throttle"
+"""Where nodes tell each other what their auth throttles counted (no channel routes it)."""
+
+
+@dataclass(frozen=True, eq=False)
+class _CountedElsewhere:
+    throttle: AuthThrottle
+
+    def deliver(self, broadcast: Broadcast) -> None:
+        match broadcast.payload:
+            case [str(limiter), str(key)]:
+                self.throttle.count_from_elsewhere(limiter, key)
+
+
+def share_throttle(cluster: ClusterPubSub, throttle: AuthThrottle) -> None:
+    """Make the login and registration limits hold across the cluster's nodes (DESIGN §8)."""
+    throttle.on_counted = lambda limiter, key: cluster.publish_elsewhere(
+        THROTTLE_TOPIC, "counted", [limiter, key]
+    )
+    cluster.subscribe(THROTTLE_TOPIC, _CountedElsewhere(throttle))
 
 
 def open_database(settings: Settings, dsn: str) -> Database:
@@ -186,13 +211,16 @@ async def _serve(
         end_users = EndUsers(directory, settings.integrations)
         hub = socket_hub(settings, runtime, end_users)
         app_sockets = AppSockets(hub, directory)
+        throttle = AuthThrottle(settings.auth, settings.server)
+        if runtime.cluster is not None:
+            share_throttle(runtime.cluster, throttle)
         context = AppContext(
             settings=settings,
             database=database,
             stores=Stores.on(database),
             tokens=TokenService(settings.auth),
             passwords=PasswordHasher(settings.auth),
-            throttle=AuthThrottle(settings.auth, settings.server),
+            throttle=throttle,
             runtime=runtime,
             sockets=hub,
             applications=directory,
@@ -210,6 +238,8 @@ async def _serve(
                 hub.namespace_count,
             )
         )
+        if runtime.cluster is not None:
+            runtime.cluster.on_resync(partial(hub.recheck_users, partial(token_states, database)))
         longpoll = LongPollTransport(hub, connect)
         console = OperatorConsole(context)
         runtime.writer.observer = console.metrics.writer_observer()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from parley.actors.presence import Presence
-from parley.actors.pubsub import Broadcast, LocalPubSub
+from parley.actors.realtime.presence import Presence
+from parley.actors.realtime.pubsub import Broadcast, LocalPubSub
 
 
 class Recorder:

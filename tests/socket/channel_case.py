@@ -23,8 +23,8 @@ from typing import Any
 import trio
 import trio.testing
 
-from parley.actors.presence import Presence
-from parley.actors.pubsub import LocalPubSub
+from parley.actors.realtime.presence import Presence
+from parley.actors.realtime.pubsub import LocalPubSub
 from parley.actors.runtime import ActorSystem
 from parley.api.socket.core.channel import ChannelFactory
 from parley.api.socket.core.hub import SessionHandle, SocketHub

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parley.actors.presence_state import (
+from parley.actors.realtime.presence_state import (
     AlreadyTrackedError,
     NotTrackedError,
     PresenceDiff,

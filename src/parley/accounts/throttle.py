@@ -18,10 +18,11 @@ oldest counted event leaves the window.
   exempt, so the limits can be tested through real sockets).
 
 State is plain process memory: the API layer keeps one `AuthThrottle` in its app context. In a
-multi-process deployment each process counts on its own, so the effective limit is multiplied by the
-number of processes (DESIGN §8: move the counters to the shared engine then). Check-then-record is
-not atomic across concurrent requests for one key, so a burst may overshoot by the number of
-requests in flight; the hashing limiter bounds that.
+cluster (DESIGN §8) every counted event is also sent to the other nodes (`on_counted`, over the
+cluster bus) and counted there (`count_from_elsewhere`), so the limits hold across nodes; the bus
+is at most once, so while it is down each node counts on its own. Check-then-record is not atomic
+across concurrent requests for one key (or across nodes within a bus round trip), so a burst may
+overshoot by the number of requests in flight; the hashing limiter bounds that.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ DEFAULT_MAX_KEYS: Final = 50_000
 _MAX_ACCOUNT_KEY_CHARS: Final = 320
 
 IpAction = Literal["login", "register", "forgot_password"]
+LimiterName = Literal["account", "ip"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +197,24 @@ class AuthThrottle:
             auth.per_ip_requests_per_hour, 3600, clock=clock, max_keys=max_keys
         )
         self._exempt_loopback = server.env == "dev" and auth.exempt_loopback_in_dev
+        self._limiters: dict[LimiterName, SlidingWindowLimiter] = {
+            "account": self.account_failures,
+            "ip": self.per_ip,
+        }
+        self.on_counted: Callable[[LimiterName, str], None] | None = None
+        """Called with each event counted here (which limiter, its key), to count it elsewhere."""
+
+    def count_from_elsewhere(self, limiter: str, key: str) -> None:
+        """An event another node counted (`on_counted` there); unknown limiters are ignored."""
+        found = self._limiters.get(limiter)  # type: ignore[call-overload]
+        if found is not None:
+            found.hit(key)
+
+    def _hit(self, limiter: LimiterName, key: str) -> Decision:
+        decision = self._limiters[limiter].hit(key)
+        if decision.allowed and self.on_counted is not None:
+            self.on_counted(limiter, key)
+        return decision
 
     def is_exempt(self, ip: str) -> bool:
         """Loopback clients skip the per-IP limits, in development only."""
@@ -214,15 +234,15 @@ class AuthThrottle:
 
     def record_login_failure(self, account: str, ip: str) -> None:
         """Count a failed login against the account and the client IP."""
-        self.account_failures.hit(_account_key(account))
+        self._hit("account", _account_key(account))
         if not self.is_exempt(ip):
-            self.per_ip.hit(_ip_key("login", ip))
+            self._hit("ip", _ip_key("login", ip))
 
     def hit_ip(self, action: IpAction, ip: str) -> Decision:
         """Count a registration or forgot-password request (or any per-IP action) and decide."""
         if self.is_exempt(ip):
             return _ALLOW_UNLIMITED
-        return self.per_ip.hit(_ip_key(action, ip))
+        return self._hit("ip", _ip_key(action, ip))
 
     def _check_ip(self, action: IpAction, ip: str) -> Decision:
         if self.is_exempt(ip):

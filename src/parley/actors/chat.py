@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -45,7 +46,7 @@ from parley.actors.conversation import (
 )
 from parley.actors.errors import ActorUnavailable, CallTimeout
 from parley.actors.mailbox import Ok, Reply
-from parley.actors.pubsub import PubSub
+from parley.actors.realtime.pubsub import Broadcast, PubSub
 from parley.actors.ref import ActorRef
 from parley.actors.registry import Registry
 from parley.actors.runtime import ActorChild, ActorSystem
@@ -94,6 +95,7 @@ class Chat:
         self._conversations = conversations
         self._messages = messages
         self._nursery: trio.Nursery | None = None
+        pubsub.subscribe(MEMBERS_CHANGED_TOPIC, _MembersChangedElsewhere(self))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The supervised child that owns the tasks of sends which must wait (see `submit`)."""
@@ -267,6 +269,7 @@ class Chat:
         `user:` topic (`conversation`: its JSON, with members), and the members already in it
         hear `member_added`."""
         await self.reload_members(conversation_id)
+        self._members_changed(conversation_id)
         topic = conversation_topic(conversation_id)
         for user_id in user_ids:
             self._pubsub.publish(
@@ -290,6 +293,7 @@ class Chat:
         `user:` topic `conversation_removed` (their other devices drop it from the list).
         """
         await self.reload_members(conversation_id)
+        self._members_changed(conversation_id)
         self._pubsub.publish(
             conversation_topic(conversation_id),
             MEMBER_REMOVED,
@@ -298,6 +302,18 @@ class Chat:
         self._pubsub.publish(
             user_topic(user_id), CONVERSATION_REMOVED, {"conversation_id": str(conversation_id)}
         )
+
+    def _members_changed(self, conversation_id: uuid.UUID) -> None:
+        """Tell every node's actor of the conversation (in a cluster, each node runs its own) to
+        reload its members; this node's reloads in `reload_members` already."""
+        self._pubsub.publish(
+            MEMBERS_CHANGED_TOPIC, MEMBERS_CHANGED, {"conversation_id": str(conversation_id)}
+        )
+
+    def reload_soon(self, conversation_id: uuid.UUID) -> None:
+        """`reload_members` in a task of this facade (from a broadcast, which must not wait)."""
+        if self._nursery is not None:
+            self._nursery.start_soon(self.reload_members, conversation_id)
 
     async def reload_members(self, conversation_id: uuid.UUID) -> None:
         """Queue a member reload on the conversation's actor, if it runs (none: nothing is
@@ -332,6 +348,26 @@ class Chat:
 
     def describe(self) -> dict[str, Any]:
         return {"conversations": len(self._supervisor)}
+
+
+MEMBERS_CHANGED_TOPIC = "parley:members"
+"""Where member changes are broadcast to every node's `Chat` (no channel routes it)."""
+MEMBERS_CHANGED = "members_changed"
+
+
+@dataclass(frozen=True, eq=False)
+class _MembersChangedElsewhere:
+    """`Chat`'s subscription to member changes: the conversation's actor here reloads too (a
+    second reload after this node's own is harmless: it only marks the cache stale)."""
+
+    chat: Chat
+
+    def deliver(self, broadcast: Broadcast) -> None:
+        try:
+            conversation_id = uuid.UUID(broadcast.payload["conversation_id"])
+        except (TypeError, KeyError, ValueError):
+            return
+        self.chat.reload_soon(conversation_id)
 
 
 def _answer(batch: WriteBatch, *, resent: bool) -> Written | ChatUnavailable:

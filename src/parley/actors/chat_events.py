@@ -6,9 +6,9 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from parley.actors.pubsub import PubSub
+from parley.actors.realtime.pubsub import PubSub
 from parley.isotime import iso
-from parley.store.messages import Message, Written
+from parley.store.messages import Message, MessageStore, Written
 
 NEW_MSG = "new_msg"
 USER_MESSAGE = "message"
@@ -61,7 +61,18 @@ def publish_new_messages(
     for row in written:
         if row.duplicate:
             continue
-        payload = message_payload(row.message)
-        pubsub.publish(topic, NEW_MSG, payload)
+        message = row.message
+        payload = message_payload(message)
+        stream = str(message.conversation_id)
+        pubsub.publish_ordered(topic, NEW_MSG, payload, stream, message.seq)
         for member_topic in member_topics:
-            pubsub.publish(member_topic, USER_MESSAGE, payload)
+            pubsub.publish_ordered(member_topic, USER_MESSAGE, payload, stream, message.seq)
+
+
+async def stored_payloads(
+    messages: MessageStore, stream: str, after_seq: int, limit: int
+) -> list[tuple[int, dict[str, Any]]]:
+    """The cluster's gap filler (`parley.actors.realtime.sequencer.GapFiller`): the messages
+    of conversation `stream` after `after_seq`, as `publish_new_messages` published them."""
+    stored = await messages.after(uuid.UUID(stream), after_seq=after_seq, limit=limit)
+    return [(message.seq, message_payload(message)) for message in stored]

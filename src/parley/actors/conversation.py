@@ -39,7 +39,7 @@ import trio
 
 from parley.actors.actor import Actor
 from parley.actors.chat_events import conversation_topic, publish_new_messages, user_topic
-from parley.actors.pubsub import PubSub
+from parley.actors.realtime.pubsub import PubSub
 from parley.actors.writer import MessageWriter, WriteBatch
 from parley.config import ActorSettings
 from parley.store import database_unavailable

@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 from collections.abc import Sequence
+from functools import partial
 
 import trio
 
 from parley.actors.chat import Chat
+from parley.actors.chat_events import stored_payloads
 from parley.actors.mailer import Mailer
-from parley.actors.presence import Presence
-from parley.actors.pubsub import LocalPubSub, PubSub
+from parley.actors.realtime.bus import BusOpener, open_redis_bus
+from parley.actors.realtime.cluster import ClusterPubSub
+from parley.actors.realtime.presence import Presence
+from parley.actors.realtime.pubsub import LocalPubSub, PubSub
 from parley.actors.registry import Registry
 from parley.actors.runtime import ActorSystem
 from parley.actors.writer import MessageWriter
@@ -27,6 +32,7 @@ from parley.config import Settings
 from parley.store import Database
 from parley.store.conversations import ConversationStore
 from parley.store.messages import MessageStore
+from parley.store.notify import open_notify_bus
 from parley.store.outbox import OutboxStore
 from parley.supervision import ChildSpec, DynamicSupervisor, Strategy, Supervisor
 
@@ -59,10 +65,13 @@ class Runtime:
         self.system = ActorSystem(settings.actors, supervision)
         self.writer = MessageWriter(MessageStore(database), settings.writer)
         self.registry = Registry(self.system)
-        self.pubsub: PubSub = LocalPubSub()
+        local = LocalPubSub()
         self.presence = Presence(
-            self.pubsub, broadcast_period=settings.actors.presence_broadcast_ms / 1000
+            local, broadcast_period=settings.actors.presence_broadcast_ms / 1000
         )
+        self.cluster = None if settings.cluster.adapter == "none" else self._cluster(local)
+        """The bus under pubsub and presence; None on a single node (nothing of it runs)."""
+        self.pubsub: PubSub = local if self.cluster is None else self.cluster
         # Each conversation has the configured intensity of its own: one that crashes on every
         # message is given up alone (and started afresh by the next message) instead of taking
         # every conversation down with it (drill R2).
@@ -93,6 +102,25 @@ class Runtime:
         self.mailer = Mailer(OutboxStore(database), settings.mail)
         self.root: Supervisor | None = None
 
+    def _cluster(self, local: LocalPubSub) -> ClusterPubSub:
+        settings = self.settings
+        cluster = settings.cluster
+        node = cluster.node_name or f"{socket.gethostname()}:{settings.server.port}"
+        open_bus: BusOpener = (
+            partial(open_notify_bus, self.database, cluster.channel, node)
+            if cluster.adapter == "postgres"
+            else partial(open_redis_bus, cluster.redis_url, cluster.channel)
+        )
+        messages = MessageStore(self.database)
+        most = settings.messages.recovery_max_messages
+
+        async def fill_gap(stream: str, after_seq: int, limit: int) -> list[tuple[int, object]]:
+            return list(await stored_payloads(messages, stream, after_seq, min(limit, most)))
+
+        return ClusterPubSub(
+            local, self.presence, cluster, node_name=node, open_bus=open_bus, fill_gap=fill_gap
+        )
+
     def children(self) -> list[ChildSpec]:
         grace = self.settings.supervision.child_shutdown_seconds
         return [
@@ -106,7 +134,12 @@ class Runtime:
             ),
             self.registry.child_spec(),
             ChildSpec("actor-idle", self.system.idle_watch.run, shutdown_timeout=grace),
-            ChildSpec("pubsub", self.pubsub.run, shutdown_timeout=grace),
+            ChildSpec(
+                "pubsub",
+                self.pubsub.run,
+                shutdown_timeout=grace,
+                describe=self.cluster.describe if self.cluster is not None else None,
+            ),
             ChildSpec("presence", self.presence.run, shutdown_timeout=grace),
             self.conversations.child_spec(shutdown_timeout=math.inf),
             ChildSpec("chat", self.chat.run, shutdown_timeout=grace),

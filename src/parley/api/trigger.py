@@ -24,7 +24,7 @@ from parley.integrations.triggers import TriggerError, TriggerLimits, parse_trig
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from parley.actors.pubsub import PubSub
+    from parley.actors.realtime.pubsub import PubSub
     from parley.config import IntegrationsSettings
     from parley.integrations.directory import ApplicationDirectory
     from parley.store.applications import Application

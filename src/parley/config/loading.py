@@ -34,6 +34,7 @@ NOT_SETTINGS: dict[str, str] = {
     "PARLEY_CONFIG": "the settings file to read instead of config/parley.toml",
     "PARLEY_LOG_LEVEL": "the default of `parley --log-level`",
     "PARLEY_URL": "the server the conformance suite connects to (tests/conformance)",
+    "PARLEY_TEST_REDIS_URL": "a Redis server for the cluster tests instead of their own",
     "PARLEY_CONFORMANCE_FIXTURE": "the conformance suite's fixture file (tests/conformance)",
     "PARLEY_SCHEMATHESIS_REPORT": "where tests/api/test_schemathesis.py writes its summary; the "
     "server it starts inherits the environment",

@@ -330,6 +330,40 @@ class IntegrationsSettings:
 
 
 @dataclass(frozen=True)
+class ClusterSettings:
+    """More than one node (DESIGN §8, docs/cluster.md): the bus under pubsub and presence."""
+
+    adapter: Literal["none", "postgres", "redis"] = "none"
+    """`none`: one node, no bus code on any path; `postgres`: LISTEN/NOTIFY on the database
+    already there; `redis`: Redis pub/sub at `redis_url`."""
+    node_name: str = ""
+    """This node's name in the cluster (unique per node); empty: the host name and the port."""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    channel: str = "parley_cluster"
+    """The NOTIFY channel or Redis pub/sub channel every node of one cluster shares."""
+    envelope_batch_max_bytes: int = 7500
+    """One NOTIFY (or PUBLISH) carries envelopes up to this size (PostgreSQL's payload limit is
+    8000 bytes); an envelope bigger than this alone travels by reference."""
+    heartbeat_seconds: float = 1.0
+    """How often a node announces itself (and probes the bus with its own announcement)."""
+    probe_timeout_seconds: float = 5.0
+    """A node that has not heard its own announcement for this long is degraded and reconnects."""
+    node_timeout_seconds: float = 10.0
+    """A node not heard for this long is gone: its presence entries leave (leave diffs)."""
+    gap_wait_ms: float = 100.0
+    """A conversation message that arrives ahead of its predecessor waits this long for it,
+    then the gap is filled from PostgreSQL."""
+    reconnect_min_seconds: float = 0.1
+    reconnect_max_seconds: float = 5.0
+    """Reconnecting to the bus backs off from the first to the second, doubling."""
+    outgoing_max_envelopes: int = 100_000
+    """Envelopes queued for the bus while a send is in flight; more are dropped (counted)."""
+    ordered_streams_max: int = 100_000
+    """(topic, conversation) pairs whose last delivered seq a node remembers (least recently
+    used go first; a forgotten one starts again from the next message)."""
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
@@ -344,6 +378,7 @@ class Settings:
     mail: MailSettings = field(default_factory=MailSettings)
     debug: DebugSettings = field(default_factory=DebugSettings)
     integrations: IntegrationsSettings = field(default_factory=IntegrationsSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
 
     @property
     def data_dir(self) -> Path:

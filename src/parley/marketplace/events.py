@@ -18,7 +18,7 @@ import uuid
 from typing import Any, Final
 
 from parley.actors.chat_events import user_topic
-from parley.actors.pubsub import PubSub
+from parley.actors.realtime.pubsub import PubSub
 from parley.isotime import iso
 from parley.store.listing_records import Listing, PublicUser, Reply
 

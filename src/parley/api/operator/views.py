@@ -139,8 +139,13 @@ class ConsoleViews:
         }
 
     async def nodes(self) -> Response:
+        """This node, and in a cluster its bus and the other nodes it hears (docs/cluster.md)."""
         await self.gate.operator()
-        return self._answer({"nodes": [self.node_json()]})
+        body: dict[str, Any] = {"nodes": [self.node_json()]}
+        cluster = self.context.runtime.cluster
+        if cluster is not None:
+            body["cluster"] = cluster.describe()
+        return self._answer(body)
 
     async def overview(self) -> Response:
         await self.gate.operator()

@@ -10,5 +10,5 @@
 * `channels/`: the application's channels, one module each over typed ports, and their route
   table (`channels.routes`), built at the composition root (`parley.service`).
 
-Presence and pubsub live in the actors layer (`parley.actors.presence`, `parley.actors.pubsub`).
+Presence and pubsub live in the actors layer (`parley.actors.realtime`).
 """

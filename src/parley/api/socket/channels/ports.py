@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from parley.actors.chat import ChatUnavailable, NotAMember
-    from parley.actors.pubsub import PubSub
+    from parley.actors.realtime.pubsub import PubSub
     from parley.config import MessageSettings
     from parley.integrations.end_users import EndUser
     from parley.store.conversations import Conversation

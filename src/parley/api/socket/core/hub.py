@@ -14,7 +14,7 @@ import logging
 import math
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,8 +22,8 @@ from typing import Any
 import trio
 
 from parley.actors import ActorUnavailable
-from parley.actors.presence import Presence
-from parley.actors.pubsub import PubSub
+from parley.actors.realtime.presence import Presence
+from parley.actors.realtime.pubsub import Broadcast, PubSub
 from parley.actors.runtime import ActorSystem
 from parley.api.socket.core.close_codes import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART
 from parley.api.socket.core.outbound import OutboundQueue
@@ -41,9 +41,33 @@ from parley.api.socket.core.transport import (
     Refused,
 )
 from parley.config import Settings
+from parley.store.token_states import TokenState
 from parley.supervision import DynamicSupervisor, UnknownChildError
 
 log = logging.getLogger(__name__)
+
+
+CurrentTokens = Callable[[list[uuid.UUID]], Awaitable[Mapping[uuid.UUID, TokenState]]]
+"""The users' token states now (`parley.store.token_states`), for `SocketHub.recheck_users`."""
+
+REVOCATIONS_TOPIC = "parley:revocations"
+"""Where revocations are broadcast (no channel routes it, so no client can join it)."""
+REVOKE = "revoke"
+
+
+@dataclass(frozen=True, eq=False)
+class _Revocations:
+    """The hub's subscription to revocations, from this node or any other."""
+
+    hub: SocketHub
+
+    def deliver(self, broadcast: Broadcast) -> None:
+        try:
+            user_id = uuid.UUID(broadcast.payload["user_id"])
+        except (TypeError, KeyError, ValueError):
+            log.warning("malformed revocation: %.200r", broadcast.payload)
+            return
+        self.hub.close_user(user_id, CLOSE_GOING_AWAY, "revoked")
 
 
 @dataclass(eq=False, slots=True)
@@ -124,6 +148,7 @@ class SocketHub:
         self._deferred_writes: list[OutboundQueue] = []
         self._flusher: trio.lowlevel.Task | None = None
         self._flushing = False
+        pubsub.subscribe(REVOCATIONS_TOPIC, _Revocations(self))
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -265,12 +290,39 @@ class SocketHub:
         return len(handles)
 
     def revoke_user(self, user_id: uuid.UUID) -> None:
-        """Tokens of `user_id` were revoked (logout_all, password change, ban): close with 1001.
+        """Tokens of `user_id` were revoked (logout_all, password change, ban, role change):
+        close their sockets with 1001, on this node now and on every node of a cluster.
 
+        It is a broadcast on `REVOCATIONS_TOPIC`, which every node's hub subscribes to, so one
+        path closes the sockets here (synchronously, before this returns) and elsewhere.
         1001 as Phoenix's `disconnect` (§3.6): clients reconnect, and the upgrade is refused with
         403 because their token is dead, which is the signal apps act on (§3.4).
         """
-        self.close_user(user_id, CLOSE_GOING_AWAY, "revoked")
+        self.pubsub.publish(REVOCATIONS_TOPIC, REVOKE, {"user_id": str(user_id)})
+
+    async def recheck_users(self, current: CurrentTokens) -> int:
+        """Close the sockets whose token no longer holds (run after a cluster bus reconnect,
+        when revocations broadcast meanwhile may have been missed); returns how many."""
+        users = list(self._handles_by_user)
+        states = await current(users)
+        closed = 0
+        for user_id in users:
+            state = states.get(user_id)
+            for handle in self.sessions_of(user_id):
+                principal = handle.principal
+                if principal.token_version is None:
+                    continue
+                if (
+                    state is None
+                    or state.banned
+                    or state.token_version != principal.token_version
+                    or state.role != principal.role
+                ):
+                    handle.close(CLOSE_GOING_AWAY, "revoked")
+                    closed += 1
+        if closed:
+            self.count("forced_closes", closed)
+        return closed
 
     async def watch_liveness(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

@@ -8,10 +8,11 @@ Three frozen records mirror Phoenix's `Phoenix.Socket.{Message, Reply, Broadcast
   application pushes).
 * `Reply` is a `phx_reply` answering one client message (join ack, event reply, heartbeat ack).
 * `Broadcast` is one event for every subscriber of a topic. It is pubsub's own record
-  (`parley.actors.pubsub.Broadcast`, re-exported here): it carries no refs and is encoded at most
-  once per serializer ("fastlane", §6.2): the object memoizes its encoded frames, so pubsub, which
-  knows no frame formats, hands the same object to every subscriber and each socket asks its
-  serializer's `fastlane(broadcast)`, which returns the cached `Frame` after the first call.
+  (`parley.actors.realtime.pubsub.Broadcast`, re-exported here): it carries no refs and is
+  encoded at most once per serializer ("fastlane", §6.2): the object memoizes its encoded
+  frames, so pubsub, which knows no frame formats, hands the same object to every subscriber and
+  each socket asks its serializer's `fastlane(broadcast)`, which returns the cached `Frame`
+  after the first call.
 
 `Frame` is the output of a serializer: the bytes of one WebSocket data frame plus whether it is a
 text or a binary frame. The constructors at the end of the module build the catalogue frames of
@@ -26,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
-from parley.actors.pubsub import Broadcast as Broadcast
+from parley.actors.realtime.pubsub import Broadcast as Broadcast
 
 Ref: TypeAlias = str | int | float | bool | None
 """An opaque `ref` / `join_ref`: whatever JSON scalar the client chose, echoed unchanged."""

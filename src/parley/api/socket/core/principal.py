@@ -25,6 +25,9 @@ class SocketPrincipal:
     grant: object = None
     """What another issuer's token granted (an application's end user: a
     `parley.integrations.end_users.EndUser`), for the channels that understand it."""
+    token_version: int | None = None
+    """The user's token version when the token was checked (None: not known), so a node that
+    may have missed a revocation can recheck its sockets (`SocketHub.recheck_users`)."""
 
     @property
     def is_admin(self) -> bool:

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from parley.actors.presence import Presence
-from parley.actors.pubsub import PubSub
+from parley.actors.realtime.presence import Presence
+from parley.actors.realtime.pubsub import PubSub
 from parley.actors.runtime import ActorSystem
 from parley.api.socket.core.router import Router
 from parley.config import Settings

@@ -121,7 +121,9 @@ class PhoenixConnect:
                 claims.api_token_id
             ):
                 return None
-            return SocketPrincipal(user.id, user.role, user.username, claims.kind)
+            return SocketPrincipal(
+                user.id, user.role, user.username, claims.kind, token_version=user.token_version
+            )
         try:
             channel = tokens.verify_channel(token)
         except InvalidToken:
@@ -139,6 +141,7 @@ class PhoenixConnect:
             user.username,
             "channel",
             only_topic=f"conversation:{channel.conversation_id}",
+            token_version=user.token_version,
         )
 
     async def _end_user(self, token: str) -> SocketPrincipal | None:

@@ -10,9 +10,10 @@ conversation.
 
 The subscription table is owned by the adapter and touched only from trio's single thread, which
 makes reads and writes atomic with respect to each other (the same reasoning as the registry's
-look-ups, and as Phoenix's ETS-backed Registry). A cluster adapter (PostgreSQL LISTEN/NOTIFY, Redis,
-NATS) will implement the same interface and forward broadcasts to other nodes; `run` is where it
-would listen.
+look-ups, and as Phoenix's ETS-backed Registry). The cluster adapter
+(`parley.actors.realtime.cluster.ClusterPubSub`, over PostgreSQL LISTEN/NOTIFY or Redis)
+implements the same interface around a `LocalPubSub`, and also sends every broadcast to the other
+nodes; with `cluster.adapter = "none"` the `LocalPubSub` is all there is.
 """
 
 from __future__ import annotations
@@ -87,6 +88,12 @@ class PubSub(abc.ABC):
     def publish(self, topic: str, event: str, payload: Any) -> int:
         return self.broadcast(Broadcast(topic, event, payload))
 
+    def publish_ordered(self, topic: str, event: str, payload: Any, stream: str, seq: int) -> int:
+        """`publish` of the `seq`th message of `stream` (a conversation): in a cluster, every
+        node delivers a topic's stream in seq order, once each (DESIGN §8). Called in seq order
+        on any one node (after each commit)."""
+        return self.publish(topic, event, payload)
+
     def publish_from(self, sender: Subscriber, topic: str, event: str, payload: Any) -> int:
         """Phoenix's broadcast_from: everyone on the topic except `sender`."""
         return self.broadcast(Broadcast(topic, event, payload), exclude=sender)
@@ -135,6 +142,13 @@ class LocalPubSub(PubSub):
             self._broadcasts += 1
             return 0
         return self.broadcast(Broadcast(topic, event, payload))
+
+    def publish_ordered(self, topic: str, event: str, payload: Any, stream: str, seq: int) -> int:
+        # One node delivers in commit order already: nothing to order.
+        return self.publish(topic, event, payload)
+
+    def has_subscribers(self, topic: str) -> bool:
+        return topic in self._topics
 
     def broadcast(self, broadcast: Broadcast, *, exclude: Subscriber | None = None) -> int:
         subscribers = self._topics.get(broadcast.topic)

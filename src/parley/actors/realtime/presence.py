@@ -1,7 +1,7 @@
 """Presence: who is on which topic, as Phoenix Presence reports it (PHOENIX_PROTOCOL.md §7).
 
 One `Presence` tracker per node owns a `TopicPresence` per topic (the pure bookkeeping of
-`parley.actors.presence_state`). A tracked entry belongs to an owner (`conn`: one channel
+`parley.actors.realtime.presence_state`). A tracked entry belongs to an owner (`conn`: one channel
 instance on one socket) and lives until that owner untracks it or ends (leave, crash, socket
 closed). Every change is broadcast through pubsub on the topic itself as `presence_diff`
 (`{"joins": {...}, "leaves": {...}}`), so every subscriber, the changed socket included, gets it
@@ -13,8 +13,10 @@ and one non-blocking pubsub broadcast, with no await anywhere. trio runs all tas
 thread and switches only at awaits, so each call is atomic, exactly as if one actor handled the
 calls one at a time, without paying a mailbox round trip per join on the hot path (the same
 reasoning as the registry's synchronous reads). The state is still owned by this one object; the
-socket layer only calls its methods. A cluster adapter (DESIGN §8) would keep this interface,
-merge remote deltas in `run`, and broadcast the resulting diffs to local subscribers only.
+socket layer only calls its methods. In a cluster (DESIGN §8, `parley.actors.realtime.cluster`)
+the tracker keeps this interface: `attach` hands it the other nodes' entries (merged into `list`
+and `get`) and a hook that sends each of this node's diffs to them, and its own `pubsub` is then
+this node's local one, so a diff reaches each client once, from the node it is connected to.
 
 `phx_ref`s come from one factory per tracker (a random prefix and a counter), so they are unique
 across all topics of this node and across restarts.
@@ -24,20 +26,26 @@ from __future__ import annotations
 
 import builtins
 import logging
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
-from parley.actors.presence_state import (
+from parley.actors.realtime.presence_state import (
     Meta,
     PresenceDiff,
     RefFactory,
     TopicPresence,
     random_ref_factory,
 )
-from parley.actors.pubsub import PubSub
+from parley.actors.realtime.pubsub import PubSub
+
+if TYPE_CHECKING:
+    from parley.actors.realtime.remote_presence import RemotePresence
+
+DiffHook = Callable[[str, dict[str, Any]], object]
+"""`(topic, presence_diff payload)` of a change of this node's own entries."""
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +87,12 @@ class Presence:
         # owner -> the topics it tracks something on (for untrack_all on socket close).
         self._owners: dict[Hashable, dict[str, None]] = {}
         self._diffs = 0
+        self._remote: RemotePresence | None = None
+        self._on_diff: DiffHook | None = None
+
+    def attach(self, remote: RemotePresence, on_diff: DiffHook) -> None:
+        """Join a cluster: `remote` holds the other nodes' entries, `on_diff` sends ours."""
+        self._remote, self._on_diff = remote, on_diff
 
     def __repr__(self) -> str:
         return f"Presence(topics={len(self._topics)})"
@@ -88,12 +102,23 @@ class Presence:
     def list(self, topic: str) -> dict[str, dict[str, builtins.list[Meta]]]:
         """The `presence_state` payload of `topic`: `{key: {"metas": [...]}}` (fresh copies)."""
         presence = self._topics.get(topic)
-        return presence.state() if presence is not None else {}
+        state = presence.state() if presence is not None else {}
+        if self._remote is not None:
+            for key, metas in self._remote.state(topic).items():
+                state.setdefault(key, {"metas": []})["metas"].extend(metas)
+        return state
+
+    def local_state(self) -> dict[str, dict[str, dict[str, builtins.list[Meta]]]]:
+        """This node's own entries on every topic (what it sends a node that asks)."""
+        return {topic: presence.state() for topic, presence in self._topics.items()}
 
     def get(self, topic: str, key: str) -> builtins.list[Meta]:
         """The metas of `key` on `topic` (copies), empty if absent."""
         presence = self._topics.get(topic)
-        return presence.get(key) if presence is not None else []
+        metas = presence.get(key) if presence is not None else []
+        if self._remote is not None:
+            metas.extend(self._remote.state(topic).get(key, ()))
+        return metas
 
     def counts(self, topic: str) -> tuple[int, int]:
         """(keys, metas) present on `topic`, without copying its state."""
@@ -175,19 +200,24 @@ class Presence:
         pending, self._pending = self._pending, {}
         for topic, diff in pending.items():
             if not diff.is_empty:
-                self._diffs += 1
-                self._pubsub.publish(topic, PRESENCE_DIFF, diff.payload())
+                self._broadcast(topic, diff)
 
     def _publish(self, topic: str, diff: PresenceDiff) -> None:
         if diff.is_empty:
             return
         if self._broadcast_period <= 0:
-            self._diffs += 1
-            self._pubsub.publish(topic, PRESENCE_DIFF, diff.payload())
+            self._broadcast(topic, diff)
             return
         pending = self._pending.get(topic)
         self._pending[topic] = diff if pending is None else pending.merge(diff)
         self._pending_set.set()
+
+    def _broadcast(self, topic: str, diff: PresenceDiff) -> None:
+        self._diffs += 1
+        payload = diff.payload()
+        self._pubsub.publish(topic, PRESENCE_DIFF, payload)
+        if self._on_diff is not None:
+            self._on_diff(topic, payload)
 
 
 __all__ = ["PRESENCE_DIFF", "PRESENCE_STATE", "Presence", "PresenceStats"]
