@@ -159,6 +159,8 @@ async def one_run(args: argparse.Namespace, count: int, dsn: str, pgdata: Path) 
                     "deliveries_per_s": step["deliveries_per_s"],
                     "p99_ms": step["latency"]["p99_ms"],
                     "loss_pct": step["loss_pct"],
+                    "unacked": step["sent"] - step["acked"],
+                    "ack_errors": step["ack_errors"],
                     "node_cpu_us_per_delivery": round(node_cpu / got * 1e6, 1),
                     "engine_cpu_us_per_delivery": round(engine_cpu / got * 1e6, 1),
                 }
@@ -174,15 +176,15 @@ async def main_async(args: argparse.Namespace) -> None:
     pgdata = Path(tempfile.mkdtemp(prefix="scaleout-pg-")) / "pgdata"
     dsn, server = start_embedded(pgdata)
     try:
-        runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+        runs: dict[int, list[dict[str, Any]]] = {count: [] for count in (1, 2)}
         for _ in range(args.pairs):
-            for count in (1, 2):
+            for count in args.node_counts:
                 runs[count].append(await one_run(args, count, dsn, pgdata))
                 print(f"{count} node(s): {json.dumps(runs[count][-1])}", flush=True)
     finally:
         stop_embedded(server)
-    d1 = statistics.median(r["deliveries_per_s"] for r in runs[1])
-    d2 = statistics.median(r["deliveries_per_s"] for r in runs[2])
+    d1 = statistics.median(r["deliveries_per_s"] for r in runs[1] or [{"deliveries_per_s": 0}])
+    d2 = statistics.median(r["deliveries_per_s"] for r in runs[2] or [{"deliveries_per_s": 0}])
     summary = {
         "adapter": args.adapter,
         "node_cores": args.node_cores,
@@ -199,6 +201,7 @@ def main() -> None:
     parser.add_argument("--adapter", choices=["postgres", "redis"], default="postgres")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--pairs", type=int, default=2)
+    parser.add_argument("--node-counts", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rooms", type=int, default=50)
     parser.add_argument("--members", type=int, default=10)
     parser.add_argument("--node-cores", type=float, default=0.5)
