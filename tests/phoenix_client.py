@@ -25,13 +25,14 @@ import math
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import orjson
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
+from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from parley.api.socket.core.message import Message, Ref
+from tests.websocket_client import client_websocket
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
@@ -366,44 +367,24 @@ async def open_phoenix_client(
     """
     headers = [(b"origin", origin.encode())] if origin is not None else None
     protocols = auth_token_protocols(auth_token) if auth_token is not None else None
-    target = urlsplit(socket_url(url, token=token, params=params, vsn=vsn))
-    secure = target.scheme == "wss"
-    host = target.hostname or "localhost"
-    port = target.port or (443 if secure else 80)
-    resource = target.path + (f"?{target.query}" if target.query else "")
     try:
-        async with trio.open_nursery() as nursery:
-            # We own the TCP stream (rather than `open_websocket_url`) because trio-websocket
-            # 0.12 leaves a client's stream unclosed after a server-initiated close.
-            with trio.fail_after(connect_timeout):
-                stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] = (
-                    await trio.open_ssl_over_tcp_stream(host, port)
-                    if secure
-                    else await trio.open_tcp_stream(host, port)
-                )
+        async with (
+            client_websocket(
+                socket_url(url, token=token, params=params, vsn=vsn),
+                subprotocols=protocols,
+                extra_headers=headers,
+                message_queue_size=math.inf,
+                connect_timeout=connect_timeout,
+            ) as ws,
+            trio.open_nursery() as nursery,
+        ):
+            client = PhoenixClient(ws, vsn)
+            nursery.start_soon(client._read)
+            if heartbeat_interval is not None:
+                nursery.start_soon(client._heartbeat_forever, heartbeat_interval)
             try:
-                with trio.fail_after(connect_timeout):
-                    ws = await wrap_client_stream(
-                        nursery,
-                        stream,
-                        host if target.port is None else f"{host}:{port}",
-                        resource,
-                        subprotocols=protocols,
-                        extra_headers=headers,
-                        message_queue_size=math.inf,  # type: ignore[arg-type]  # documented
-                    )
-                client = PhoenixClient(ws, vsn)
-                nursery.start_soon(client._read)
-                if heartbeat_interval is not None:
-                    nursery.start_soon(client._heartbeat_forever, heartbeat_interval)
-                try:
-                    yield client
-                finally:
-                    with trio.CancelScope(shield=True), trio.move_on_after(connect_timeout):
-                        await ws.aclose()
+                yield client
             finally:
-                with trio.CancelScope(shield=True):
-                    await stream.aclose()
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # A failing test body should surface as its own exception, not wrapped by our nursery.

@@ -119,7 +119,7 @@ async def running_nodes(
         for node in nodes:
             await eventually(
                 lambda node=node: (
-                    len(node.nodes()["nodes"]) == len(nodes) - 1  # type: ignore[misc]
+                    len(node.nodes()["nodes"]) == len(nodes)  # type: ignore[misc]
                     and node.health()["cluster"]["bus"] == "up"
                 ),
                 f"node {node.name} is up and hears the others",

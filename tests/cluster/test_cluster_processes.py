@@ -77,12 +77,14 @@ async def test_three_nodes_through_a_cut_bus_a_kill_and_a_pause(
         # The bus of b is cut: b says it is degraded; what is sent meanwhile reaches b after
         # the bus is back, filled from the database, in order.
         proxy.cut()
-        await eventually(lambda: b.nodes()["bus"]["state"] == "degraded", "b is degraded")
+        await eventually(
+            lambda: b.nodes()["cluster"]["bus"]["state"] == "degraded", "b is degraded"
+        )
         await sent.messages(3)
         # A revocation broadcast meanwhile misses b: b rechecks its users once the bus is back.
         await logout_all(a.url, revoked)
         proxy.restore()
-        await eventually(lambda: b.nodes()["bus"]["state"] == "up", "b is up again")
+        await eventually(lambda: b.nodes()["cluster"]["bus"]["state"] == "up", "b is up again")
         assert (await on_b_revoked.wait_closed(timeout=60))[0] == 1001
         await sent.messages(1)
         assert await seqs(on_b, topic, 4) == [2, 3, 4, 5]

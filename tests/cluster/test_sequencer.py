@@ -135,3 +135,39 @@ async def test_what_arrives_ahead_while_a_gap_is_filled_waits_for_its_own_predec
     order.offer("t", "new_msg", "m4", "c", 4)
     assert payloads(recorder) == ["m1", "m2 (stored)", "m3", "m4", "m5"]
     assert order.stats.gap_messages_lost == 0
+
+
+async def test_a_new_stream_waits_for_seqs_committed_just_before_its_first_one(
+    mock_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    recorder = Recorder()
+    order = sequencer(recorder)
+    nursery.start_soon(order.run)
+    # Two nodes commit 1 and 2 at once; 2 overtakes 1 on its way here.
+    order.offer("t", "new_msg", "m2", "c", 2)
+    assert payloads(recorder) == []
+    order.offer("t", "new_msg", "m1", "c", 1)
+    assert payloads(recorder) == ["m1", "m2"]
+    mock_clock.jump(0.1)
+    await trio.testing.wait_all_tasks_blocked()
+    assert payloads(recorder) == ["m1", "m2"]
+    assert recorder.fills == []
+
+
+async def test_a_new_stream_starts_at_the_lowest_seq_that_came_within_the_wait(
+    mock_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    recorder = Recorder()
+    recorder.stored = {6: "m6 (stored)"}
+    order = sequencer(recorder)
+    nursery.start_soon(order.run)
+    order.offer("t", "new_msg", "m7", "c", 7)
+    order.offer("t", "new_msg", "m5", "c", 5)
+    mock_clock.jump(0.1)
+    await trio.testing.wait_all_tasks_blocked()
+    # 5 starts the stream (what came before it was before anyone here subscribed); 6 is a gap.
+    assert payloads(recorder) == ["m5", "m6 (stored)", "m7"]
+    assert recorder.fills == [("c", 5, 2)]
+    order.offer("t", "new_msg", "m4", "c", 4)  # older than the start: a repeat now
+    assert len(recorder.delivered) == 3
+    assert order.stats.openings_held == 1

@@ -17,7 +17,9 @@ from typing import Any
 
 import orjson
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from tests.websocket_client import client_websocket
 
 
 @dataclass
@@ -117,9 +119,8 @@ async def drill_socket(
     url: str, token: str, *, heartbeat_seconds: float = 20.0
 ) -> AsyncIterator[DrillSocket]:
     """A connected socket (`url` as for phoenix.js: ws://host:port/socket), closed on exit."""
-    async with open_websocket_url(
-        f"{url}/websocket?vsn=2.0.0&token={token}",
-        message_queue_size=math.inf,  # type: ignore[arg-type]  # documented
+    async with client_websocket(
+        f"{url}/websocket?vsn=2.0.0&token={token}", message_queue_size=math.inf
     ) as ws:
         socket = DrillSocket(ws)
         async with trio.open_nursery() as nursery:

@@ -7,9 +7,12 @@ at all. So a node delivers an ordered broadcast only when it is the next seq of 
 stream); one that arrives ahead waits `cluster.gap_wait_ms` for its predecessors, then the missing
 ones are read from the messages table (`GapFiller`) and delivered first. Repeats are dropped.
 Positions are kept only for topics with subscribers on this node, at most
-`cluster.ordered_streams_max` of them; a forgotten one starts again at the next seq it sees, which
-is also how a topic's first message after someone subscribed starts it (clients joining with
-`last_seq` recover what came before from the database).
+`cluster.ordered_streams_max` of them. A new position (a topic's first message after someone
+subscribed here, or after it was forgotten) does not know where its stream is: the first seq seen
+may have overtaken earlier ones committed on other nodes a moment before. So unless it is seq 1,
+it is held for `gap_wait_ms` like a gap, and the lowest seq that arrived meanwhile starts the
+stream; older ones came before the subscriber (clients joining with `last_seq` recover those
+from the database).
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ class _Position:
     """Arrived ahead of a missing seq: seq -> payload."""
     due: float | None = None
     """When the gap is filled from the database if its messages have not arrived by then."""
+    opening: bool = False
+    """New, with nothing delivered yet: a lower seq arriving now starts the stream lower."""
 
 
 @dataclass
@@ -49,6 +54,7 @@ class SequencerStats:
     delivered: int = 0
     duplicates: int = 0
     gaps: int = 0
+    openings_held: int = 0
     gap_messages_filled: int = 0
     gap_messages_lost: int = 0
     fill_failures: int = 0
@@ -84,10 +90,16 @@ class Sequencer:
         key = (topic, stream)
         position = self._positions.get(key)
         if position is None:
-            position = self._positions[key] = _Position(seq - 1, event)
+            position = self._positions[key] = _Position(seq - 1, event, opening=seq > 1)
             self._evict()
+            if position.opening:
+                self.stats.openings_held += 1
+                self._hold(key, position, seq, payload)
+                return 0
         else:
             self._positions.move_to_end(key)
+        if position.opening and seq <= position.last:
+            position.last = seq - 1  # it was committed earlier: the stream starts here
         if seq <= position.last or seq in position.pending:
             self.stats.duplicates += 1
             return 0
@@ -95,11 +107,16 @@ class Sequencer:
             return self._deliver_next(topic, position, payload)
         if not position.pending:
             self.stats.gaps += 1
+        self._hold(key, position, seq, payload)
+        return 0
+
+    def _hold(self, key: tuple[str, str], position: _Position, seq: int, payload: Any) -> None:
+        """Keep `payload` until its predecessors arrive or the wait for them is over."""
+        if not position.pending:
             position.due = trio.current_time() + self._gap_wait
             self._waiting[key] = None
             self._wake.set()
         position.pending[seq] = payload
-        return 0
 
     def describe(self) -> dict[str, int]:
         self.stats.streams = len(self._positions)
@@ -128,6 +145,11 @@ class Sequencer:
 
     async def _fill_stream(self, stream: str, keys: list[tuple[str, str]]) -> None:
         positions = [(key[0], p) for key in keys if (p := self._positions.get(key)) is not None]
+        for topic, position in positions:
+            if position.opening:  # the wait is over: the lowest seq that came starts the stream
+                position.opening = False
+                if position.last + 1 in position.pending:
+                    self._deliver_next(topic, position, position.pending[position.last + 1])
         positions = [(topic, p) for topic, p in positions if p.pending]
         if not positions:
             return
@@ -169,6 +191,7 @@ class Sequencer:
     def _deliver_next(self, topic: str, position: _Position, payload: Any) -> int:
         """Deliver `payload` as the next seq, then whatever was held right behind it; how many
         subscribers took `payload`."""
+        position.opening = False
         delivered = -1
         while True:
             position.last += 1

@@ -144,7 +144,9 @@ class ConsoleViews:
         body: dict[str, Any] = {"nodes": [self.node_json()]}
         cluster = self.context.runtime.cluster
         if cluster is not None:
-            body["cluster"] = cluster.describe()
+            described = cluster.describe()
+            body["nodes"] += [{**peer, "self": False} for peer in described["nodes"]]
+            body["cluster"] = described
         return self._answer(body)
 
     async def overview(self) -> Response:
