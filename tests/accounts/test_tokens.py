@@ -22,7 +22,6 @@ from parley.config import AuthSettings, Secret
 
 SECRET = "current-secret-0123456789-abcdefghijklmnop"
 OLD_SECRET = "previous-secret-0123456789-abcdefghijklmno"
-APP_SECRET = "app-secret-0123456789-abcdefghijklmnopqrstu"
 USER = uuid.UUID("0b7c5d7e-4f0a-4a43-9d55-1b2f1a1d2c3e")
 CONVERSATION = uuid.UUID("7f6e5d4c-3b2a-4190-8f7e-6d5c4b3a2f10")
 
@@ -400,73 +399,6 @@ def test_crit_header_is_refused(service: TokenService) -> None:
         {"alg": "HS256", "kid": "k2", "crit": ["exp"]}, claims(), SECRET.encode(), "sha256"
     )
     assert reason_of(service.verify_access, token) == "malformed"
-
-
-# -- app tokens ----------------------------------------------------------------------------------
-
-
-def app_token(payload: dict[str, Any], secret: str = APP_SECRET) -> str:
-    return jwt.encode(payload, secret, algorithm="HS256")
-
-
-def test_app_token_round_trip(service: TokenService) -> None:
-    exp = int(time.time()) + 300
-    token = app_token({"sub": "end-user-42", "app": "key123", "exp": exp})
-    verified = service.verify_app_token(token, "key123", APP_SECRET)
-    assert verified.subject == "end-user-42"
-    assert verified.app_key == "key123"
-    assert verified.expires_at == datetime.fromtimestamp(exp, UTC)
-
-
-def test_app_token_for_another_app_is_refused(service: TokenService) -> None:
-    token = app_token({"sub": "u", "app": "other", "exp": int(time.time()) + 300})
-    assert reason_of(service.verify_app_token, token, "key123", APP_SECRET) == "wrong_app"
-
-
-def test_app_token_needs_exp_sub_app(service: TokenService) -> None:
-    exp = int(time.time()) + 300
-    for payload in ({"sub": "u", "app": "k"}, {"app": "k", "exp": exp}, {"sub": "u", "exp": exp}):
-        assert reason_of(service.verify_app_token, app_token(payload), "k", APP_SECRET) == (
-            "missing_claim"
-        )
-
-
-def test_app_token_with_wrong_secret_or_alg_is_refused(service: TokenService) -> None:
-    payload = {"sub": "u", "app": "k", "exp": int(time.time()) + 300}
-    wrong = app_token(payload, secret="another-app-secret-0123456789-abcdefghijk")
-    assert reason_of(service.verify_app_token, wrong, "k", APP_SECRET) == "signature"
-    hs512 = forge({"alg": "HS512"}, payload, APP_SECRET.encode(), "sha512")
-    assert reason_of(service.verify_app_token, hs512, "k", APP_SECRET) == "algorithm"
-    none = forge({"alg": "none"}, payload, None, None)
-    assert reason_of(service.verify_app_token, none, "k", APP_SECRET) == "algorithm"
-
-
-def test_app_token_with_absurd_exp_is_refused(service: TokenService) -> None:
-    token = app_token({"sub": "u", "app": "k", "exp": 10**20})
-    assert reason_of(service.verify_app_token, token, "k", APP_SECRET) == "invalid_claim"
-
-
-def test_app_token_subject_must_be_a_short_string(service: TokenService) -> None:
-    exp = int(time.time()) + 60
-    for sub in (123, "", "x" * 256):
-        token = app_token({"sub": sub, "app": "k", "exp": exp})
-        assert reason_of(service.verify_app_token, token, "k", APP_SECRET) == "invalid_claim"
-
-
-def test_expired_app_token_is_refused(service: TokenService) -> None:
-    token = app_token({"sub": "u", "app": "k", "exp": int(time.time()) - 1})
-    assert reason_of(service.verify_app_token, token, "k", APP_SECRET) == "expired"
-
-
-def test_our_own_access_token_is_not_an_app_token(service: TokenService) -> None:
-    token, _ = service.issue_access(USER, "registered", 0)
-    assert reason_of(service.verify_app_token, token, "k", APP_SECRET) == "signature"
-
-
-def test_short_app_secret_is_a_programming_error(service: TokenService) -> None:
-    token = app_token({"sub": "u", "app": "k", "exp": int(time.time()) + 60})
-    with pytest.raises(ValueError, match="app secrets"):
-        service.verify_app_token(token, "k", "short")
 
 
 # -- opaque tokens -------------------------------------------------------------------------------

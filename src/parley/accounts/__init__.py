@@ -10,12 +10,11 @@ from parley.accounts.jwt_checks import InvalidToken
 from parley.accounts.opaque import OpaqueToken, hash_opaque, new_opaque_token
 from parley.accounts.passwords import PasswordHasher, VerifyResult, generate_password
 from parley.accounts.throttle import AuthThrottle, Decision, SlidingWindowLimiter
-from parley.accounts.tokens import AccessClaims, AppTokenClaims, ChannelClaims, TokenService
+from parley.accounts.tokens import AccessClaims, ChannelClaims, TokenService
 from parley.accounts.validation import FieldErrors, ParsedBody, parse_string_fields
 
 __all__ = [
     "AccessClaims",
-    "AppTokenClaims",
     "AuthThrottle",
     "ChannelClaims",
     "Decision",

@@ -16,10 +16,8 @@ reverse. Every claim is required (PyJWT only checks `exp` when present unless to
 it), the algorithm is pinned to HS256 (so `alg: none` or an asymmetric algorithm is refused before
 any key is chosen), and the claim types are checked too (PyJWT would accept `"exp": "123"`).
 
-App tokens are different: an integration's backend signs them with its own `app_secret` (Pusher
-style), so they carry `sub` (the app's end-user id, any string), `app` (the app key) and `exp`; our
-`iss`/`aud` are not required because third parties mint them and the app-specific secret plus the
-`app` claim already bind the token to one application.
+End users of an integration hold tokens their application signs with its own secret; those are
+verified in `integrations.signing`, not here.
 
 Opaque tokens (refresh, reset, confirmation, API tokens) are `accounts.opaque`; the header, PyJWT
 and claim checks every verification goes through are `accounts.jwt_checks`.
@@ -56,7 +54,6 @@ if TYPE_CHECKING:
 __all__ = [
     "ROLES",
     "AccessClaims",
-    "AppTokenClaims",
     "ChannelClaims",
     "TokenKind",
     "TokenService",
@@ -75,8 +72,6 @@ _KIND_CLAIMS: Final[Mapping[str, tuple[str, ...]]] = {
     "api_session": ("role", "tid"),
     "channel": ("cid",),
 }
-_APP_CLAIMS: Final = ("sub", "app", "exp")
-_MAX_APP_SUBJECT_CHARS: Final = 255
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,15 +99,6 @@ class ChannelClaims:
     conversation_id: uuid.UUID
     token_version: int
     jti: str
-    expires_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class AppTokenClaims:
-    """A verified app-signed token: `subject` is the application's own end-user id (any string)."""
-
-    app_key: str
-    subject: str
     expires_at: datetime
 
 
@@ -316,29 +302,3 @@ class TokenService:
             raise InvalidToken("expired")
         str_claim(payload, "jti")
         return payload
-
-    def verify_app_token(self, token: str, app_key: str, app_secret: str) -> AppTokenClaims:
-        """Verify a socket token an application's backend signed with its `app_secret`.
-
-        HS256 only; `sub`, `app` and `exp` are required and `app` must equal `app_key`; `iat` and
-        `nbf` are checked when present. `iss`/`aud` are not required (see the module docstring).
-        `app_secret` must be at least 32 bytes: a `ValueError` otherwise, as that is our bug, not
-        the client's.
-        """
-        key = app_secret.encode("utf-8")
-        if len(key) < MIN_JWT_KEY_BYTES:
-            raise ValueError(f"app secrets must be at least {MIN_JWT_KEY_BYTES} bytes")
-        unverified_header(token)
-        payload = decode(token, key, require=_APP_CLAIMS)
-        if payload.get("app") != app_key:
-            raise InvalidToken("wrong_app")
-        exp = time_claim(payload, "exp")
-        if exp <= self._clock():
-            raise InvalidToken("expired")
-        if "iat" in payload:
-            time_claim(payload, "iat")
-        return AppTokenClaims(
-            app_key=app_key,
-            subject=str_claim(payload, "sub", max_chars=_MAX_APP_SUBJECT_CHARS),
-            expires_at=timestamp(exp),
-        )
