@@ -114,7 +114,10 @@ async def test_a_connection_the_server_ended_answers_503_and_the_next_request_ge
     proxy = CloseHoldingProxy(database_url)
     port = await nursery.start(proxy.serve)
     settings = make_settings(
-        tmp_path, proxy.url(port), database={"pool_min_size": 1, "pool_max_size": 1}
+        tmp_path,
+        proxy.url(port),
+        # One pooled connection, the one ended; waits long enough that only its end answers 503.
+        database={"pool_min_size": 1, "pool_max_size": 1, "pool_acquire_timeout_seconds": 60},
     )
     server: RunningServer = await nursery.start(partial(serve, settings, handle_signals=False))
     database = server.context.database
