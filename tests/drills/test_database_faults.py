@@ -211,6 +211,8 @@ async def test_d2_a_30_s_outage_under_load_answers_503_and_recovers_by_itself(
     figure("D2", "answers_during_outage", len(during), ">=100")
     figure("D2", "answers_503_during_outage", sum(a.status == 503 for a in during), ">=1")
     figure("D2", "answers_5xx_not_503", len(errors_500), "0")
+    figure("D2", "routes_5xx_not_503", ",".join(sorted({a.route for a in errors_500})) or "none",
+           "none")  # fmt: skip
     figure("D2", "answers_503_without_retry_after", len(bare_503), "0")
     figure("D2", "slowest_answer_s", slowest, f"<={ANSWER_BOUND_SECONDS:g}")
     figure("D2", "recovery_after_restart_s", recovered - resumed, "<=5")

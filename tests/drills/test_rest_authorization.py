@@ -1,11 +1,12 @@
-"""Drill A10: every REST route x {anonymous, registered, owner, other, moderator, admin, banned}
-against the expected statuses in `rest_authorization.txt`, kept beside this test.
+"""Drill A10: every REST route x {anonymous, registered, owner, other, moderator, admin, banned,
+member} against the expected statuses in `rest_authorization.txt`, kept beside this test.
 
 Every cell runs in a world of its own (fresh users, a conversation of the owner's with a partner
 and one message, a listing of the owner's with a reply of the partner's, an API token of the
-owner's), so a cell that deletes or bans changes nothing for the next. Bodies are valid, so what
-decides each status is who asks. A route with no row in the table fails the drill: a new route
-needs its row (and a look at who may call it).
+owner's, an organization the owner created (so its admin) with `member` enrolled without admin and
+one application), so a cell that deletes or bans changes nothing for the next. Bodies are valid,
+so what decides each status is who asks. A route with no row in the table fails the drill: a new
+route needs its row (and a look at who may call it).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import trio
 
 from parley.accounts import new_opaque_token
 from parley.api.endpoint import OPERATIONS
+from parley.integrations import applications as application_rules
+from parley.store.applications import NewApplication
 from parley.store.listing_records import NewListing
 from tests.drills.figures import figure
 from tests.drills.live import start_parley
@@ -30,6 +33,9 @@ from tests.drills.roles import ROLES
 from tests.socket.conftest import Realtime, User
 
 TABLE = Path(__file__).with_name("rest_authorization.txt")
+A10_ROLES = (*ROLES, "member")
+"""The drills' roles and `member`: a registered user enrolled (without admin) in the owner's
+organization, and in nothing else of the owner's; the owner is that organization's admin."""
 PASSWORD = "correct horse battery staple"
 _numbers = itertools.count(1)
 
@@ -44,6 +50,8 @@ class World:
     reply_id: uuid.UUID
     token_id: uuid.UUID
     api_token: str
+    slug: str
+    app_key: str
     number: int
 
 
@@ -52,7 +60,7 @@ async def make_world(live: Realtime, password_hash: str) -> World:
     stores, tokens = live.context.stores, live.context.tokens
     users: dict[str, User] = {}
     emails: dict[str, str] = {}
-    for role in (*ROLES[1:], "partner"):
+    for role in (*A10_ROLES[1:], "partner"):
         name = f"a10w{number}{role}"
         stored = await stores.users.create(
             email=f"{name}@example.com",
@@ -78,9 +86,22 @@ async def make_world(live: Realtime, password_hash: str) -> World:
     assert added is not None
     plaintext, digest = new_opaque_token("plt_")
     api_token = await stores.tokens.add_api_token(owner.id, "a10", digest)
+    organization = await stores.organizations.create(f"A10 {number}", f"a10-{number}", owner.id)
+    await stores.organizations.add_member(organization.id, users["member"].id, False)
+    application = await stores.applications.create(
+        NewApplication(
+            organization_id=organization.id,
+            name="a10",
+            app_key=application_rules.new_key(),
+            app_secret=application_rules.new_secret(),
+            webhook_url=None,
+            client_events=False,
+            max_connections=None,
+        )
+    )
     return World(
         users, emails, partner, conversation.id, listing.id, added[0].id, api_token.id,
-        plaintext, number,
+        plaintext, organization.slug, application.app_key, number,
     )  # fmt: skip
 
 
@@ -89,13 +110,20 @@ def request_of(route: str, world: World) -> tuple[str, str, Any]:
     method, template = route.split(" ", 1)
     n = world.number
     owner = world.users["owner"]
+    if template.startswith("/api/organizations/"):
+        member_path_user = world.users["member"].id  # a member may leave; only admins unenroll
+    else:
+        member_path_user = world.partner.id
     values = {
-        "user_id": world.partner.id if "/members/" in template else owner.id,
+        "user_id": member_path_user if "/members/" in template else owner.id,
         "conversation_id": world.conversation_id,
         "listing_id": world.listing_id,
         "reply_id": world.reply_id,
         "token_id": world.token_id,
         "seq": 1,
+        "slug": world.slug,
+        "app_key": world.app_key,
+        "event": "new_message",
     }
     path = re.sub(r"\{(\w+)\}", lambda m: str(values[m.group(1)]), template)
     bodies: dict[str, Any] = {
@@ -135,6 +163,15 @@ def request_of(route: str, world: World) -> tuple[str, str, Any]:
         "POST /api/tokens": {"name": "ci"},
         "POST /api/session": {"token": world.api_token},
         "POST /api/users": {"email": f"a10made{n}@example.com", "username": f"a10made{n}"},
+        "POST /api/organizations": {"name": f"A10 new {n}"},
+        "PATCH /api/organizations/{slug}": {"name": f"A10 renamed {n}"},
+        "POST /api/organizations/{slug}/members": {"user_id": str(world.partner.id)},
+        "PATCH /api/organizations/{slug}/members/{user_id}": {"admin": True},
+        "POST /api/organizations/{slug}/applications": {"name": "another"},
+        "PATCH /api/organizations/{slug}/applications/{app_key}": {"name": "renamed"},
+        "POST /api/organizations/{slug}/applications/{app_key}/event/{event}": {
+            "data": {"name": "John", "message": "Hello"},
+        },
     }  # fmt: skip
     body = bodies.get(route)
     if body is None and method in ("POST", "PATCH"):
@@ -152,16 +189,18 @@ def read_table() -> dict[str, dict[str, int]]:
         if not line.strip() or line.startswith("#"):
             continue
         (*route,) = line.split()
-        statuses = route[-len(ROLES) :]
-        expected[" ".join(route[: -len(ROLES)])] = dict(zip(ROLES, map(int, statuses), strict=True))
+        statuses = route[-len(A10_ROLES) :]
+        expected[" ".join(route[: -len(A10_ROLES)])] = dict(
+            zip(A10_ROLES, map(int, statuses), strict=True)
+        )
     return expected
 
 
 def format_table(observed: dict[str, dict[str, int]]) -> str:
     width = max(map(len, observed)) + 2
-    header = "# route".ljust(width) + " ".join(f"{role:>10}" for role in ROLES)
+    header = "# route".ljust(width) + " ".join(f"{role:>10}" for role in A10_ROLES)
     rows = [
-        route.ljust(width) + " ".join(f"{observed[route][role]:>10}" for role in ROLES)
+        route.ljust(width) + " ".join(f"{observed[route][role]:>10}" for role in A10_ROLES)
         for route in sorted(observed)
     ]
     return "\n".join([header, *rows]) + "\n"
@@ -179,7 +218,7 @@ async def test_a10_every_route_by_every_role_answers_as_the_table_says(
     async with httpx.AsyncClient(base_url=live.http, timeout=30) as http:
         for route in routes():
             observed[route] = {}
-            for role in ROLES:
+            for role in A10_ROLES:
                 world = await make_world(live, password_hash)
                 method, path, body = request_of(route, world)
                 user = world.users.get(role)
@@ -200,8 +239,8 @@ async def test_a10_every_route_by_every_role_answers_as_the_table_says(
         f"{route} {role}" for route, s in observed.items() for role, status in s.items()
         if status >= 500
     ]  # fmt: skip
-    cells = len(observed) * len(ROLES)
-    figure("A10", "cells", cells, f"{len(observed)} routes x {len(ROLES)} roles")
+    cells = len(observed) * len(A10_ROLES)
+    figure("A10", "cells", cells, f"{len(observed)} routes x {len(A10_ROLES)} roles")
     figure("A10", "cells_differing_from_table", len(differing), "0")
     figure("A10", "routes_without_a_row", len(missing), "0")
     figure("A10", "server_errors", len(server_errors), "0")

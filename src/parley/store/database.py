@@ -52,6 +52,14 @@ def database_unavailable(error: BaseException) -> bool:
     The one place that knows which errors those are, from asyncpg, from `store.pg` and from the
     operating system (a missing socket while the server is stopped); a group of them counts when
     every error in it does.
+
+    asyncpg's `InternalClientError` is one of them: its protocol raises it when a connection is
+    out of step with the server, which is what a server that ends a session leaves behind. A
+    shutting-down (or restarting) server sends its idle pooled connections a FATAL error before
+    it closes them; asyncpg takes that unsolicited error as a protocol fault, and a query that
+    gets the connection before the close arrives fails with "cannot switch to state 12; another
+    operation (2) is in progress" (drill D2, once in a few thousand requests). asyncpg aborts
+    the connection as it raises, so the pool opens a new one for the retry.
     """
     if isinstance(error, BaseExceptionGroup):
         return all(database_unavailable(inner) for inner in error.exceptions)
@@ -61,7 +69,8 @@ def database_unavailable(error: BaseException) -> bool:
         | OSError
         | TimeoutError
         | pg.PgBroken
-        | asyncpg.ConnectionDoesNotExistError,
+        | asyncpg.ConnectionDoesNotExistError
+        | asyncpg.InternalClientError,
     ):
         return True
     sqlstate = getattr(error, "sqlstate", None)
