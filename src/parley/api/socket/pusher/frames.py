@@ -26,6 +26,7 @@ Close codes: the core's codes become Pusher's (`close_mapping`): a restart or dr
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -47,6 +48,8 @@ from parley.integrations.triggers import AppBroadcast
 if TYPE_CHECKING:
     from collections.abc import Hashable
 
+SOCKET_ID: Final = re.compile(r"\d+\.\d+")
+"""What a socket id looks like (the SDKs refuse anything else before signing, §1)."""
 VSN: Final = "pusher-7"
 CACHE_KEY: Final = "pusher"
 PROTOCOL_VERSION: Final = 7
