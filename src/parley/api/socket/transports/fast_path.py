@@ -365,23 +365,20 @@ class UpgradedSocket:
                 await self._hub.end_session(handle)
 
 
+@dataclass(frozen=True, slots=True)
 class DismissedSocket:
     """An upgrade accepted only to say why not (`transport.Dismissed`): its frames, then its close
     code (Pusher's refusals are close codes, PUSHER_PROTOCOL.md §1). No session."""
 
-    __slots__ = ("_dismissed", "_response", "connection")
-
-    def __init__(self, connection: FastConnection, response: bytes, dismissed: Dismissed) -> None:
-        self.connection = connection
-        self._response = response
-        self._dismissed = dismissed
+    connection: FastConnection
+    response: bytes
+    dismissed: Dismissed
 
     async def serve(self) -> None:
-        dismissed = self._dismissed
         try:
-            await self.connection.write_raw(self._response)
-            await self.connection.send_frames(list(dismissed.frames))
-            await self.connection.close(dismissed.code, dismissed.reason)
+            await self.connection.write_raw(self.response)
+            await self.connection.send_frames(list(self.dismissed.frames))
+            await self.connection.close(self.dismissed.code, self.dismissed.reason)
             await self.connection.linger()
         except Exception as exc:
             log.debug("dismissed socket dropped: %r", exc)
@@ -421,15 +418,11 @@ async def accept_upgrade(
     settings = hub.settings.socket
     if isinstance(decision, Dismissed):
         hub.count(f"dismissed_{decision.reason}")
+        stall, size = settings.heartbeat_timeout_seconds, settings.max_frame_bytes
         dismissed = FastConnection(
-            stream,
-            None,
-            buffered=rest,
-            max_frame_bytes=settings.max_frame_bytes,
-            compressed=False,
-            write_stall_seconds=settings.heartbeat_timeout_seconds,
-            on_fail=lambda code, reason: None,
-        )
+            stream, None, buffered=rest, max_frame_bytes=size, compressed=False,
+            write_stall_seconds=stall, on_fail=lambda code, reason: None,
+        )  # fmt: skip
         return DismissedSocket(dismissed, ws.send(AcceptConnection()), decision)
     if not isinstance(decision, Accepted):
         hub.count(f"refused_{decision.reason}")
