@@ -50,7 +50,7 @@ def settings(transport: str, tmp_path: Path, database_url: str) -> Settings:
     )
 
 
-async def _fixture(running: RunningServer, path: Path) -> dict[str, Any]:
+async def _fixture(running: RunningServer, path: Path, transport: str) -> dict[str, Any]:
     stores = running.context.stores
     owner = await stores.users.create(
         email="pusher@example.com",
@@ -88,15 +88,18 @@ async def _fixture(running: RunningServer, path: Path) -> dict[str, Any]:
         "http_base": running.base_url,
         "slug": organization.slug,
         "apps": apps,
+        "transport": transport,
     }
     await trio.Path(path).write_text(json.dumps(data, indent=2))
     return data
 
 
-async def test_pusher_js_suite(settings: Settings, nursery: trio.Nursery, tmp_path: Path) -> None:
+async def test_pusher_js_suite(
+    transport: str, settings: Settings, nursery: trio.Nursery, tmp_path: Path
+) -> None:
     running: RunningServer = await nursery.start(partial(serve, settings, handle_signals=False))
     fixture_path = tmp_path / "pusher_fixture.json"
-    await _fixture(running, fixture_path)
+    await _fixture(running, fixture_path, transport)
     assert NODE is not None
     env = {**os.environ, "PARLEY_PUSHER_FIXTURE": str(fixture_path)}
     files = sorted(str(p) for p in SUITE.glob("pusher_*.mjs"))

@@ -225,7 +225,12 @@ async def test_client_events_and_their_rate(autojump_clock: trio.testing.MockClo
         assert [orjson.loads(f["data"]) for f in b.take()] == [{"n": 3}]
         await a.send("client-n", {"n": 4}, "news")  # not subscribed
         assert events(a.take()) == ["pusher:error"]
-        assert b.take() == []
+        autojump_clock.jump(1)
+        await a.send("client-n", "x" * 10_239, "private-c")  # 10,241 bytes encoded
+        assert events(a.take()) == ["pusher:error"]
+        await a.send("client-n", "x" * 10_238, "private-c")  # 10,240: the limit itself
+        assert a.take() == []
+        assert [f["data"] for f in b.take()] == ["x" * 10_238]
 
 
 async def test_liveness_closes_with_4201_and_drain_with_4200(

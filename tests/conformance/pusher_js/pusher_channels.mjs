@@ -1,5 +1,5 @@
 import test from "node:test"
-import {assert, client, connected, subscribed, trigger, fixture, waitFor, sleep, sign} from "./helpers.mjs"
+import {assert, client, connected, subscribed, trigger, fixture, waitFor, sleep, sign, Pusher} from "./helpers.mjs"
 
 const app = () => fixture.apps.main
 
@@ -165,4 +165,36 @@ test("cache channels: pusher:cache_miss first, then the last event at subscribe"
     await waitFor(() => got.length === 1, {what: "the cached event"})
     assert.deepEqual(got[0], {sun: true})
   }finally{ a.disconnect(); b.disconnect() }
+})
+
+test("private-encrypted: the opaque {nonce, ciphertext} is relayed and pusher-js decrypts it with the app's shared_secret", async () => {
+  const {createHash, randomBytes} = await import("node:crypto")
+  const nacl = (await import("tweetnacl")).default
+  const masterKey = randomBytes(32)
+  const name = "private-encrypted-vault"
+  const key = createHash("sha256").update(name).update(masterKey).digest()
+  const pusher = new Pusher(app().key, {
+    cluster: "parley", wsHost: fixture.host, wsPort: fixture.port, forceTLS: false,
+    enabledTransports: ["ws"], disableStats: true,
+    channelAuthorization: {customHandler: ({socketId, channelName}, callback) => callback(null, {
+      auth: `${app().key}:${sign(app().secret, `${socketId}:${channelName}`)}`,
+      shared_secret: key.toString("base64"),
+    })},
+  })
+  try{
+    const {channel} = await subscribed(pusher, name)
+    const got = []
+    channel.bind("secret", (d) => got.push(d))
+    const nonce = randomBytes(24)
+    const box = nacl.secretbox(Buffer.from(JSON.stringify({pin: 1234})), nonce, key)
+    const data = JSON.stringify({nonce: nonce.toString("base64"), ciphertext: Buffer.from(box).toString("base64")})
+    await trigger(app(), "secret", {channel: name, data})
+    await waitFor(() => got.length === 1, {what: "the decrypted event"})
+    assert.deepEqual(got[0], {pin: 1234})
+    // pusher-js refuses client events on encrypted channels itself; so does the server.
+    const errors = []
+    pusher.connection.bind("error", (e) => errors.push(e))
+    pusher.send_event("client-x", {}, name)
+    await waitFor(() => errors.length === 1, {what: "pusher:error"})
+  }finally{ pusher.disconnect() }
 })

@@ -52,3 +52,14 @@ test("bad input: non-JSON and non-object frames close with pusher:error; unknown
   arr.send("[1,2,3]")
   assert.equal((await arr.closed).code, 1007)
 })
+
+test("bad input: a frame over socket.max_frame_bytes closes with 1009 after a pusher:error, and nothing is relayed", async () => {
+  const conn = raw(`/app/${fixture.apps.main.key}?protocol=7`)
+  await established(conn)
+  conn.send({event: "client-big", channel: "private-x", data: "x".repeat(70_000)})
+  const {code} = await conn.closed
+  assert.equal(code, 1009)
+  if(fixture.transport === "asgi"){ return }  // Hypercorn closes such a frame itself, with 1009
+  assert.equal(conn.frames.at(-1).event, "pusher:error")
+  assert.equal(conn.frames.at(-1).data.code, 1009)
+})
