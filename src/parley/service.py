@@ -36,12 +36,17 @@ from parley.api.server.http import HttpServer
 from parley.api.socket.channels import ChannelPorts, routes
 from parley.api.socket.core.hub import SocketHub
 from parley.api.socket.phoenix.connect import PhoenixConnect
+from parley.api.socket.pusher.connect import PusherConnect
+from parley.api.socket.pusher.routes import pusher_routes
+from parley.api.socket.pusher.sockets import PusherPorts, PusherSockets
 from parley.api.socket.transports.fast_path import FastPathSocket
 from parley.api.socket.transports.longpoll import LongPollTransport
 from parley.api.trigger import Triggers
 from parley.config import Settings
+from parley.integrations.channel_cache import ChannelCache
 from parley.integrations.directory import ApplicationDirectory
 from parley.integrations.end_users import EndUsers
+from parley.integrations.triggers import TriggerPublisher
 from parley.store import Database
 from parley.store.applications import ApplicationStore
 from parley.store.embedded import EmbeddedStartError, start_embedded, stop_embedded
@@ -112,6 +117,28 @@ def socket_hub(settings: Settings, runtime: Runtime, end_users: EndUsers) -> Soc
         system=runtime.system,
         sessions=runtime.sessions,
     )
+
+
+def pusher_connect(
+    settings: Settings, runtime: Runtime, hub: SocketHub, directory: ApplicationDirectory
+) -> tuple[PusherConnect, TriggerPublisher]:
+    """The Pusher protocol's socket over the one channel core (docs/pusher.md), and the one path
+    of every trigger, which fills its cache channels and honours its `socket_id` exclusion."""
+    cache = ChannelCache(
+        ttl_seconds=settings.pusher.cache_seconds, max_channels=settings.pusher.cache_max_channels
+    )
+    sockets = PusherSockets()
+    ports = PusherPorts(
+        directory=directory,
+        pubsub=runtime.pubsub,
+        presence=runtime.presence,
+        cache=cache,
+        sockets=sockets,
+        settings=settings.pusher,
+        limits=settings.integrations,
+    )
+    connect = PusherConnect(directory, settings.pusher, pusher_routes(ports), hub.namespace_count)
+    return connect, TriggerPublisher(runtime.pubsub, cache, sockets.subscriber)
 
 
 THROTTLE_TOPIC = "parley:throttle"
@@ -211,6 +238,7 @@ async def _serve(
         end_users = EndUsers(directory, settings.integrations)
         hub = socket_hub(settings, runtime, end_users)
         app_sockets = AppSockets(hub, directory)
+        pusher, publisher = pusher_connect(settings, runtime, hub, directory)
         throttle = AuthThrottle(settings.auth, settings.server)
         if runtime.cluster is not None:
             share_throttle(runtime.cluster, throttle)
@@ -225,7 +253,7 @@ async def _serve(
             sockets=hub,
             applications=directory,
             app_sockets=app_sockets,
-            triggers=Triggers(directory, runtime.pubsub, settings.integrations),
+            triggers=Triggers(directory, publisher, settings.integrations),
         )
         # Every transport asks the hub's gate first: a draining node refuses new sockets.
         connect = hub.gate(
@@ -243,7 +271,8 @@ async def _serve(
         longpoll = LongPollTransport(hub, connect)
         console = OperatorConsole(context)
         runtime.writer.observer = console.metrics.writer_observer()
-        app = create_app(context, connect, longpoll, console)
+        pusher_socket = hub.gate(pusher)
+        app = create_app(context, connect, longpoll, console, pusher_socket)
         grace = settings.supervision.child_shutdown_seconds
         children = [
             ChildSpec("socket-liveness", hub.watch_liveness, shutdown_timeout=grace),
@@ -253,7 +282,13 @@ async def _serve(
         ]
         http = None
         if http_server:
-            http = HttpServer(app, settings, FastPathSocket(hub, connect), context.triggers)
+            http = HttpServer(
+                app,
+                settings,
+                FastPathSocket(hub, connect),
+                context.triggers,
+                FastPathSocket(hub, pusher_socket),
+            )
             children.append(
                 ChildSpec(
                     "http",

@@ -242,7 +242,9 @@ def test_refs_echo_with_same_json_type(serializer: Serializer, ref: Any) -> None
     message = serializer.decode_text(raw)
     assert message.ref == ref
     assert type(message.ref) is type(ref)
-    echoed = orjson.loads(serializer.encode_reply(m.heartbeat_reply(message.ref)).data)
+    frame = serializer.encode_reply(m.heartbeat_reply(message.ref))
+    assert frame is not None
+    echoed = orjson.loads(frame.data)
     echoed_ref = echoed["ref"] if serializer is V1 else echoed[1]
     assert echoed_ref == ref
     assert type(echoed_ref) is type(ref)

@@ -25,6 +25,7 @@ from parley.api.operator import install as install_operator
 from parley.api.organizations import blueprint as organizations_blueprint
 from parley.api.pages import blueprint as pages_blueprint
 from parley.api.socket.core.transport import Authorize
+from parley.api.socket.pusher.connect import PUSHER_PATH_PREFIX
 from parley.api.socket.transports.asgi import install as install_socket
 from parley.api.socket.transports.longpoll import LongPollTransport
 from parley.api.socket.transports.longpoll import install as install_longpoll
@@ -37,9 +38,11 @@ def create_app(
     authorize_socket: Authorize,
     longpoll: LongPollTransport,
     console: OperatorConsole,
+    pusher_socket: Authorize | None = None,
 ) -> QuartTrio:
     """The app over the running system's parts; its socket path (the portable ASGI transport)
-    asks `authorize_socket` about each upgrade. `console` is served at `/debug` and `/metrics`."""
+    asks `authorize_socket` about each upgrade, and upgrades under `/app/` ask `pusher_socket`
+    (the Pusher protocol, docs/pusher.md). `console` is served at `/debug` and `/metrics`."""
     app = QuartTrio("parley")
     app.config["MAX_CONTENT_LENGTH"] = context.settings.server.max_request_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
@@ -78,6 +81,7 @@ def create_app(
         app.register_blueprint(blueprint)
     # The socket at settings.socket.path, in front of the app's routes (the ASGI transport), and
     # over long polling at its sibling path (transports.longpoll).
-    install_socket(app, context.sockets, authorize_socket)
+    pusher = None if pusher_socket is None else (PUSHER_PATH_PREFIX, pusher_socket)
+    install_socket(app, context.sockets, authorize_socket, pusher)
     install_longpoll(app, longpoll)
     return app

@@ -3,7 +3,8 @@ Pusher-signed triggers, the public listener's fast path (`api.server.triggers`).
 
 `Triggers` holds the rules' order: the application from the node's in-memory directory (no
 query), the signature (for signed requests), the organization's slug, the archive, then
-`integrations.triggers.parse_trigger`, and one pubsub publish per topic. Failures are `ApiError`s
+`integrations.triggers.parse_trigger`, and `TriggerPublisher.publish` (one broadcast per topic,
+the cache channels, the `socket_id` exclusion). Failures are `ApiError`s
 in the documented shape, whichever edge answers them.
 """
 
@@ -19,12 +20,16 @@ from parley.api.body import FORM, JSON
 from parley.api.errors import ApiError, bad_request, forbidden, not_found
 from parley.integrations.applications import accepted_secrets
 from parley.integrations.signing import BadSignature, verify_request
-from parley.integrations.triggers import TriggerError, TriggerLimits, parse_trigger
+from parley.integrations.triggers import (
+    TriggerError,
+    TriggerLimits,
+    TriggerPublisher,
+    parse_trigger,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from parley.actors.realtime.pubsub import PubSub
     from parley.config import IntegrationsSettings
     from parley.integrations.directory import ApplicationDirectory
     from parley.store.applications import Application
@@ -34,10 +39,13 @@ class Triggers:
     """Verifies and delivers triggers for the applications of `directory`."""
 
     def __init__(
-        self, directory: ApplicationDirectory, pubsub: PubSub, settings: IntegrationsSettings
+        self,
+        directory: ApplicationDirectory,
+        publisher: TriggerPublisher,
+        settings: IntegrationsSettings,
     ) -> None:
         self.directory = directory
-        self._pubsub = pubsub
+        self.publisher = publisher
         self._window = settings.timestamp_window_seconds
         self._limits = TriggerLimits(
             max_data_bytes=settings.max_data_bytes,
@@ -99,9 +107,7 @@ class Triggers:
             raise ApiError(
                 exc.status, code, exc.message, fields={exc.field: [exc.message]}
             ) from None
-        publish = self._pubsub.publish
-        for topic in triggered.topics:
-            publish(topic, triggered.event, triggered.payload)
+        self.publisher.publish(triggered)
         return {"event": event, "channel": triggered.topics[0], "channels": list(triggered.topics)}
 
 

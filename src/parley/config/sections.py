@@ -330,6 +330,27 @@ class IntegrationsSettings:
 
 
 @dataclass(frozen=True)
+class PusherSettings:
+    """The Pusher protocol's WebSocket at `/app/{app_key}` (docs/pusher.md)."""
+
+    activity_timeout_seconds: int = 120
+    """Sent in `pusher:connection_established`: the client pings after this much silence
+    (Pusher's 120 s; must be non-zero, pusher-js refuses 0)."""
+    pong_wait_seconds: float = 30.0
+    """A client silent for `activity_timeout_seconds` plus this long is closed with 4201."""
+    client_events_per_second: float = 10.0
+    """Client events one connection may send per second (Pusher's 10): more get 4301."""
+    max_presence_members: int = 100
+    """Users on one presence channel (Pusher's 100): one more is a subscription_error."""
+    max_watchlist: int = 100
+    """User ids one sign-in may watch (Pusher's 100): more is a `pusher:error` 4302."""
+    cache_seconds: float = 1800.0
+    """A cache channel remembers its last event this long (Pusher's 30 minutes)."""
+    cache_max_channels: int = 10_000
+    """Cache channels remembered per node; past it the least recently written goes first."""
+
+
+@dataclass(frozen=True)
 class ClusterSettings:
     """More than one node (DESIGN §8, docs/cluster.md): the bus under pubsub and presence."""
 
@@ -379,6 +400,7 @@ class Settings:
     debug: DebugSettings = field(default_factory=DebugSettings)
     integrations: IntegrationsSettings = field(default_factory=IntegrationsSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    pusher: PusherSettings = field(default_factory=PusherSettings)
 
     @property
     def data_dir(self) -> Path:

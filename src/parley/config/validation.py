@@ -100,6 +100,9 @@ def validate(settings: Settings) -> None:
         value = getattr(settings.integrations, setting.name)
         least = 0 if setting.name in ("secret_grace_seconds", "app_cache_seconds") else 1
         checks.append((value >= least, f"integrations.{setting.name}: must be >= {least}"))
+    for setting in dataclasses.fields(settings.pusher):
+        value = getattr(settings.pusher, setting.name)
+        checks.append((value > 0, f"pusher.{setting.name}: must be > 0"))
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)

@@ -10,20 +10,29 @@ the body): `app:{key}:user:U`.
 
 The payload every subscriber gets is a JSON object (what the Phoenix socket carries): an object
 as given; a string holding a JSON object (Pusher's double encoding) as that object; anything else
-as `{"data": value}`.
+as `{"data": value}`. Pusher sockets get the data as it was given (`AppBroadcast.data`).
+
+`TriggerPublisher.publish` is the one way a trigger reaches its subscribers, whichever API it came
+through (ExPusherLite's endpoint, Pusher's HTTP API): one `AppBroadcast` per topic, remembered by
+the cache channels (`channel_cache`), and kept from the Pusher socket its `socket_id` names.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from parley.actors.realtime.pubsub import Broadcast
 from parley.integrations import topics
 from parley.integrations.signing import SIGNING_PARAMETERS
+
+if TYPE_CHECKING:
+    from parley.actors.realtime.pubsub import PubSub, Subscriber
+    from parley.integrations.channel_cache import ChannelCache
 
 ROUTING_PARAMETERS: Final = frozenset({"channel", "uid", "direct", "socket_id"})
 BODY_FIELDS: Final = frozenset({"data", "channel", "channels", "user_id", "direct", "socket_id"})
@@ -59,6 +68,8 @@ class Trigger:
     payload: dict[str, Any]
     socket_id: str | None
     """The Pusher socket to leave out (`socket_id`); the Phoenix socket has no such id."""
+    data: Any = None
+    """The data as it was given (Pusher sockets relay a string as it is); None: the payload."""
 
 
 def parse_trigger(
@@ -100,7 +111,7 @@ def parse_trigger(
     size = len(data.encode()) if isinstance(data, str) else len(orjson.dumps(data))
     if size > limits.max_data_bytes:
         raise TriggerError(413, "data", f"data is over {limits.max_data_bytes} bytes")
-    return Trigger(event, targets, _payload(data), _socket_id(query, fields))
+    return Trigger(event, targets, _payload(data), _socket_id(query, fields), data)
 
 
 def _check_event(event: str) -> None:
@@ -172,3 +183,53 @@ def _payload(data: Any) -> dict[str, Any]:
         if isinstance(decoded, dict):
             return decoded
     return {"data": data}
+
+
+# -- delivering ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, eq=False, kw_only=True)
+class AppBroadcast(Broadcast):
+    """A broadcast on an application's topic with what the Pusher protocol relays beside the
+    Phoenix payload: `data` as it was given (a string goes to Pusher sockets as it is, Pusher's
+    double encoding; None: the payload), the sender's `socket_id`, and on a presence channel's
+    client event the sender's `user_id`. Pubsub and the Phoenix serializers see a `Broadcast`.
+    In a cluster, other nodes get the plain broadcast (docs/pusher.md, "What differs")."""
+
+    data: Any = None
+    socket_id: str | None = None
+    user_id: str | None = None
+
+
+ExcludeSocket = Callable[[str, str], "Subscriber | None"]
+"""(socket_id, topic) -> that Pusher socket's subscriber of the topic, if it is on this node."""
+
+
+class TriggerPublisher:
+    """The one path of every trigger to its subscribers (see the module docstring)."""
+
+    def __init__(
+        self,
+        pubsub: PubSub,
+        cache: ChannelCache | None = None,
+        exclude: ExcludeSocket | None = None,
+    ) -> None:
+        self._pubsub = pubsub
+        self.cache = cache
+        self.exclude = exclude
+        """Set at the composition root once the Pusher sockets exist (`PusherSockets`)."""
+
+    def publish(self, trigger: Trigger) -> int:
+        """Deliver `trigger` on each of its topics; returns the local deliveries."""
+        broadcast = self._pubsub.broadcast
+        cache, exclude, socket_id = self.cache, self.exclude, trigger.socket_id
+        delivered = 0
+        for topic in trigger.topics:
+            event = AppBroadcast(
+                topic, trigger.event, trigger.payload, data=trigger.data, socket_id=socket_id
+            )
+            if cache is not None:
+                cache.remember(topic, trigger.event, trigger.payload, trigger.data)
+            skip = exclude(socket_id, topic) if exclude is not None and socket_id else None
+            delivered += broadcast(event, exclude=skip)
+        return delivered

@@ -51,8 +51,11 @@ class HttpServer:
         settings: Settings,
         socket: FastPathSocket | None = None,
         triggers: Triggers | None = None,
+        pusher: FastPathSocket | None = None,
     ) -> None:
         self._app = app
+        self._pusher = pusher
+        """Serves Pusher-protocol upgrades (`/app/{key}`) on the public listener."""
         self._settings = settings
         self._triggers = triggers
         """Answers signed triggers on the public listener (`api.server.triggers`)."""
@@ -76,6 +79,7 @@ class HttpServer:
                 self._socket,
                 shutdown_trigger=self._draining.wait,
                 triggers=self._triggers,
+                pusher=self._pusher,
             )
         else:
             app = AccessLog(self._app) if self._settings.server.access_log else self._app

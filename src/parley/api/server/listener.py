@@ -6,7 +6,9 @@ accepted connection straight to Hypercorn's `TCPServer`, it first reads the conn
 request head (bounded by Hypercorn's `h11_max_incomplete_size`, within `keep_alive_timeout`).
 
 * `GET <socket.path>` with `Upgrade: websocket` goes to `fast_path.accept_upgrade`
-  (handshake, authorization, session, pump), with the bytes after the head passed along.
+  (handshake, authorization, session, pump), with the bytes after the head passed along; so
+  does `GET /app/{app_key}` with `Upgrade: websocket`, the Pusher protocol's socket, with its
+  own upgrade decision (docs/pusher.md).
 * A Pusher-signed `POST` to the trigger API goes to `triggers.FastTriggers`, which answers it and
   the signed triggers after it on the connection; the first other request, with what was read
   of it, goes on as below.
@@ -46,6 +48,7 @@ from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr, wra
 
 from parley.api.access_log import AccessLog, log_request, logged_target
 from parley.api.server.triggers import FastTriggers
+from parley.api.socket.pusher.connect import PUSHER_PATH_PREFIX
 from parley.api.socket.transports.fast_path import FastPathSocket, accept_upgrade
 
 if TYPE_CHECKING:
@@ -60,6 +63,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RECEIVE_BYTES: Final = 65_536
+PUSHER_PREFIX: Final = PUSHER_PATH_PREFIX.encode()
 
 
 class ReplayStream:
@@ -159,9 +163,11 @@ class Router:
         socket_path: str,
         access_log: bool = True,
         triggers: FastTriggers | None = None,
+        pusher: FastPathSocket | None = None,
     ) -> None:
         self.app = app
         self.triggers = triggers
+        self.pusher = pusher
         self.config = config
         self.context = context
         self.lifespan_state = lifespan_state
@@ -187,7 +193,7 @@ class Router:
                 await stream.aclose()
                 return
             data, head_end = rest, rest.find(b"\r\n\r\n")
-        if head_end >= 0 and self.socket is not None:
+        if head_end >= 0 and (self.socket is not None or self.pusher is not None):
             upgrade = self._socket_upgrade(data, head_end)
             if upgrade is not None:
                 del data  # held by `upgrade` until the handshake is done, then dropped
@@ -225,18 +231,24 @@ class Router:
         """The upgrade when `data` starts with a WebSocket upgrade to the socket path."""
         head = data[: head_end + 4]
         parsed = RequestHead.parse(head)
-        if parsed is None or parsed.path != self.socket_path or not parsed.is_websocket_upgrade():
+        if parsed is None or not parsed.is_websocket_upgrade():
+            return None
+        socket: FastPathSocket | None
+        if parsed.path == self.socket_path and self.socket is not None:
+            socket = self.socket
+        elif self.pusher is not None and parsed.path.startswith(PUSHER_PREFIX):
+            socket = self.pusher
+        else:
             return None
         target = logged_target(parsed.path, parsed.query) if self.access_log else ""
-        return _Upgrade(head, parsed.headers, data[head_end + 4 :], target)
+        return _Upgrade(head, parsed.headers, data[head_end + 4 :], target, socket)
 
     async def _serve_socket(self, stream: trio.SocketStream, upgrade: _Upgrade) -> None:
-        assert self.socket is not None
         peer = _peer(stream)
         started = time.perf_counter()
         try:
             upgraded = await accept_upgrade(
-                stream, upgrade.head, upgrade.headers, upgrade.rest, self.socket, peer
+                stream, upgrade.head, upgrade.headers, upgrade.rest, upgrade.socket, peer
             )
             if self.access_log:
                 status = upgraded if isinstance(upgraded, int) else 101
@@ -253,18 +265,24 @@ class Router:
 
 
 class _Upgrade:
-    """A WebSocket upgrade's request head, its headers, the bytes read after it, and its target
-    as the access log shows it."""
+    """A WebSocket upgrade's request head, its headers, the bytes read after it, its target
+    as the access log shows it, and the socket (protocol) that answers it."""
 
-    __slots__ = ("head", "headers", "rest", "target")
+    __slots__ = ("head", "headers", "rest", "socket", "target")
 
     def __init__(
-        self, head: bytes, headers: list[tuple[bytes, bytes]], rest: bytes, target: str
+        self,
+        head: bytes,
+        headers: list[tuple[bytes, bytes]],
+        rest: bytes,
+        target: str,
+        socket: FastPathSocket,
     ) -> None:
         self.head = head
         self.headers = headers
         self.rest = rest
         self.target = target
+        self.socket = socket
 
 
 def _peer(stream: trio.SocketStream) -> str | None:
@@ -285,10 +303,12 @@ async def serve_public(
     *,
     shutdown_trigger: Callable[[], Awaitable[None]],
     triggers: Triggers | None = None,
+    pusher: FastPathSocket | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Hypercorn's `worker_serve` with upgrades to the socket path answered by `socket` (the fast
-    transport; None: everything to Hypercorn), and signed triggers by `triggers`."""
+    transport; None: everything to Hypercorn), upgrades under `/app/` by `pusher`, and signed
+    triggers by `triggers`."""
     if config.ssl_enabled:
         raise ValueError("the public listener does not do TLS; use plain Hypercorn for that")
     config.set_statsd_logger_class(StatsdLogger)
@@ -314,6 +334,7 @@ async def serve_public(
             keep_alive_seconds=float(config.keep_alive_timeout),
             access_log=settings.server.access_log,
         ),
+        pusher,
     )
 
     async with trio.open_nursery() as lifespan_nursery:

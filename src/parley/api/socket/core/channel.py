@@ -20,7 +20,9 @@ instance per join and calls, in order:
   (a database read): the same results, returned. An exception from either is a crash:
   `phx_error` for this instance only, and the client rejoins (§4.6).
 * `handle_out(broadcast)` -> only for events named in `intercept` and for broadcasts of extra
-  topics the channel subscribed to: return the broadcast (fastlane), a modified `Broadcast`, a
+  topics the channel subscribed to: return the broadcast (fastlane), a modified `Broadcast` (or
+  a tuple of them: each goes through the fastlane, so derived broadcasts cached on the original
+  are still encoded once per serializer), a
   `Message` push for this client only (`self.push_message`), None to suppress it, or
   `StopChannel` to end the instance at once (`phx_close`; nothing published after this
   broadcast reaches it, as Phoenix's `{:stop, reason, socket}`). Must not block: it runs inside
@@ -225,7 +227,9 @@ class Channel:
         """The awaiting form of `handle_push`, run in the instance's task: the push's answer."""
         return refused(UNKNOWN_EVENT)
 
-    def handle_out(self, broadcast: Broadcast) -> Broadcast | Message | StopChannel | None:
+    def handle_out(
+        self, broadcast: Broadcast
+    ) -> Broadcast | tuple[Broadcast, ...] | Message | StopChannel | None:
         return broadcast
 
     def terminate(self, reason: str) -> None:

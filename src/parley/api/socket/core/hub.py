@@ -10,6 +10,7 @@ and the closes, so no session can slip in or out half-way). The actors layer nev
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import uuid
@@ -33,12 +34,15 @@ from parley.api.socket.core.serializer import Serializer
 from parley.api.socket.core.services import SocketServices
 from parley.api.socket.core.session import Inbound, SessionRef, Stop, session_child_spec
 from parley.api.socket.core.transport import (
+    PHOENIX_WIRE,
     Accepted,
     Authorize,
     ConnectionInfo,
     ConnectRequest,
+    Dismissed,
     InboundFrame,
     Refused,
+    Wire,
 )
 from parley.config import Settings
 from parley.store.token_states import TokenState
@@ -85,6 +89,9 @@ class SessionHandle:
     last_frame_at: float = field(default_factory=trio.current_time)
     """When the client last sent a frame (trio's clock), for `SocketHub.watch_liveness`."""
     frames_in: int = 0
+    idle_timeout: float = math.inf
+    """Silence after which `watch_liveness` closes it (its protocol's, `Wire.idle_timeout`)."""
+    idle_close: int = CLOSE_GOING_AWAY
 
     async def inbound(self, frame: InboundFrame) -> bool:
         """Hand a frame to the session, waiting for mailbox space; False once it is gone."""
@@ -128,6 +135,8 @@ class SocketHub:
         self.presence = presence
         self._sessions = sessions
         self.services = SocketServices(settings, pubsub, presence, router, system, self.count)
+        self._services_by_router: dict[Router, SocketServices] = {router: self.services}
+        """The services of each protocol's route table (`Wire.router`), made once each."""
         self._handles: dict[str, SessionHandle] = {}
         self._handles_by_user: dict[uuid.UUID, dict[str, SessionHandle]] = {}
         self._handles_by_namespace: dict[str, dict[str, SessionHandle]] = {}
@@ -156,7 +165,7 @@ class SocketHub:
         """`authorize`, preceded by the drain check: while not `accepting`, every upgrade is
         refused with 503 before its token is even looked at (clients retry, elsewhere)."""
 
-        async def decide(request: ConnectRequest) -> Accepted | Refused:
+        async def decide(request: ConnectRequest) -> Accepted | Refused | Dismissed:
             if not self.accepting:
                 return Refused(503, "draining")
             return await authorize(request)
@@ -164,13 +173,27 @@ class SocketHub:
         return decide
 
     async def open_session(
-        self, principal: SocketPrincipal, serializer: Serializer, info: ConnectionInfo
+        self,
+        principal: SocketPrincipal,
+        serializer: Serializer,
+        info: ConnectionInfo,
+        wire: Wire = PHOENIX_WIRE,
     ) -> SessionHandle:
-        """Start a session actor under the sessions supervisor (temporary)."""
+        """Start a session actor under the sessions supervisor (temporary), speaking `wire`'s
+        protocol (its routes, first frames, idle timeout and close codes)."""
         socket = self.settings.socket
         outbound = OutboundQueue(socket.outbound_max_messages, socket.outbound_max_bytes)
         outbound.defer = self._defer_write
-        ref, spec = session_child_spec(self.services, principal, serializer, outbound)
+        outbound.closing_map = wire.closing
+        for frame in wire.greeting:
+            outbound.put(frame)
+        services = self.services
+        if wire.router is not None:
+            services = self._services_by_router.get(wire.router) or dataclasses.replace(
+                self.services, router=wire.router
+            )
+            self._services_by_router[wire.router] = services
+        ref, spec = session_child_spec(services, principal, serializer, outbound)
         namespace = principal.namespace
         if namespace is not None:
             self._opening[namespace] = self._opening.get(namespace, 0) + 1
@@ -182,6 +205,12 @@ class SocketHub:
                 if not self._opening[namespace]:
                     del self._opening[namespace]
         handle = SessionHandle(ref, spec.name, outbound, principal, info, serializer.vsn)
+        timeout = (
+            socket.heartbeat_timeout_seconds if wire.idle_timeout is None else wire.idle_timeout
+        )
+        handle.idle_timeout = timeout if 0 < timeout < math.inf else math.inf  # 0: none
+        if wire.idle_close is not None:
+            handle.idle_close = wire.idle_close
         self._handles[handle.name] = handle
         self._handles_by_user.setdefault(principal.user_id, {})[handle.name] = handle
         if namespace is not None:
@@ -327,7 +356,8 @@ class SocketHub:
     async def watch_liveness(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Close every socket that sent nothing for `socket.heartbeat_timeout_seconds`, with 1001.
+        """Close every socket that sent nothing for its idle timeout (Phoenix sockets:
+        `socket.heartbeat_timeout_seconds`, with 1001; other protocols: their `Wire`'s).
 
         One task checks all sockets, every second (every quarter of the timeout when that is
         shorter), so a silent socket is closed between the timeout and the timeout plus that
@@ -337,14 +367,16 @@ class SocketHub:
         timeout = self.settings.socket.heartbeat_timeout_seconds
         task_status.started()
         if not 0 < timeout < math.inf:
-            await trio.sleep_forever()
+            timeout = 4.0  # sockets of other protocols may still have a timeout of their own
         period = min(1.0, timeout / 4)
         while True:
             await trio.sleep(period)
-            silent_since = trio.current_time() - timeout
-            for handle in [h for h in self._handles.values() if h.last_frame_at < silent_since]:
+            now = trio.current_time()
+            for handle in [
+                h for h in self._handles.values() if h.last_frame_at < now - h.idle_timeout
+            ]:
                 self.count("idle_timeouts")
-                handle.close(CLOSE_GOING_AWAY, "idle timeout")
+                handle.close(handle.idle_close, "idle timeout")
 
     async def flush_writes(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

@@ -192,6 +192,10 @@ class ChannelInstance:
                     return
                 if out is None:
                     return
+                if isinstance(out, tuple):
+                    for each in out:  # one broadcast made several (each encoded once, cached)
+                        self._write(each)
+                    return
                 if isinstance(out, Message):
                     self.session.send(out)
                     return
@@ -203,19 +207,23 @@ class ChannelInstance:
                     )
                     return
                 broadcast = out
-            try:
-                frame = self.serializer.fastlane(broadcast)
-            except EncodeError:
-                # e.g. a binary broadcast on a V1 socket, which cannot carry it (§2.6).
-                self.session.count("undeliverable")
-                return
-            self.session.enqueue(frame)
+            self._write(broadcast)
         elif state == JOINING:
             # Queued behind the join reply (§4.2 step 6), bounded like the outbound queue.
             if len(self._pending) >= self.session.outbound.max_frames:
                 self.session.slow_consumer()
             else:
                 self._pending.append(broadcast)
+
+    def _write(self, broadcast: Broadcast) -> None:
+        try:
+            frame = self.serializer.fastlane(broadcast)
+        except EncodeError:
+            # e.g. a binary broadcast on a V1 socket, which cannot carry it (§2.6).
+            self.session.count("undeliverable")
+            return
+        if frame is not None:  # None: this protocol has no frame for the event
+            self.session.enqueue(frame)
 
     # -- lifecycle (driven by the session) ------------------------------------------------
 

@@ -21,7 +21,9 @@ under load the number of writes per delivery falls by itself, like the writer's 
 
 `close(code, reason)` is how the session (or the hub, for revocations) ends the connection: the
 writer finishes what is queued (unless `discard` is set, as for a slow consumer whose queue is
-the problem), then sends a close frame with that code. Frames put after `close` are dropped.
+the problem), then sends a close frame with that code. Frames put after `close` are dropped. A
+protocol with close codes of its own (Pusher's 4200 for a restart) maps each close through
+`closing_map`, which may add one last frame (its error frame) before the close.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ from dataclasses import dataclass
 import trio
 
 from parley.api.socket.core.message import Frame
+
+CloseMapping = Callable[[int, str], tuple[int, str, Frame | None]]
+"""A protocol's own close: the core's close code and reason -> the code to send, its reason, and
+a last frame to send before it (Pusher: `pusher:error`), or None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +58,7 @@ class OutboundQueue:
         "_writer",
         "bytes",
         "close_request",
+        "closing_map",
         "defer",
         "high_water_bytes",
         "high_water_frames",
@@ -78,6 +85,8 @@ class OutboundQueue:
         """Schedules `write_deferred` for the end of the scheduler turn (the hub's flusher);
         without it, frames for the idle writer are written by `put` itself."""
         self._deferred = False
+        self.closing_map: CloseMapping | None = None
+        """The protocol's own close codes (`transport.Wire.closing`): maps each `close`."""
         self.bytes = 0
         self.close_request: CloseRequest | None = None
         self.high_water_frames = 0
@@ -139,10 +148,16 @@ class OutboundQueue:
         """
         if self.close_request is not None:
             return False
+        last = None
+        if self.closing_map is not None:
+            code, reason, last = self.closing_map(code, reason)
         self.close_request = CloseRequest(code, reason)
         if discard:
             self._frames = []
             self.bytes = 0
+        if last is not None:  # the protocol's last word (Pusher's `pusher:error`), past bounds
+            self._frames.append(last)
+            self.bytes += len(last)
         self._wake_writer()
         return True
 

@@ -2,7 +2,9 @@
 
 The session decodes every inbound frame and encodes every outbound record through the serializer
 its transport chose at connect time (`parley.api.socket.phoenix` has Phoenix's V1 and V2 JSON
-serializers; the Pusher protocol will bring its own). The core itself knows no frame format.
+serializers, `parley.api.socket.pusher.frames` the Pusher protocol's). The core itself knows no
+frame format. An encoder may answer None for a record its protocol has no frame for (Pusher's
+clients get nothing for the reply to an unsubscribe, or for a `phx_close`): nothing is sent.
 """
 
 from __future__ import annotations
@@ -63,22 +65,22 @@ class Serializer(Protocol):
         """Decode a binary frame; raises `FrameError` only."""
         ...
 
-    def encode_push(self, message: Message) -> Frame:
+    def encode_push(self, message: Message) -> Frame | None:
         """Encode a server push (F9, F13, F14, F17); raises `EncodeError`."""
         ...
 
-    def encode_reply(self, reply: Reply) -> Frame:
+    def encode_reply(self, reply: Reply) -> Frame | None:
         """Encode a `phx_reply` (F2-F6, F8, F12, F16); raises `EncodeError`."""
         ...
 
-    def encode_broadcast(self, broadcast: Broadcast) -> Frame:
+    def encode_broadcast(self, broadcast: Broadcast) -> Frame | None:
         """Encode a broadcast (F10, F18) without caching; raises `EncodeError`."""
         ...
 
-    def fastlane(self, broadcast: Broadcast) -> Frame:
+    def fastlane(self, broadcast: Broadcast) -> Frame | None:
         """`encode_broadcast`, memoized on the broadcast: at most one encode per serializer."""
         ...
 
-    def encode(self, item: Message | Reply | Broadcast) -> Frame:
+    def encode(self, item: Message | Reply | Broadcast) -> Frame | None:
         """Encode any outbound record; broadcasts go through `fastlane`."""
         ...

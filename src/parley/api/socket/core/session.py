@@ -199,7 +199,8 @@ class SessionActor(Actor[Never, Never, Inbound]):
             log.warning("session %s: cannot encode %s: %s", self.ref.id, type(item).__name__, exc)
             self.count("undeliverable")
             return
-        self.enqueue(frame)
+        if frame is not None:  # None: the protocol has no frame for it
+            self.enqueue(frame)
 
     def enqueue(self, frame: Frame) -> None:
         if not self.outbound.put(frame):

@@ -22,18 +22,39 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 from urllib.parse import parse_qsl
 
 import trio
 
 if TYPE_CHECKING:
     from parley.api.socket.core.message import Frame
-    from parley.api.socket.core.outbound import OutboundQueue
+    from parley.api.socket.core.outbound import CloseMapping, OutboundQueue
     from parley.api.socket.core.principal import SocketPrincipal
+    from parley.api.socket.core.router import Router
     from parley.api.socket.core.serializer import Serializer
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Wire:
+    """What a wire protocol other than Phoenix's changes about a connection (the defaults are
+    Phoenix's): its name, its channel routes, the frames sent first, its idle timeout and the
+    close code for it, and how the core's close codes map onto its own."""
+
+    protocol: str = "phoenix"
+    router: Router | None = None
+    """The protocol's route table (None: the hub's, Phoenix's channels)."""
+    greeting: tuple[Frame, ...] = ()
+    idle_timeout: float | None = None
+    """Silence after which the socket closes (None: `socket.heartbeat_timeout_seconds`)."""
+    idle_close: int | None = None
+    """The close code for that (None: 1001)."""
+    closing: CloseMapping | None = None
+
+
+PHOENIX_WIRE: Final = Wire()
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +65,19 @@ class Accepted:
     principal: SocketPrincipal
     serializer: Serializer
     subprotocol: str | None
+    wire: Wire = PHOENIX_WIRE
+
+
+@dataclass(frozen=True, slots=True)
+class Dismissed:
+    """Accept the upgrade, send `frames`, then close with `code`: how a protocol whose refusals
+    are close codes refuses (Pusher's 4001 unknown app, 4007 bad protocol version...). No session
+    is started."""
+
+    frames: tuple[Frame, ...]
+    code: int
+    reason: str
+    """For logs and counters, and the close frame's reason."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +89,7 @@ class Refused:
     """For logs and counters only; never sent."""
 
 
-Authorize = Callable[["ConnectRequest"], Awaitable[Accepted | Refused]]
+Authorize = Callable[["ConnectRequest"], Awaitable[Accepted | Refused | Dismissed]]
 """The upgrade decision a transport asks for each connection."""
 
 
@@ -94,7 +128,7 @@ class ConnectionInfo:
     transport: str
     """`websocket` or `longpoll`."""
     protocol: str
-    """The wire protocol served (`phoenix`)."""
+    """The wire protocol served (`phoenix` or `pusher`)."""
     peer: str | None
     """The client's address as the transport saw it (`host:port`), if known."""
 

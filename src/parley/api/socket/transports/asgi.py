@@ -42,6 +42,7 @@ from parley.api.socket.core.transport import (
     Authorize,
     ConnectionInfo,
     ConnectRequest,
+    Dismissed,
     InboundFrame,
     pump,
 )
@@ -108,53 +109,80 @@ class AsgiConnection:
 
 
 class SocketEndpoint:
-    """ASGI middleware: the Phoenix socket at `socket.path`, everything else to `app`."""
+    """ASGI middleware: the Phoenix socket at `socket.path`, the Pusher socket under `/app/`
+    (when `pusher` is given), everything else to `app`."""
 
-    def __init__(self, app: ASGIApp, hub: SocketHub, authorize: Authorize) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        hub: SocketHub,
+        authorize: Authorize,
+        pusher: tuple[str, Authorize] | None = None,
+    ) -> None:
         self.app = app
         self.hub = hub
         self._authorize = authorize
+        self._pusher = pusher
+        """(path prefix, its upgrade decision) of the Pusher protocol's socket."""
         self.path = hub.settings.socket.path
         self.compression = hub.settings.socket.compression
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope.get("type")
-        if scope.get("path") == self.path:
+        path = scope.get("path")
+        if path == self.path:
             if kind == "websocket":
-                await self._websocket(scope, receive, send)
+                await self._websocket(scope, receive, send, self._authorize)
                 return
             if kind == "http":
                 await _plain_response(send, 400, b"expected a WebSocket upgrade\n")
                 return
+        pusher = self._pusher
+        if kind == "websocket" and pusher is not None and str(path).startswith(pusher[0]):
+            await self._websocket(scope, receive, send, pusher[1])
+            return
         await self.app(scope, receive, send)
 
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _websocket(
+        self, scope: Scope, receive: Receive, send: Send, authorize: Authorize
+    ) -> None:
         hub = self.hub
         connect = await receive()
         if connect.get("type") != "websocket.connect":
             return
         request = _connect_request(scope)
         try:
-            decision = await self._authorize(request)
+            decision = await authorize(request)
         except Exception:
             log.exception("socket connect check failed")
             hub.count("refused_unavailable")
             await _deny(scope, send, 503)
+            return
+        if isinstance(decision, Dismissed):
+            hub.count(f"dismissed_{decision.reason}")
+            accept: dict[str, Any] = {"type": "websocket.accept"}
+            if not self.compression:
+                accept["headers"] = [NO_COMPRESSION_MARKER]
+            await send(accept)
+            dismissed = AsgiConnection(receive, send)
+            await dismissed.send_frames(list(decision.frames))
+            await dismissed.close(decision.code, decision.reason)
             return
         if not isinstance(decision, Accepted):
             hub.count(f"refused_{decision.reason}")
             await _deny(scope, send, decision.status)
             return
         try:
-            info = ConnectionInfo("websocket", "phoenix", request.peer)
-            handle = await hub.open_session(decision.principal, decision.serializer, info)
+            wire = decision.wire
+            info = ConnectionInfo("websocket", wire.protocol, request.peer)
+            handle = await hub.open_session(decision.principal, decision.serializer, info, wire)
         except Exception:
             log.exception("could not start a session")
             hub.count("refused_unavailable")
             await _deny(scope, send, 503)
             return
         try:
-            accept: dict[str, Any] = {"type": "websocket.accept"}
+            accept = {"type": "websocket.accept"}
             if decision.subprotocol is not None:
                 accept["subprotocol"] = decision.subprotocol
             if not self.compression:
@@ -237,8 +265,14 @@ def _install_hypercorn_compression_switch(max_message_bytes: int) -> None:
     ws_stream.Handshake.accept = accept  # type: ignore[method-assign]
 
 
-def install(app: QuartTrio, hub: SocketHub, authorize: Authorize) -> None:
-    """Serve the socket on `app` at `socket.path`, in front of its routes."""
+def install(
+    app: QuartTrio,
+    hub: SocketHub,
+    authorize: Authorize,
+    pusher: tuple[str, Authorize] | None = None,
+) -> None:
+    """Serve the socket on `app` at `socket.path` (and the Pusher socket under `pusher`'s path
+    prefix), in front of its routes."""
     _install_hypercorn_compression_switch(hub.settings.socket.max_frame_bytes)
-    endpoint = SocketEndpoint(cast("ASGIApp", app.asgi_app), hub, authorize)
+    endpoint = SocketEndpoint(cast("ASGIApp", app.asgi_app), hub, authorize, pusher)
     app.asgi_app = cast("Any", endpoint)  # type: ignore[method-assign]

@@ -46,6 +46,7 @@ from parley.api.socket.core.transport import (
     Authorize,
     ConnectionInfo,
     ConnectRequest,
+    Dismissed,
     InboundFrame,
     pump,
 )
@@ -364,6 +365,25 @@ class UpgradedSocket:
                 await self._hub.end_session(handle)
 
 
+@dataclass(frozen=True, slots=True)
+class DismissedSocket:
+    """An upgrade accepted only to say why not (`transport.Dismissed`): its frames, then its close
+    code (Pusher's refusals are close codes, PUSHER_PROTOCOL.md §1). No session."""
+
+    connection: FastConnection
+    response: bytes
+    dismissed: Dismissed
+
+    async def serve(self) -> None:
+        try:
+            await self.connection.write_raw(self.response)
+            await self.connection.send_frames(list(self.dismissed.frames))
+            await self.connection.close(self.dismissed.code, self.dismissed.reason)
+            await self.connection.linger()
+        except Exception as exc:
+            log.debug("dismissed socket dropped: %r", exc)
+
+
 async def accept_upgrade(
     stream: trio.SocketStream,
     head: bytes,
@@ -371,7 +391,7 @@ async def accept_upgrade(
     rest: bytes,
     socket: FastPathSocket,
     peer: str | None,
-) -> UpgradedSocket | int:
+) -> UpgradedSocket | DismissedSocket | int:
     """The handshake of one WebSocket upgrade whose request head (`head`) has been read; `rest`
     is what followed it. Returns the accepted socket, or the HTTP status of the refusal once it
     was answered (the caller closes the stream)."""
@@ -395,20 +415,28 @@ async def accept_upgrade(
         hub.count("refused_unavailable")
         await _send_all(stream, _reject(ws, 503))
         return 503
+    settings = hub.settings.socket
+    if isinstance(decision, Dismissed):
+        hub.count(f"dismissed_{decision.reason}")
+        stall, size = settings.heartbeat_timeout_seconds, settings.max_frame_bytes
+        dismissed = FastConnection(
+            stream, None, buffered=rest, max_frame_bytes=size, compressed=False,
+            write_stall_seconds=stall, on_fail=lambda code, reason: None,
+        )  # fmt: skip
+        return DismissedSocket(dismissed, ws.send(AcceptConnection()), decision)
     if not isinstance(decision, Accepted):
         hub.count(f"refused_{decision.reason}")
         await _send_all(stream, _reject(ws, decision.status))
         return decision.status
     try:
-        handle = await hub.open_session(
-            decision.principal, decision.serializer, ConnectionInfo("websocket", "phoenix", peer)
-        )
+        wire = decision.wire
+        info = ConnectionInfo("websocket", wire.protocol, peer)
+        handle = await hub.open_session(decision.principal, decision.serializer, info, wire)
     except Exception:
         log.exception("could not start a session")
         hub.count("refused_unavailable")
         await _send_all(stream, _reject(ws, 503))
         return 503
-    settings = hub.settings.socket
     deflate = BoundedDeflate(settings.max_frame_bytes)
     extensions: list[Extension] = [deflate] if settings.compression else []
     accept = ws.send(AcceptConnection(subprotocol=decision.subprotocol, extensions=extensions))
