@@ -96,6 +96,7 @@ def run_f1(
         f"F1: {tally.cases} cases ({tally.replays} cross-user replays) over"
         f" {len(tally.per_operation)}/{len(operations)} operations in {elapsed:.1f}s;"
         f" statuses {dict(sorted(tally.statuses.items()))};"
+        f" {tally.unstated_rules} 422s on rules the document does not state;"
         f" sign-ins {', '.join(f'{i.name} {i.logins}' for i in (root, a, b))}"
     )
     print(summary)
@@ -105,7 +106,7 @@ def run_f1(
     return tally
 
 
-def report(tally: Tally, min_cases: int) -> None:
+def report(tally: Tally, min_cases: int, tmp_path: Path) -> None:
     figure("F1", "cases", tally.cases, f">={min_cases}")
     figure("F1", "cross_user_replays", tally.replays, ">0")
     figure("F1", "5xx", tally.server_errors(), "0")
@@ -115,7 +116,11 @@ def report(tally: Tally, min_cases: int) -> None:
     other = tally.other_failures()
     figure("F1", "other_check_failures", sum(other.values()), "0")
     problems = tally.problems()
-    assert not problems, f"{len(problems)} problems:\n\n" + "\n\n".join(problems[:SHOWN])
+    listed = tmp_path / "problems.txt"
+    listed.write_text("\n\n".join(problems))
+    assert not problems, f"{len(problems)} problems (all in {listed}):\n\n" + "\n\n".join(
+        problems[:SHOWN]
+    )
     assert tally.server_errors() == 0
 
 
@@ -124,7 +129,7 @@ FULL_CASES = 1000
 
 @pytest.mark.slow
 def test_f1_schemathesis_over_every_operation_as_two_users_leaks_and_breaks_nothing(
-    live_api: str,
+    live_api: str, tmp_path: Path
 ) -> None:
     positive, negative = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
     tally = run_f1(
@@ -137,13 +142,13 @@ def test_f1_schemathesis_over_every_operation_as_two_users_leaks_and_breaks_noth
         replay_examples=3,
         min_cases=FULL_CASES,
     )
-    report(tally, FULL_CASES)
+    report(tally, FULL_CASES, tmp_path)
 
 
 SHORT_CASES = 250
 
 
-def test_f1_short_schemathesis_run(live_api: str) -> None:
+def test_f1_short_schemathesis_run(live_api: str, tmp_path: Path) -> None:
     positive, negative = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
     tally = run_f1(
         live_api,
@@ -151,4 +156,4 @@ def test_f1_short_schemathesis_run(live_api: str) -> None:
         replay_examples=1,
         min_cases=SHORT_CASES,
     )
-    report(tally, SHORT_CASES)
+    report(tally, SHORT_CASES, tmp_path)

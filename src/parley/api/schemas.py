@@ -9,6 +9,13 @@ UUID: dict[str, Any] = {"type": "string", "format": "uuid"}
 TIME: dict[str, Any] = {"type": "string", "format": "date-time"}
 NULLABLE_TIME: dict[str, Any] = {"type": ["string", "null"], "format": "date-time"}
 CURSOR: dict[str, Any] = {"type": ["string", "null"]}
+TEXT: dict[str, Any] = {
+    "type": "string",
+    "pattern": r"^[^\u0000]*[^\s\u0000][^\u0000]*$",
+    "description": "not blank (something besides white space), no NUL",
+}
+"""A message or reply body as `actors.message_rules.check_text` takes it (its length bound is a
+setting, so not stated here)."""
 
 
 def obj(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
