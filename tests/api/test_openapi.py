@@ -73,8 +73,9 @@ async def test_the_document_states_the_body_rules_schemathesis_found_unstated(
     client: httpx.AsyncClient,
 ) -> None:
     """Drill F1 (docs/reliability.md) sent schema-valid bodies the server refused with 422: a blank
-    message, a reply of white space, an admin change naming neither role nor banned. The document
-    now says so, and what it calls valid the server takes."""
+    message, a reply of white space, a client_id with a NUL, a first message's client_id without
+    its body, an admin change naming neither role nor banned. The document now says so, and what
+    it calls valid the server takes."""
     document = (await client.get("/api/openapi.json")).json()
 
     def body_schema(method: str, path: str) -> dict[str, Any]:
@@ -89,6 +90,11 @@ async def test_the_document_states_the_body_rules_schemathesis_found_unstated(
     assert Draft202012Validator(send).is_valid({"body": " hello "})
     reply = body_schema("post", "/api/listings/{listing_id}/replies")
     assert not Draft202012Validator(reply).is_valid({"body": "  "})
+    assert not Draft202012Validator(send).is_valid({"body": "hi", "client_id": "c\x00"})
+    contact = body_schema("post", "/api/listings/{listing_id}/contact")
+    assert not Draft202012Validator(contact).is_valid({"client_id": "c1"})  # without a body
+    for fine in ({}, {"body": "hi"}, {"body": "hi", "client_id": "c1"}):
+        assert Draft202012Validator(contact).is_valid(fine), fine
     change = body_schema("patch", "/api/admin/users/{user_id}")
     assert not Draft202012Validator(change).is_valid({"reason": "why"})
     assert Draft202012Validator(change).is_valid({"banned": False})

@@ -51,6 +51,7 @@ UNSTATED_RULES = {
     "year_max": "a car's year is bounded by next year",
     "email": "the server's subset of RFC 5322 (accounts/validation.py), no JSON Schema format",
     "slug": "whether a slug can be derived from the name given",
+    "price_max": "a price range's ends in order (no JSON Schema for two parameters)",
     "description": "free text without control characters (not in the document yet)",
     "bio": "free text without control characters (not in the document yet)",
     **dict.fromkeys(

@@ -28,6 +28,7 @@ from parley.api.endpoint import (
 from parley.api.errors import ApiError, invalid, not_found, unavailable
 from parley.api.pagination import PAGE_QUERY, decode_cursor, encode_cursor
 from parley.api.schemas import (
+    CLIENT_ID,
     MESSAGE,
     NULLABLE_TIME,
     TEXT,
@@ -83,7 +84,7 @@ SEND_BODY = {
     "required": ["body"],
     "properties": {
         "body": TEXT,
-        "client_id": {"type": "string", "minLength": 1, "maxLength": CLIENT_ID_MAX_CHARS},
+        "client_id": {**CLIENT_ID, "maxLength": CLIENT_ID_MAX_CHARS},
     },
 }
 EDIT_BODY = {"type": "object", "required": ["body"], "properties": {"body": TEXT}}

@@ -12,7 +12,7 @@ from typing import Any
 from parley.actors.message_rules import CLIENT_ID_MAX_CHARS
 from parley.api.conversations import CONVERSATION_DETAIL
 from parley.api.pagination import PAGE_QUERY
-from parley.api.schemas import MESSAGE, TEXT, TIME, UUID, obj, query_parameter
+from parley.api.schemas import CLIENT_ID, MESSAGE, TEXT, TIME, UUID, obj, query_parameter
 from parley.marketplace import rules
 from parley.marketplace.currencies import ISO_4217
 from parley.store.listing_search import SORTS, STATUSES
@@ -94,8 +94,10 @@ CONTACT_BODY: dict[str, Any] = {
     "type": "object",
     "properties": {
         "body": TEXT,
-        "client_id": {"type": "string", "minLength": 1, "maxLength": CLIENT_ID_MAX_CHARS},
+        "client_id": {**CLIENT_ID, "maxLength": CLIENT_ID_MAX_CHARS},
     },
+    # A client_id names the first message: it comes with a body or not at all.
+    "anyOf": [{"required": ["body"]}, {"properties": {"client_id": False}}],
 }
 CONTACT = obj(
     {"conversation": CONVERSATION_DETAIL, "message": {"anyOf": [MESSAGE, {"type": "null"}]}}

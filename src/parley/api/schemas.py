@@ -16,6 +16,8 @@ TEXT: dict[str, Any] = {
 }
 """A message or reply body as `actors.message_rules.check_text` takes it (its length bound is a
 setting, so not stated here)."""
+CLIENT_ID: dict[str, Any] = {"type": "string", "minLength": 1, "pattern": r"^[^\u0000]*$"}
+"""A message's client_id as `actors.message_rules.check_client_id` takes it (with its maxLength)."""
 
 
 def obj(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
