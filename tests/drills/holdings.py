@@ -75,7 +75,10 @@ def furnish(owner: Identity, bystander: Identity, admin: Identity) -> Holdings:
     reply = owner.call("POST", f"/api/listings/{listing}/replies", {"body": "still for sale"})
     hidden = owner.call("POST", "/api/listings", {"title": f"hidden {canary}", **LISTING})["id"]
     admin.call("POST", f"/api/listings/{hidden}/hide", {"reason": "drill"})
-    organization = owner.call("POST", "/api/organizations", {"name": f"org {canary}"})["slug"]
+    # The slug is sent by the intruder in its paths, so it must not carry the canary.
+    organization = owner.call(
+        "POST", "/api/organizations", {"name": f"org {canary}", "slug": uuid.uuid4().hex[:12]}
+    )["slug"]
     application = owner.call(
         "POST", f"/api/organizations/{organization}/applications", {"name": f"app {canary}"}
     )  # fmt: skip
