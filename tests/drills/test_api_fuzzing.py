@@ -97,6 +97,7 @@ def run_f1(
         f" {len(tally.per_operation)}/{len(operations)} operations in {elapsed:.1f}s;"
         f" statuses {dict(sorted(tally.statuses.items()))};"
         f" {tally.unstated_rules} 422s on rules the document does not state;"
+        f" replays on others' private things: {dict(sorted(tally.replay_statuses.items()))};"
         f" sign-ins {', '.join(f'{i.name} {i.logins}' for i in (root, a, b))}"
     )
     print(summary)
@@ -112,6 +113,7 @@ def report(tally: Tally, min_cases: int, tmp_path: Path) -> None:
     figure("F1", "5xx", tally.server_errors(), "0")
     figure("F1", "auth_ignored", len(tally.auth_ignored) + len(tally.failures["ignored_auth"]), "0")
     figure("F1", "cross_user_leaks", len(tally.leaks), "0")
+    figure("F1", "cross_user_refusals_not_403_404", len(tally.not_refused), "0")
     figure("F1", "schema_violations", tally.schema_violations(), "0")
     other = tally.other_failures()
     figure("F1", "other_check_failures", sum(other.values()), "0")
