@@ -23,6 +23,7 @@ from parley.integrations.pusher_events import parse_batch, parse_events, parse_i
 from parley.integrations.signing import BadSignature, Secret, verify_request
 from parley.integrations.triggers import TriggerError, TriggerLimits
 from parley.store.applications import Application
+from tests.integrations.test_rules import KEY as STORED_KEY
 from tests.integrations.test_rules import CountingStore, app
 
 KEY, SECRET = "278d425bdf160c739803", "7ad3773142a6692b25b8"
@@ -225,11 +226,11 @@ async def test_the_directory_finds_applications_by_id_from_memory() -> None:
     assert await directory.get_by_id(99) is None
     assert await directory.get_by_id(99) is None  # an unknown id is remembered as unknown
     assert directory.reads == reads + 1
-    await directory.get(KEY)  # read by key: its id is known from then on
+    await directory.get(STORED_KEY)  # read by key: its id is known from then on
     reads = directory.reads
     first = await directory.get_by_id(1)
-    assert first is not None and first.app_key == KEY and directory.reads == reads
-    directory.forget([KEY])
-    store.rows[KEY] = app(KEY, name="renamed")
+    assert first is not None and first.app_key == STORED_KEY and directory.reads == reads
+    directory.forget([STORED_KEY])
+    store.rows[STORED_KEY] = app(STORED_KEY, name="renamed")
     renamed = await directory.get_by_id(1)
     assert renamed is not None and renamed.name == "renamed"
