@@ -234,3 +234,31 @@ async def test_the_directory_finds_applications_by_id_from_memory() -> None:
     store.rows[STORED_KEY] = app(STORED_KEY, name="renamed")
     renamed = await directory.get_by_id(1)
     assert renamed is not None and renamed.name == "renamed"
+
+
+def test_the_worked_example_of_section_9_verifies_and_is_the_trigger_it_describes() -> None:
+    """PUSHER_PROTOCOL.md §9's vector end to end: app 3's signed `POST /apps/3/events`."""
+    body = b'{"name":"foo","channels":["project-3"],"data":"{\\"some\\":\\"data\\"}"}'
+    params = [
+        ("auth_key", KEY),
+        ("auth_timestamp", "1353088179"),
+        ("auth_version", "1.0"),
+        ("body_md5", "ec365a775a4cd0599faeb73354201b6f"),
+        ("auth_signature", "da454824c97ba181a32ccc17a72625ba02771f50b50e1e7430e47a1f3f457e6c"),
+    ]
+    verified = verify_request(
+        key=KEY,
+        secrets=[Secret(1, SECRET)],
+        method="POST",
+        path="/apps/3/events",
+        params=params,
+        body=body,
+        now=1353088179,
+        window_seconds=600,
+    )
+    assert verified.version == 1
+    event = parse_events(KEY, body, LIMITS)
+    assert event.trigger.event == "foo"
+    assert event.trigger.topics == (f"app:{KEY}:project-3",)
+    assert event.trigger.data == '{"some":"data"}'  # as Pusher sockets get it
+    assert event.trigger.payload == {"some": "data"}  # as Phoenix sockets get it
