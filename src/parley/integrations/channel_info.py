@@ -21,7 +21,7 @@ moment of this node.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from parley.integrations import topics
 from parley.integrations.triggers import TriggerError
@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from parley.actors.realtime.presence import Presence
     from parley.actors.realtime.pubsub import PubSub
 
-USER_COUNT = "user_count"
-SUBSCRIPTION_COUNT = "subscription_count"
+USER_COUNT: Final = "user_count"
+SUBSCRIPTION_COUNT: Final = "subscription_count"
 
 
 def channel_name(topic: str) -> str | None:

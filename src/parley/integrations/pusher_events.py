@@ -22,10 +22,11 @@ from typing import Any, Final
 
 import orjson
 
+from parley.integrations.channel_info import SUBSCRIPTION_COUNT, USER_COUNT
 from parley.integrations.triggers import Trigger, TriggerError, TriggerLimits, build_trigger
 
-INFO_ATTRIBUTES: Final = ("user_count", "subscription_count")
-"""What `info` may ask of a triggered channel (Pusher's two)."""
+INFO_ATTRIBUTES: Final = (USER_COUNT, SUBSCRIPTION_COUNT)
+"""What `info` may ask of a channel (Pusher's two)."""
 
 
 @dataclass(frozen=True, slots=True)
