@@ -288,7 +288,7 @@ async def _serve(
             ChildSpec("socket-liveness", hub.watch_liveness, shutdown_timeout=grace),
             ChildSpec("socket-writes", hub.flush_writes, shutdown_timeout=grace),
             ChildSpec("app-sockets", app_sockets.run, shutdown_timeout=grace),
-            *webhooks.children(grace),
+            webhooks.child_spec(settings.supervision),
             *console.children(),
         ]
         http = None

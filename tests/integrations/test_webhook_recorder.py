@@ -39,12 +39,13 @@ class Outbox:
         self.writes: list[list[Noted]] = []
         self.fail_next = 0
 
-    async def __call__(self, batch: list[Noted]) -> None:
+    async def __call__(self, batch: list[Noted]) -> list[Noted]:
         await trio.lowlevel.checkpoint()
         if self.fail_next:
             self.fail_next -= 1
             raise StoreUnavailable("database is not connected")
         self.writes.append(list(batch))
+        return batch
 
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
         return [n.event for w in self.writes for n in w if name is None or n.name == name]
@@ -265,3 +266,23 @@ def test_retries_stop_at_the_give_up_age_and_the_last_is_made_then() -> None:
     assert retry_delay(9, 290.0, SETTINGS) == pytest.approx(10.0)  # not past the 300 s
     assert retry_delay(9, 300.0, SETTINGS) is None
     assert retry_delay(1, 301.0, SETTINGS) is None
+
+
+async def test_applications_that_surely_want_no_webhooks_are_not_even_noted(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    world = World()
+    silent = "f" * 20
+    world.recorder = WebhookRecorder(
+        SETTINGS, lambda topic, key: 0, world.outbox, lambda app_key: app_key != silent
+    )
+    world.pubsub.watch("app:", world.recorder.count)
+    await nursery.start(world.recorder.run)
+    socket = Socket()
+    world.pubsub.subscribe(f"app:{silent}:quiet", socket)
+    world.recorder.client_event(silent, "private-x", "client-x", {}, "1.1", None)
+    world.pubsub.subscribe(world.topic("loud"), socket)
+    world.pubsub.unsubscribe(f"app:{silent}:quiet", socket)
+    await trio.sleep(SETTINGS.hold_seconds + 1)
+    assert {n.app_key for w in world.outbox.writes for n in w} == {KEY}
+    assert world.recorder.statistics().held == 0

@@ -14,7 +14,7 @@ A 2xx answer delivers the request's rows. Anything else (another status, a timeo
 connection) fails them: they are tried again after `retry.retry_delay`, and given up
 `webhooks.give_up_seconds` after they were recorded; the rows after a failure are given back
 untried, to keep the application's order. The loop sleeps until it is woken (`wake`: the
-recorder wrote rows, a task ended), the earliest retry it scheduled, or `webhooks.poll_seconds`
+recorder wrote rows, a task ended), the next retry it scheduled, or `webhooks.poll_seconds`
 (rows of other nodes), whichever comes first; and it deletes finished rows older than
 `webhooks.keep_seconds` every `poll_seconds * CLEANUP_POLLS`.
 
@@ -27,6 +27,7 @@ error crashes the deliverer and its supervisor restarts it, which loses nothing.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import time
@@ -84,7 +85,8 @@ class WebhookDeliverer:
         self._settings = settings
         self._transport = transport
         self._wakeup = trio.Event()
-        self._next_retry = math.inf
+        self._retry_times: list[float] = []
+        """When scheduled retries fall due (a heap): the loop wakes for each."""
         self._busy: set[int] = set()
         self._last_errors: dict[int, str] = {}
         self.delivered = 0
@@ -146,11 +148,12 @@ class WebhookDeliverer:
                 polls += 1
                 if polls % CLEANUP_POLLS == 0:
                     await self._cleanup()
-                wake_at = min(trio.current_time() + settings.poll_seconds, self._next_retry)
-                with trio.move_on_at(wake_at):
+                now = trio.current_time()
+                while self._retry_times and self._retry_times[0] <= now:
+                    heapq.heappop(self._retry_times)
+                soonest = self._retry_times[0] if self._retry_times else math.inf
+                with trio.move_on_at(min(now + settings.poll_seconds, soonest)):
                     await self._wakeup.wait()
-                if trio.current_time() >= self._next_retry:
-                    self._next_retry = math.inf
 
     async def _claim(self) -> list[DueWebhook]:
         if len(self._busy) >= self._settings.concurrency:
@@ -251,7 +254,7 @@ class WebhookDeliverer:
             await self._record(self._store.mark_given_up(ids, error))
             return
         self.retries += len(ids)
-        self._next_retry = min(self._next_retry, trio.current_time() + delay)
+        heapq.heappush(self._retry_times, trio.current_time() + delay)
         await self._record(self._store.mark_failed(ids, error, delay))
 
     async def _record(self, outcome: Awaitable[object]) -> None:

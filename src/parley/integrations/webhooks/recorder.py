@@ -33,7 +33,7 @@ import heapq
 import logging
 import math
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +49,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Write = Callable[[list[Noted]], Awaitable[None]]
+Write = Callable[[list[Noted]], Awaitable[Sequence[Noted]]]
+"""Writes a batch; returns what it wrote (events of applications that want them)."""
+Wants = Callable[[str], bool]
+"""Whether the application with this key may want webhooks (False: surely not, skip it)."""
 MembersOf = Callable[[str, str], int]
 """`(topic, user id)` -> how many presence entries that user has on the topic now."""
 
@@ -57,7 +60,7 @@ MembersOf = Callable[[str, str], int]
 @dataclass(frozen=True, slots=True)
 class RecorderStats:
     recorded: dict[str, int]
-    """Events written, by name."""
+    """Events written to the outbox, by name."""
     cancelled: dict[str, int]
     """Held events dropped because the channel or the user was back in time, by name."""
     dropped: int
@@ -79,10 +82,17 @@ def channel_of(topic: str) -> tuple[str, str] | None:
 class WebhookRecorder:
     """Notes channel, member and socket events; `run` writes them (see the module docstring)."""
 
-    def __init__(self, settings: WebhookSettings, members_of: MembersOf, write: Write) -> None:
+    def __init__(
+        self,
+        settings: WebhookSettings,
+        members_of: MembersOf,
+        write: Write,
+        wants: Wants = lambda app_key: True,
+    ) -> None:
         self._settings = settings
         self._members_of = members_of
         self._write = write
+        self._wants = wants
         self._ready: list[Noted] = []
         self._ready_since = math.inf
         self._occupied: set[str] = set()
@@ -108,7 +118,7 @@ class WebhookRecorder:
         if found is None:
             return
         app_key, channel = found
-        if not topics.is_presence(channel):
+        if not topics.is_presence(channel) and self._wants(app_key):
             self._pending_starts(trio.current_time())
             self._counts[topic] = subscribers
             self._changed.set()
@@ -154,7 +164,10 @@ class WebhookRecorder:
         socket_id: str,
         user_id: str | None,
     ) -> None:
-        self._note(Noted(app_key, events.client_event(channel, event, data, socket_id, user_id)))
+        if self._wants(app_key):  # before encoding the data: most applications have no URL
+            self._note(
+                Noted(app_key, events.client_event(channel, event, data, socket_id, user_id))
+            )
 
     def cache_miss(self, app_key: str, channel: str) -> None:
         self._note(Noted(app_key, events.channel_event(events.CACHE_MISS, channel)))
@@ -173,14 +186,14 @@ class WebhookRecorder:
             self._ready_since = now
 
     def _note(self, noted: Noted) -> None:
-        if not self._room():
+        if not self._wants(noted.app_key) or not self._room():
             return
         self._pending_starts(trio.current_time())
         self._ready.append(noted)
         self._changed.set()
 
     def _hold(self, key: tuple[str, str], noted: Noted) -> None:
-        if not self._room():
+        if not self._wants(noted.app_key) or not self._room():
             return
         deadline = trio.current_time() + self._settings.hold_seconds
         self._held[key] = (deadline, noted)
@@ -256,9 +269,9 @@ class WebhookRecorder:
                     batch.append(Noted(found[0], events.subscription_count(found[1], count)))
         else:
             counts = {}
-        written = len(self._ready[: self._settings.record_batch_max])
+        taken = len(self._ready[: self._settings.record_batch_max])
         try:
-            await self._write(batch)
+            written = await self._write(batch)
         except Exception as exc:
             if not database_unavailable(exc):
                 raise
@@ -268,9 +281,9 @@ class WebhookRecorder:
             log.warning("webhooks: cannot record %d event(s) (%r); retrying", len(batch), exc)
             await trio.sleep(self._settings.record_flush_ms / 1000)
             return
-        del self._ready[:written]
+        del self._ready[:taken]
         self._ready_since = trio.current_time() if self._ready or self._counts else math.inf
-        self._recorded.update(noted.name for noted in batch)
+        self._recorded.update(noted.name for noted in written)
 
     def statistics(self) -> RecorderStats:
         return RecorderStats(

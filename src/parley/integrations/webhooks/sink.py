@@ -35,9 +35,17 @@ class OutboxSink:
         self._store = store
         self._written = written
 
-    async def __call__(self, noted: list[Noted]) -> None:
+    def wants(self, app_key: str) -> bool:
+        """False when the cached application surely wants no webhooks (no URL, archived): the
+        recorder then does not even note its events. Unknown to the cache: maybe."""
+        app = self._directory.cached(app_key)
+        return app is None or (bool(app.webhook_url) and app.archived_at is None)
+
+    async def __call__(self, noted: list[Noted]) -> list[Noted]:
+        """Write what the applications want of `noted`; returns that."""
         apps: dict[str, Application | None] = {}
         rows: list[NewWebhookEvent] = []
+        written: list[Noted] = []
         for item in noted:
             if item.app_key not in apps:
                 apps[item.app_key] = await self._directory.get(item.app_key)
@@ -47,6 +55,8 @@ class OutboxSink:
             if item.name == SUBSCRIPTION_COUNT and not app.webhook_subscription_count:
                 continue
             rows.append(NewWebhookEvent(app.id, item.event))
+            written.append(item)
         if rows:
             await self._store.record(rows)
             self._written()
+        return written
