@@ -190,7 +190,7 @@ async def test_a_slow_or_unreachable_receiver_holds_up_no_other_application(
     unreachable = await apps.new(f"http://127.0.0.1:{port}/hooks")
     fine = await apps.new(fine_hook.url)
     store = WebhookStore(database)
-    settings = replace(FAST, request_timeout_seconds=2.0)
+    settings = replace(FAST, request_timeout_seconds=4.0)
     deliverer = WebhookDeliverer(store, settings)
     await nursery.start(deliverer.run)
     await store.record([NewWebhookEvent(slow.id, event(1))])
@@ -210,7 +210,7 @@ async def test_a_slow_or_unreachable_receiver_holds_up_no_other_application(
         )
 
     await until(failed_twice)
-    assert (await rows(store, slow))[0].last_error == "no answer within 2.0 s"
+    assert (await rows(store, slow))[0].last_error == "no answer within 4.0 s"
     assert "Connect" in str((await rows(store, unreachable))[0].last_error)
     await slow_hook.wait_for(lambda got: len(got) == 2)  # retried, and answered this time
 
@@ -234,17 +234,16 @@ async def test_two_nodes_share_the_outbox_and_never_send_a_row_twice(
         await nursery.start(node.run)
     for hook in hooks:
         await hook.wait_for(lambda got: len(got) >= 20)
-    for hook in hooks:
-        channels = [e["channel"] for e in hook.events()]
-        assert sorted(channels) == sorted(f"cache-{n}" for n in range(20))  # each once
-    assert all(node.statistics().delivered > 0 for node in nodes)  # both took part
-    assert sum(node.statistics().delivered for node in nodes) == 60
 
     async def all_delivered() -> bool:
         return (await store.counts()) == {"pending": 0, "delivered": 60, "given_up": 0}
 
     await until(all_delivered)
-    assert [len(hook.events()) for hook in hooks] == [20, 20, 20]
+    for hook in hooks:
+        channels = [e["channel"] for e in hook.events()]
+        assert sorted(channels) == sorted(f"cache-{n}" for n in range(20))  # each once
+    assert all(node.statistics().delivered > 0 for node in nodes)  # both took part
+    assert sum(node.statistics().delivered for node in nodes) == 60
 
 
 async def test_an_application_without_a_webhook_url_any_more_gives_its_rows_up(
