@@ -142,11 +142,15 @@ test("a user who reconnects within the hold causes no member_removed; one who st
   const observer = client(main(), {user: {id: "watcher", name: "W"}})
   const user = client(main(), {user: {id: "u-back", name: "U"}})
   try{
-    await subscribed(observer, "presence-wh-room")
+    const {channel: watched} = await subscribed(observer, "presence-wh-room")
+    const left = []
+    watched.bind("pusher:member_removed", (member) => left.push(member.id))
     await subscribed(user, "presence-wh-room")
     await eventually(got => named(got, "member_added", "presence-wh-room").some(e => e.user_id === "u-back"), "member_added")
     user.disconnect()
-    await waitFor(() => user.connection.state === "disconnected", {what: "disconnected"})
+    // The socket protocol tells the others at once; only the webhook waits. Once the watcher
+    // has heard it, the server has seen the user go, and the webhook's hold has begun.
+    await waitFor(() => left.includes("u-back"), {what: "pusher:member_removed at the watcher"})
     const again = new Promise(resolve => user.channel("presence-wh-room").bind("pusher:subscription_succeeded", resolve))
     user.connect()  // back at once, well within the hold
     await connected(user)
