@@ -48,7 +48,13 @@ class Outbox:
         return batch
 
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
-        return [n.event for w in self.writes for n in w if name is None or n.name == name]
+        """Those of `name`, or all but `subscription_count` (which every count change adds)."""
+        return [
+            n.event
+            for w in self.writes
+            for n in w
+            if n.name == name or (name is None and n.name != "subscription_count")
+        ]
 
 
 class World:
@@ -75,6 +81,7 @@ async def world(nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -
 
 async def test_occupied_once_for_every_subscriber_whatever_its_protocol_and_vacated_after_hold(
     world: World,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     phoenix, pusher = Socket(), Socket()
     topic = world.topic("scores")
@@ -99,7 +106,9 @@ async def test_occupied_once_for_every_subscriber_whatever_its_protocol_and_vaca
     assert world.recorder.statistics().recorded["channel_occupied"] == 1
 
 
-async def test_a_channel_occupied_again_within_the_hold_sends_nothing(world: World) -> None:
+async def test_a_channel_occupied_again_within_the_hold_sends_nothing(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
     topic = world.topic("blinks")
     first, second = Socket(), Socket()
     world.pubsub.subscribe(topic, first)
@@ -117,6 +126,7 @@ async def test_a_channel_occupied_again_within_the_hold_sends_nothing(world: Wor
 
 async def test_member_removed_waits_the_hold_and_a_user_back_in_time_causes_nothing(
     world: World,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     topic = world.topic("presence-room")
     tab1, tab2, reconnected = object(), object(), object()
@@ -160,7 +170,9 @@ async def test_member_events_follow_presence_not_the_diffs_when_diffs_are_merged
     assert [e["name"] for e in world.outbox.events()] == ["member_added"]
 
 
-async def test_only_an_applications_channels_count(world: World) -> None:
+async def test_only_an_applications_channels_count(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
     for topic in (
         "conversation:1",
         f"app:{KEY}",
@@ -178,6 +190,7 @@ async def test_only_an_applications_channels_count(world: World) -> None:
 
 async def test_subscription_counts_are_coalesced_per_write_and_not_sent_for_presence(
     world: World,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     topic = world.topic("counted")
     sockets = [Socket() for _ in range(3)]
@@ -193,7 +206,9 @@ async def test_subscription_counts_are_coalesced_per_write_and_not_sent_for_pres
     assert world.outbox.events("subscription_count")[-1]["subscription_count"] == 2
 
 
-async def test_client_events_and_cache_misses_from_the_pusher_hooks(world: World) -> None:
+async def test_client_events_and_cache_misses_from_the_pusher_hooks(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
     world.recorder.client_event(KEY, "private-chat", "client-typing", {"a": 1}, "1.2", None)
     world.recorder.client_event(KEY, "presence-chat", "client-typing", "raw", "3.4", "u9")
     world.recorder.cache_miss(KEY, "cache-scores")
@@ -219,7 +234,9 @@ async def test_client_events_and_cache_misses_from_the_pusher_hooks(world: World
     assert world.outbox.writes[0][0].app_key == KEY
 
 
-async def test_writes_are_batched_and_a_database_away_loses_nothing(world: World) -> None:
+async def test_writes_are_batched_and_a_database_away_loses_nothing(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
     world.outbox.fail_next = 2
     for n in range(3):
         world.recorder.cache_miss(KEY, f"cache-{n}")
