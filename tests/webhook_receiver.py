@@ -66,6 +66,12 @@ class WebhookReceiver:
         return [e for r in self.received for e in r.events if name is None or e["name"] == name]
 
     async def _connection(self, stream: trio.SocketStream) -> None:
+        try:
+            await self._serve_connection(stream)
+        except (trio.BrokenResourceError, h11.RemoteProtocolError):
+            return  # the client went away (a timed-out request, a closed pool): its business
+
+    async def _serve_connection(self, stream: trio.SocketStream) -> None:
         conn = h11.Connection(h11.SERVER)
         async with stream:
             while True:

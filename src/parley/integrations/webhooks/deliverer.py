@@ -254,8 +254,10 @@ class WebhookDeliverer:
             await self._record(self._store.mark_given_up(ids, error))
             return
         self.retries += len(ids)
-        heapq.heappush(self._retry_times, trio.current_time() + delay)
         await self._record(self._store.mark_failed(ids, error, delay))
+        # Timed from after the update: the row is due `delay` after the database's now(), and
+        # waking before that would find nothing due and wait for the next poll instead.
+        heapq.heappush(self._retry_times, trio.current_time() + delay)
 
     async def _record(self, outcome: Awaitable[object]) -> None:
         """Await a store update; a database that cannot answer leaves the row to its lease."""
