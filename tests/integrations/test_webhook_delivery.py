@@ -18,7 +18,12 @@ from parley.config import WebhookSettings
 from parley.integrations.applications import new_key, new_secret
 from parley.integrations.webhooks.deliverer import WebhookDeliverer
 from parley.store import Database
-from parley.store.applications import Application, ApplicationStore, NewApplication
+from parley.store.applications import (
+    Application,
+    ApplicationChanges,
+    ApplicationStore,
+    NewApplication,
+)
 from parley.store.organizations import OrganizationStore
 from parley.store.users import UserStore
 from parley.store.webhooks import NewWebhookEvent, WebhookRow, WebhookStore
@@ -42,6 +47,7 @@ class Apps:
         self.store = ApplicationStore(database)
         self.database = database
         self.organization: Any = None
+        self.owner_id: Any = None
 
     async def new(self, url: str | None, *, batching: bool = False) -> Application:
         if self.organization is None:
@@ -52,6 +58,7 @@ class Apps:
                 role="registered",
                 confirmed=True,
             )
+            self.owner_id = owner.id
             self.organization = await OrganizationStore(self.database).create(
                 "Hooks", "hooks", owner.id
             )
@@ -246,16 +253,21 @@ async def test_two_nodes_share_the_outbox_and_never_send_a_row_twice(
     assert sum(node.statistics().delivered for node in nodes) == 60
 
 
-async def test_an_application_without_a_webhook_url_any_more_gives_its_rows_up(
+async def test_rows_of_an_application_archived_or_without_a_webhook_url_since_are_given_up(
     database: Database, apps: Apps, nursery: trio.Nursery
 ) -> None:
-    app = await apps.new(None)
+    hook = await receiver(nursery)
+    unhooked, archived = await apps.new(None), await apps.new(hook.url)
+    await apps.store.update(archived.app_key, ApplicationChanges(archived=True), apps.owner_id)
     store = WebhookStore(database)
-    await store.record([NewWebhookEvent(app.id, event(1))])
+    await store.record([NewWebhookEvent(unhooked.id, event(1))])
+    await store.record([NewWebhookEvent(archived.id, event(2))])
     deliverer = WebhookDeliverer(store, FAST)
     await nursery.start(deliverer.run)
 
     async def given_up() -> bool:
-        return [r.last_error for r in await rows(store, app)] == ["no webhook_url"]
+        errors = [r.last_error for app in (unhooked, archived) for r in await rows(store, app)]
+        return errors == ["no webhook_url", "archived"]
 
     await until(given_up)
+    assert hook.received == []

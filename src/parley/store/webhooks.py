@@ -42,6 +42,7 @@ class DueWebhook:
     app_secret: str
     webhook_url: str | None
     batching: bool
+    archived: bool
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,8 @@ class WebhookStore:
                                 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
                    RETURNING id, app_id, event, inserted_at, attempts)
                SELECT c.id, c.app_id, c.event, c.inserted_at, c.attempts, a.app_key,
-                      a.app_secret, a.webhook_url, a.webhook_batching AS batching
+                      a.app_secret, a.webhook_url, a.webhook_batching AS batching,
+                      a.archived_at IS NOT NULL AS archived
                FROM claimed c JOIN applications a ON a.id = c.app_id
                ORDER BY c.id""",
             limit,

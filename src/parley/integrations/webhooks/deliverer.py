@@ -13,8 +13,10 @@ read). So a slow or unreachable receiver costs its own application one task and 
 A 2xx answer delivers the request's rows. Anything else (another status, a timeout, a refused
 connection) fails them: they are tried again after `retry.retry_delay`, and given up
 `webhooks.give_up_seconds` after they were recorded; the rows after a failure are given back
-untried, to keep the application's order. The loop sleeps until it is woken (`wake`: the
-recorder wrote rows, a task ended), the next retry it scheduled, or `webhooks.poll_seconds`
+untried, to keep the application's order. Rows of an application archived, or without a
+`webhook_url` any more, since they were recorded are given up unsent. The loop sleeps until it
+is woken (`wake`: the recorder wrote rows, a task ended), the next retry it scheduled, or
+`webhooks.poll_seconds`
 (rows of other nodes), whichever comes first; and it deletes finished rows older than
 `webhooks.keep_seconds` every `poll_seconds * CLEANUP_POLLS`.
 
@@ -192,8 +194,10 @@ class WebhookDeliverer:
         try:
             for index, unit in enumerate(units):
                 untried = [row.id for later in units[index:] for row in later]
-                if unit[0].webhook_url is None:
-                    await self._record(self._store.mark_given_up(untried, "no webhook_url"))
+                gone = "archived" if unit[0].archived else None
+                gone = "no webhook_url" if unit[0].webhook_url is None else gone
+                if gone is not None:
+                    await self._record(self._store.mark_given_up(untried, gone))
                     self.given_up += len(untried)
                     return
                 if trio.current_time() + settings.request_timeout_seconds >= lease_end:
