@@ -16,9 +16,8 @@ connection) fails them: they are tried again after `retry.retry_delay`, and give
 untried, to keep the application's order. Rows of an application archived, or without a
 `webhook_url` any more, since they were recorded are given up unsent. The loop sleeps until it
 is woken (`wake`: the recorder wrote rows, a task ended), the next retry it scheduled, or
-`webhooks.poll_seconds`
-(rows of other nodes), whichever comes first; and it deletes finished rows older than
-`webhooks.keep_seconds` every `poll_seconds * CLEANUP_POLLS`.
+`webhooks.poll_seconds` (rows of other nodes), whichever comes first; and it deletes finished
+rows older than `webhooks.keep_seconds` every `poll_seconds * CLEANUP_POLLS`.
 
 httpx (on trio through anyio) is the HTTP client: it is the well-kept async client that runs on
 trio unchanged, with connection pooling and TLS; aiohttp is asyncio-only.
