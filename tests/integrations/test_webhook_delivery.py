@@ -271,3 +271,34 @@ async def test_rows_of_an_application_archived_or_without_a_webhook_url_since_ar
 
     await until(given_up)
     assert hook.received == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batching", [False, True])
+async def test_delivery_throughput_figure(
+    database: Database, apps: Apps, nursery: trio.Nursery, batching: bool
+) -> None:
+    """How many events per second one node delivers to ten local receivers (printed, not
+    asserted: a figure for docs/pusher.md); every event arrives once."""
+    per_app = 300
+    hooks = [await receiver(nursery) for _ in range(10)]
+    hooked = [await apps.new(h.url, batching=batching) for h in hooks]
+    store = WebhookStore(database)
+    for app in hooked:
+        await store.record([NewWebhookEvent(app.id, event(n)) for n in range(per_app)])
+    deliverer = WebhookDeliverer(store, WebhookSettings())
+    started = trio.current_time()
+    await nursery.start(deliverer.run)
+    for hook in hooks:
+        await hook.wait_for(lambda got: sum(len(r.events) for r in got) >= per_app, 120)
+    seconds = trio.current_time() - started
+    total = per_app * len(hooks)
+    requests = sum(len(h.received) for h in hooks)
+    print(
+        f"\nWEBHOOK FIGURE batching={batching} events={total} requests={requests} "
+        f"seconds={seconds:.2f} events_per_second={total / seconds:.0f}"
+    )
+    for hook in hooks:
+        assert sorted(e["channel"] for e in hook.events()) == sorted(
+            f"cache-{n}" for n in range(per_app)
+        )

@@ -185,38 +185,53 @@ class WebhookDeliverer:
     # -- one application ------------------------------------------------------------------------
 
     async def _deliver_app(self, client: httpx.AsyncClient, rows: list[DueWebhook]) -> None:
+        """Send one application's claimed rows in order; the delivered ones are marked in one
+        statement when the task ends (one round trip, not one per request)."""
+        app_id = rows[0].app_id
+        done: list[int] = []
+        try:
+            await self._send_in_order(client, rows, done)
+        finally:
+            self._busy.discard(app_id)
+            self._wakeup.set()
+            if done:  # also when stopping: those were sent, and must not be sent again
+                with (
+                    trio.CancelScope(shield=True),
+                    trio.move_on_after(self._settings.request_timeout_seconds),
+                ):
+                    await self._record(self._store.mark_delivered(done))
+
+    async def _send_in_order(
+        self, client: httpx.AsyncClient, rows: list[DueWebhook], done: list[int]
+    ) -> None:
         app_id = rows[0].app_id
         settings = self._settings
         lease_end = trio.current_time() + settings.lease_seconds
         size = settings.batch_size if rows[0].batching else 1
         units = [rows[i : i + size] for i in range(0, len(rows), size)]
-        try:
-            for index, unit in enumerate(units):
-                untried = [row.id for later in units[index:] for row in later]
-                gone = "archived" if unit[0].archived else None
-                gone = "no webhook_url" if unit[0].webhook_url is None else gone
-                if gone is not None:
-                    await self._record(self._store.mark_given_up(untried, gone))
-                    self.given_up += len(untried)
-                    return
-                if trio.current_time() + settings.request_timeout_seconds >= lease_end:
-                    await self._record(self._store.release(untried))
-                    return
-                error = await self._post(client, unit)
-                if error is None:
-                    self.delivered += len(unit)
-                    self._last_errors.pop(app_id, None)
-                    await self._record(self._store.mark_delivered([row.id for row in unit]))
-                    continue
-                self._last_errors[app_id] = error
-                await self._failed(unit, error)
-                rest = [row.id for later in units[index + 1 :] for row in later]
-                if rest:
-                    await self._record(self._store.release(rest))
+        for index, unit in enumerate(units):
+            untried = [row.id for later in units[index:] for row in later]
+            gone = "archived" if unit[0].archived else None
+            gone = "no webhook_url" if unit[0].webhook_url is None else gone
+            if gone is not None:
+                await self._record(self._store.mark_given_up(untried, gone))
+                self.given_up += len(untried)
                 return
-        finally:
-            self._busy.discard(app_id)
-            self._wakeup.set()
+            if trio.current_time() + settings.request_timeout_seconds >= lease_end:
+                await self._record(self._store.release(untried))
+                return
+            error = await self._post(client, unit)
+            if error is None:
+                self.delivered += len(unit)
+                self._last_errors.pop(app_id, None)
+                done.extend(row.id for row in unit)
+                continue
+            self._last_errors[app_id] = error
+            await self._failed(unit, error)
+            rest = [row.id for later in units[index + 1 :] for row in later]
+            if rest:
+                await self._record(self._store.release(rest))
+            return
 
     async def _post(self, client: httpx.AsyncClient, unit: Sequence[DueWebhook]) -> str | None:
         """POST one request; None when answered 2xx, else what went wrong."""
