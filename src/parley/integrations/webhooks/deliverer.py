@@ -251,7 +251,7 @@ class WebhookDeliverer:
             except Exception as exc:
                 # Whatever one request meets (httpx's errors, a URL it cannot use, a TLS
                 # failure) is that request's failure, never the deliverer's crash.
-                error = f"{type(exc).__name__}: {exc}"[:300]
+                error = f"{type(exc).__name__}: {exc}"  # the store keeps its first 1,000
         if scope.cancelled_caught:
             error = f"no answer within {self._settings.request_timeout_seconds} s"
         if error is not None:
