@@ -103,6 +103,7 @@ def validate(settings: Settings) -> None:
     for setting in dataclasses.fields(settings.pusher):
         value = getattr(settings.pusher, setting.name)
         checks.append((value > 0, f"pusher.{setting.name}: must be > 0"))
+    checks += _webhook_checks(settings)
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
@@ -117,6 +118,28 @@ def validate(settings: Settings) -> None:
                 f"auth.jwt_previous_keys: each entry is kid:secret with a secret of at least "
                 f"{MIN_JWT_KEY_BYTES} bytes"
             )
+
+
+def _webhook_checks(settings: Settings) -> list[tuple[bool, str]]:
+    hooks = settings.webhooks
+    checks = [
+        (getattr(hooks, f.name) > 0, f"webhooks.{f.name}: must be > 0")
+        for f in dataclasses.fields(hooks)
+    ]
+    # A claimed row must be answered within its lease: one request per round at most per app.
+    checks.append(
+        (
+            hooks.lease_seconds > 2 * hooks.request_timeout_seconds,
+            "webhooks.lease_seconds: must be more than twice webhooks.request_timeout_seconds",
+        )
+    )
+    checks.append(
+        (
+            hooks.backoff_max_seconds >= hooks.backoff_base_seconds,
+            "webhooks.backoff_max_seconds: must be >= webhooks.backoff_base_seconds",
+        )
+    )
+    return checks
 
 
 def _debug_checks(settings: Settings) -> list[tuple[bool, str]]:
