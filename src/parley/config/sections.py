@@ -408,6 +408,9 @@ class ClusterSettings:
     """A node that has not heard its own announcement for this long is degraded and reconnects."""
     node_timeout_seconds: float = 10.0
     """A node not heard for this long is gone: its presence entries leave (leave diffs)."""
+    flush_linger_ms: float = 2.0
+    """The flusher waits this long after a node's first queued envelope before it sends, so the
+    envelopes of the next moment share one NOTIFY or PUBLISH (docs/settings.md); 0 sends at once."""
     gap_wait_ms: float = 100.0
     """A conversation message that arrives ahead of its predecessor waits this long for it,
     then the gap is filled from PostgreSQL."""

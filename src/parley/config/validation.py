@@ -41,6 +41,7 @@ def validate(settings: Settings) -> None:
         (settings.auth.argon2_time_cost >= 1, "auth.argon2_time_cost: must be >= 1"),
         (settings.writer.batch_max_rows >= 1, "writer.batch_max_rows: must be >= 1"),
         (settings.writer.batch_max_wait_ms >= 0, "writer.batch_max_wait_ms: must be >= 0"),
+        (settings.cluster.flush_linger_ms >= 0, "cluster.flush_linger_ms: must be >= 0"),
         (
             settings.writer.batch_max_linger_ms >= settings.writer.batch_max_wait_ms,
             "writer.batch_max_linger_ms: must be >= writer.batch_max_wait_ms",
