@@ -137,56 +137,72 @@ _header_values = st.text(
 )  # fmt: skip
 
 
+_REQUIRED = ("Upgrade", "Connection", "Sec-WebSocket-Key", "Sec-WebSocket-Version")
+_UPGRADE_HEADERS: dict[str, list[str]] = {
+    # The valid value first (a sound request takes it).
+    # Not `h2c`: Hypercorn switches to HTTP/2 and then holds the connection of a client that
+    # half-closes (docs/fast_path.md, "Known limits").
+    "Upgrade": ["websocket", "WebSocket", "h2", ""],
+    "Connection": ["Upgrade", "keep-alive, Upgrade", "close", ""],
+    "Sec-WebSocket-Key": [_KEY, "", "short", _KEY + "=="],
+    "Sec-WebSocket-Version": ["13", "8", "", "13, 8"],
+    "Sec-WebSocket-Protocol": [
+        "phoenix", "phoenix, base64url.bearer.phx.eA", "base64url.bearer.phx.!!", ""],
+    "Sec-WebSocket-Extensions": [
+        "permessage-deflate", "permessage-deflate; client_max_window_bits",
+        "permessage-deflate; server_max_window_bits=7", "permessage-deflate; x=1",
+        "permessage-deflate; client_max_window_bits=99; server_no_context_takeover",
+        "permessage-deflate; client_max_window_bits=abc",
+        "permessage-deflate; server_max_window_bits=8", "x-webkit-deflate-frame", ";;,"],
+    "Origin": ["http://127.0.0.1", "null", "http://evil.example", ""],
+    "Content-Length": ["0", "5", "-1", "99999999999"],
+    "Transfer-Encoding": ["chunked", "gzip", ""],
+}  # fmt: skip
+
+
 @st.composite
 def upgrade_requests(draw: st.DrawFn, token: str, app_key: str) -> bytes:
-    """An HTTP/1.1 request head aimed at a socket path, valid or bent, maybe mutated."""
-    method = draw(st.sampled_from(["GET", "GET", "GET", "POST", "HEAD", "OPTIONS", "BREW"]))
-    path = draw(
-        st.sampled_from(["/socket/websocket", "/socket/websocket", f"/app/{app_key}",
-                         "/socket/longpoll", "/socket/websocket/", "/app/", "/app/x/y", "/"])
-        | st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=30)
-    )  # fmt: skip
-    query: dict[str, str] = {}
-    if draw(st.booleans()):
-        query["vsn"] = draw(st.sampled_from(["2.0.0", "1.0.0", "3.0.0", ""]) | _header_values)
-    if draw(st.integers(0, 3)):
-        query["token"] = draw(st.sampled_from([token, token[:-3], "", "x.y.z"]) | _header_values)
+    """An HTTP/1.1 request head aimed at a socket path. Half are sound upgrades (the right
+    path, token and handshake headers) bent only in their optional headers, so the server gets
+    as far as the upgrade itself; the rest are bent anywhere, and maybe mutated."""
+    sound = draw(st.booleans())
+    paths = ["/socket/websocket", f"/app/{app_key}"]
+    if sound:
+        method, path = "GET", draw(st.sampled_from(paths))
+        query = {"vsn": "2.0.0", "token": token}
+    else:
+        method = draw(st.sampled_from(["GET", "GET", "GET", "POST", "HEAD", "OPTIONS", "BREW"]))
+        path = draw(
+            st.sampled_from([*paths, "/socket/longpoll", "/socket/websocket/", "/app/", "/"])
+            | st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=30)
+        )
+        query = {}
+        if draw(st.booleans()):
+            query["vsn"] = draw(st.sampled_from(["2.0.0", "1.0.0", "3.0.0", ""]) | _header_values)
+        if draw(st.integers(0, 3)):
+            query["token"] = draw(st.sampled_from([token, token[:-3], "x.y.z"]) | _header_values)
     if draw(st.booleans()):
         query["protocol"] = draw(st.sampled_from(["7", "6", "99", ""]))
     headers: list[tuple[str, str]] = [("Host", "127.0.0.1")]
-    choices: dict[str, st.SearchStrategy[str]] = {
-        "Upgrade": st.sampled_from(["websocket", "WebSocket", "h2c", ""]),
-        "Connection": st.sampled_from(["Upgrade", "keep-alive, Upgrade", "close", ""]),
-        "Sec-WebSocket-Key": st.sampled_from([_KEY, "", "short", _KEY + "=="]),
-        "Sec-WebSocket-Version": st.sampled_from(["13", "8", "", "13, 8"]),
-        "Sec-WebSocket-Protocol": st.sampled_from(
-            ["phoenix", "phoenix, base64url.bearer.phx.eA", "base64url.bearer.phx.!!", ""]),
-        "Sec-WebSocket-Extensions": st.sampled_from(
-            ["permessage-deflate", "permessage-deflate; client_max_window_bits",
-             "permessage-deflate; server_max_window_bits=7", "permessage-deflate; x=1",
-             "permessage-deflate; client_max_window_bits=99; server_no_context_takeover",
-             "permessage-deflate; client_max_window_bits=abc",
-             "permessage-deflate; server_max_window_bits=8",
-             "x-webkit-deflate-frame", ";;,"]),
-        "Origin": st.sampled_from(["http://127.0.0.1", "null", "http://evil.example", ""]),
-        "Content-Length": st.sampled_from(["0", "5", "-1", "99999999999"]),
-        "Transfer-Encoding": st.sampled_from(["chunked", "gzip", ""]),
-    }  # fmt: skip
-    for name, values in choices.items():
+    for name, listed in _UPGRADE_HEADERS.items():
+        if sound and name in _REQUIRED:
+            headers.append((name, listed[0]))
+            continue
+        values = st.sampled_from(listed) if sound else st.sampled_from(listed) | _header_values
         present = draw(st.integers(0, 4))
-        if name in ("Upgrade", "Connection", "Sec-WebSocket-Key", "Sec-WebSocket-Version"):
+        if name in _REQUIRED:
             present = present or 1  # mostly there: the interesting refusals come later
         elif name in ("Content-Length", "Transfer-Encoding"):
             present = int(present == 4)
-        for _ in range(1 if present < 4 else 2):  # 4: the header twice
+        for _ in range(1 if present < 4 or sound else 2):  # 4: the header twice
             if present:
-                headers.append((name, draw(values | _header_values)))
+                headers.append((name, draw(values)))
     target = path + ("?" + urlencode(query) if query else "")
     head = f"{method} {target} HTTP/1.1".encode()
     for name, value in draw(st.permutations(headers)):
         head += CRLF + f"{name}: {value}".encode()
     head += CRLF + CRLF
-    return draw(st.just(head) | mutated(head))
+    return head if sound else draw(st.just(head) | mutated(head))
 
 
 # -- long-poll bodies ----------------------------------------------------------------------

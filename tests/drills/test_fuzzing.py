@@ -43,6 +43,12 @@ EXCHANGE_SECONDS: Final = 10.0
 PROBE: Final = frame(OP_TEXT, b'[null,"probe","phoenix","heartbeat",{}]')
 
 
+def server_error(status: int) -> bool:
+    """A 5xx that means the server failed. Not 501: h11's (correct, RFC 9112 §6.1) answer to a
+    transfer coding it does not implement (`Transfer-Encoding: gzip`)."""
+    return status >= 500 and status != 501
+
+
 class ServerErrors(logging.Handler):
     """Every record at ERROR or above, or carrying a traceback, from any logger."""
 
@@ -114,11 +120,14 @@ class Target:
         async with stream:
             with suppress(trio.BrokenResourceError):
                 await stream.send_all(head)
-            answer = await self.drain(stream)
+            try:
+                answer = await self.drain(stream)
+            except trio.TooSlowError:
+                raise AssertionError(f"no answer and no close for {head!r}") from None
         if answer.startswith(b"HTTP/1.1 "):
             status = int(answer[9:12])
             self.statuses[status] += 1
-            assert status < 500, answer[:300]
+            assert not server_error(status), (head, answer[:300])
         self.outcomes["upgrades"] += 1
 
     async def longpoll(self, content_type: str, body: bytes, query: str) -> None:
@@ -136,8 +145,9 @@ class Target:
                 headers=headers,
             )
         self.statuses[answer.status_code] += 1
-        assert answer.status_code < 500, answer.text
-        if orjson.loads(answer.content).get("status") == 410 and not query:
+        assert not server_error(answer.status_code), answer.text
+        is_json = answer.headers.get("content-type", "").startswith("application/json")
+        if is_json and orjson.loads(answer.content).get("status") == 410 and not query:
             self.longpoll_token = None  # the session ended: open another next time
         self.outcomes["longpoll_posts"] += 1
 
@@ -155,7 +165,7 @@ def run_examples(target: Target, examples: int) -> None:
         database=None,
         suppress_health_check=list(HealthCheck),
     )
-    restarts = parley_restarts(target.live)
+    restarts = trio.from_thread.run_sync(parley_restarts, target.live)
 
     def on_trio(fn: Callable[..., Any], *args: Any) -> None:
         trio.from_thread.run(partial(fn, *args))
@@ -174,7 +184,7 @@ def run_examples(target: Target, examples: int) -> None:
     @base
     @given(
         post=longpoll_posts(target.topics),
-        query=st.sampled_from(["", "", "", "lp.garbage", target.user.token]),
+        query=st.sampled_from(["", "", "", "lp1.garbage.x", "lp1.", target.user.token]),
     )
     def longpoll(post: tuple[str, bytes], query: str) -> None:
         on_trio(target.longpoll, post[0], post[1], query)
@@ -200,10 +210,10 @@ async def run_drill(
                 await trio.to_thread.run_sync(run_examples, target, examples)
             finally:
                 cases = sum(target.outcomes.values())
-                figure("W10", f"{name}_cases", cases, f">={3 * examples // 2}")
+                figure("W10", f"{name}_cases", cases, f">={3 * examples}")
                 figure("W10", f"{name}_uncaught_exceptions", len(errors.records), "0")
                 figure("W10", f"{name}_server_restarts", parley_restarts(live), "0")
-                fivexx = sum(n for status, n in target.statuses.items() if status >= 500)
+                fivexx = sum(n for status, n in target.statuses.items() if server_error(status))
                 figure("W10", f"{name}_5xx", fivexx, "0")
         # A normal client afterwards: connects, joins, is answered.
         async with drill_socket(live.url, user.token) as client:
@@ -213,7 +223,7 @@ async def run_drill(
         figure("W10", f"{name}_normal_client_served", int(served), "1")
     assert served, (joined, beat)
     assert not errors.records, errors.describe()
-    assert cases >= 3 * examples // 2, target.outcomes
+    assert cases >= 3 * examples, target.outcomes
 
 
 TRANSPORTS = pytest.mark.parametrize("fast_path", [True, False], ids=["fast_path", "asgi"])

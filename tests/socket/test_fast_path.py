@@ -118,6 +118,14 @@ async def test_plain_http_on_the_socket_path_gets_400(realtime: Realtime) -> Non
         assert answer.status == 400
 
 
+async def test_a_target_without_a_path_gets_400_not_500(realtime: Realtime) -> None:
+    # W10: `GET ?x` reached Quart, which read `path[0]` of an empty path: a 500 and a traceback.
+    for target in ("?vsn=2.0.0", "?"):
+        answer = await http_request(realtime.http, "GET", target, {})
+        assert answer.status == 400, target
+        assert answer.headers["content-type"] == "application/json"
+
+
 async def test_refused_connect_is_403_before_the_upgrade(realtime: Realtime) -> None:
     answer = await http_request(
         realtime.http, "GET", "/socket/websocket?vsn=2.0.0&token=garbage", upgrade_headers()
@@ -499,6 +507,26 @@ async def test_replay_stream_hands_back_what_was_read() -> None:
         await right.send_all(b"more")
         assert await replay.receive_some(100) == b"more"
         assert not hasattr(replay, "do_handshake")
+
+
+async def test_replay_stream_sends_eof_after_the_write_in_flight() -> None:
+    # W10: Hypercorn's TCPServer sends EOF (the client half-closed) while the app may still be
+    # writing its response; trio refused the two at once (BusyResourceError, a traceback).
+    left, right = _socket_pair()
+    big = b"x" * (8 << 20)  # more than the socket buffers hold: the write waits for the reader
+    async with left, right:
+        replay = ReplayStream(left, b"")
+        received = bytearray()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(replay.send_all, big)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(replay.send_eof)
+            await trio.testing.wait_all_tasks_blocked()
+            while chunk := await right.receive_some(1 << 20):
+                received += chunk
+        assert received == big  # all of it, then the EOF
+        with pytest.raises(trio.ClosedResourceError):
+            await replay.send_all(b"after the EOF")
 
 
 def _socket_pair() -> tuple[trio.SocketStream, trio.SocketStream]:

@@ -9,7 +9,8 @@ sub-protocol, keep text and binary frames apart exactly as they arrived (Quart h
 frame to its handlers as None; here `bytes=b""` stays an empty binary frame), and skip Quart's
 per-message context machinery on the hot path.
 
-* HTTP (non-upgrade) requests on the socket path get 400 (§14 item 1).
+* HTTP (non-upgrade) requests on the socket path get 400 (§14 item 1), and so does any request
+  whose target has no path (`GET ?x`), which Quart cannot route.
 * The upgrade asks `authorize` (Phoenix's `PhoenixConnect`: origin, vsn, token); a refusal is
   answered before the upgrade (403), a failure of ours (the database is down) with 503 where the
   server supports the denial-response extension.
@@ -33,8 +34,10 @@ import logging
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, cast
 
+import orjson
 import trio
 
+from parley.api.errors import error_body
 from parley.api.socket.core.close_codes import CLOSE_SERVICE_RESTART
 from parley.api.socket.core.hub import SocketHub
 from parley.api.socket.core.transport import (
@@ -141,6 +144,11 @@ class SocketEndpoint:
         if kind == "websocket" and pusher is not None and str(path).startswith(pusher[0]):
             await self._websocket(scope, receive, send, pusher[1])
             return
+        if kind in ("http", "websocket") and not str(path).startswith("/"):
+            # A target with no path (`GET ?x HTTP/1.1`): Quart reads `path[0]` and answered
+            # with a 500 and a traceback (drill W10). Refused here, before Quart sees it.
+            await _bad_target(kind, send)
+            return
         await self.app(scope, receive, send)
 
     async def _websocket(
@@ -225,6 +233,25 @@ async def _deny(scope: Scope, send: Send, status: int) -> None:
         await send({"type": "websocket.http.response.body", "body": b""})
         return
     await send({"type": "websocket.close", "code": CLOSE_SERVICE_RESTART})
+
+
+async def _bad_target(kind: str, send: Send) -> None:
+    """400 with the error shape (an upgrade: refused, which ASGI servers answer with 403)."""
+    if kind == "websocket":
+        await send({"type": "websocket.close", "code": CLOSE_SERVICE_RESTART})
+        return
+    body = orjson.dumps(error_body("bad_request", "the request target must start with /"))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 400,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _plain_response(send: Send, status: int, body: bytes) -> None:
