@@ -295,7 +295,7 @@ class BoundedDeflate(PerMessageDeflate):
         self._max_message_bytes = max_message_bytes
         self._inflated = 0
 
-    def accept(self, offer: str) -> bool | None | str:
+    def accept(self, offer: str) -> bool | str | None:
         """Our answer to one permessage-deflate offer, or None to decline it.
 
         wsproto declines window bits outside 9-15 but raises `ValueError` on a value that is not
