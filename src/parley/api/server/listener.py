@@ -72,20 +72,13 @@ class ReplayStream:
     It exposes what `TCPServer` uses (`socket`, `receive_some`, `send_all`, `send_eof`,
     `aclose`) and deliberately no `do_handshake`: `TCPServer` takes the missing attribute to
     mean "not TLS".
-
-    `send_all` and `send_eof` take turns: once the client half-closes, `TCPServer` sends its EOF
-    outside the lock it writes under, and trio refuses a write and an EOF at once
-    (`BusyResourceError`), so a response still being written failed with a traceback in the log
-    (drill W10: a request followed by the client's EOF). Now the EOF waits for that write, and a
-    write after the EOF gets the `ClosedResourceError` Hypercorn expects.
     """
 
-    __slots__ = ("_buffered", "_sending", "_stream", "socket")
+    __slots__ = ("_buffered", "_stream", "socket")
 
     def __init__(self, stream: trio.SocketStream, buffered: bytes) -> None:
         self._stream = stream
         self._buffered = buffered
-        self._sending = trio.Lock()
         self.socket = stream.socket
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
@@ -100,15 +93,13 @@ class ReplayStream:
         return await self._stream.receive_some(max_bytes)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        async with self._sending:
-            await self._stream.send_all(data)
+        await self._stream.send_all(data)
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._stream.wait_send_all_might_not_block()
 
     async def send_eof(self) -> None:
-        async with self._sending:
-            await self._stream.send_eof()
+        await self._stream.send_eof()
 
     async def aclose(self) -> None:
         await self._stream.aclose()

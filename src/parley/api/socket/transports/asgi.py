@@ -30,7 +30,9 @@ docs/realtime.md explains the trade-off.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -292,6 +294,37 @@ def _install_hypercorn_compression_switch(max_message_bytes: int) -> None:
     ws_stream.Handshake.accept = accept  # type: ignore[method-assign]
 
 
+def _install_hypercorn_close_without_conflict() -> None:
+    """Make Hypercorn's trio `TCPServer` half-close its connections without trio's send-conflict
+    check.
+
+    When the client half-closes, `TCPServer._close` sends EOF (`SocketStream.send_eof`, which
+    holds the stream's send side across a checkpoint) outside the lock its writes take, so a
+    response being written just then failed with `BusyResourceError` and a traceback in the
+    log (drill W10, on both transports). Shutting the socket's write side directly has no such
+    window: a write in flight ends with the `BrokenResourceError` (or, after the close,
+    `ClosedResourceError`) that Hypercorn handles. Waiting for the write instead would hold the
+    connection of a client that never reads.
+    """
+    try:
+        from hypercorn.trio.tcp_server import TCPServer
+    except ImportError:  # another ASGI server: nothing to adapt
+        return
+    if getattr(TCPServer._close, "_parley_switch", False):
+        return
+
+    async def close(self: Any) -> None:
+        stream = self.stream
+        sock = getattr(stream, "socket", None)  # TLS streams have none: no half-close there
+        if sock is not None and not sock.did_shutdown_SHUT_WR:
+            with contextlib.suppress(OSError):  # the peer is gone already
+                sock.shutdown(socket.SHUT_WR)
+        await stream.aclose()
+
+    close._parley_switch = True  # type: ignore[attr-defined]
+    TCPServer._close = close  # type: ignore[method-assign]
+
+
 def install(
     app: QuartTrio,
     hub: SocketHub,
@@ -301,5 +334,6 @@ def install(
     """Serve the socket on `app` at `socket.path` (and the Pusher socket under `pusher`'s path
     prefix), in front of its routes."""
     _install_hypercorn_compression_switch(hub.settings.socket.max_frame_bytes)
+    _install_hypercorn_close_without_conflict()
     endpoint = SocketEndpoint(cast("ASGIApp", app.asgi_app), hub, authorize, pusher)
     app.asgi_app = cast("Any", endpoint)  # type: ignore[method-assign]
