@@ -10,8 +10,8 @@ is Parley's own code as `parley serve` runs it:
   a socket: `fast_path.FastConnection` (socket I/O, the `ws_codec.FrameReader` codec, close and
   linger) driven by `transport.pump` with an `OutboundQueue`.
 * `serve_asgi_echo`: Hypercorn (configured by `api.server.http.hypercorn_config`, with the
-  adaptations `transports.asgi` installs in it) serving an ASGI app whose websocket is an
-  `asgi.AsgiConnection` driven by the same `pump`.
+  adaptations `transports.asgi.adapt_hypercorn` makes to it) serving an ASGI app whose
+  websocket is an `asgi.AsgiConnection` driven by the same `pump`.
 
 Only the `FrameSink` differs from production: `Echo` puts each inbound frame back on the
 outbound queue. Nothing here is reachable from `parley serve`; no setting switches it on.
@@ -43,7 +43,7 @@ from parley.api.socket.core.transport import InboundFrame, pump
 from parley.api.socket.transports.asgi import (
     NO_COMPRESSION_MARKER,
     AsgiConnection,
-    _install_hypercorn_compression_switch,
+    adapt_hypercorn,
 )
 from parley.api.socket.transports.fast_path import FastConnection
 from parley.config import Settings
@@ -199,7 +199,7 @@ async def serve_asgi_echo(
     settings: Settings, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Serve the ASGI echo on Hypercorn until cancelled; started with its `ws://host:port`."""
-    _install_hypercorn_compression_switch(settings.socket.max_frame_bytes)
+    adapt_hypercorn(settings.socket.max_frame_bytes)
     config = hypercorn_config(settings)
     config.errorlog = logging.getLogger("hypercorn.error")
     app: Any = asgi_echo_app(settings.socket)

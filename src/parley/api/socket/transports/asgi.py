@@ -25,7 +25,9 @@ connection, so it is off unless `socket.compression` is true: when off, our acce
 carries a private marker header that a small wrapper around Hypercorn's handshake turns into
 "no extensions" for that connection (the header itself is never sent). Other ASGI servers do
 whatever they do with compression; under them the marker is an inert response header.
-docs/realtime.md explains the trade-off.
+docs/realtime.md explains the trade-off. One more adaptation of Hypercorn is installed with the
+app: its connections half-close without colliding with a response being written
+(`adapt_hypercorn`, drill W10).
 """
 
 from __future__ import annotations
@@ -325,6 +327,12 @@ def _install_hypercorn_close_without_conflict() -> None:
     TCPServer._close = close  # type: ignore[method-assign]
 
 
+def adapt_hypercorn(max_message_bytes: int) -> None:
+    """Everything this transport changes in Hypercorn (nothing under another ASGI server)."""
+    _install_hypercorn_compression_switch(max_message_bytes)
+    _install_hypercorn_close_without_conflict()
+
+
 def install(
     app: QuartTrio,
     hub: SocketHub,
@@ -333,7 +341,6 @@ def install(
 ) -> None:
     """Serve the socket on `app` at `socket.path` (and the Pusher socket under `pusher`'s path
     prefix), in front of its routes."""
-    _install_hypercorn_compression_switch(hub.settings.socket.max_frame_bytes)
-    _install_hypercorn_close_without_conflict()
+    adapt_hypercorn(hub.settings.socket.max_frame_bytes)
     endpoint = SocketEndpoint(cast("ASGIApp", app.asgi_app), hub, authorize, pusher)
     app.asgi_app = cast("Any", endpoint)  # type: ignore[method-assign]
