@@ -18,6 +18,7 @@ from parley.api.socket.core.hub import SocketHub
 from parley.api.trigger import Triggers
 from parley.config import Settings
 from parley.integrations.directory import ApplicationDirectory
+from parley.integrations.webhooks.node import Webhooks
 from parley.store import Database
 from parley.store.applications import ApplicationStore
 from parley.store.audit import AuditStore
@@ -77,6 +78,8 @@ class AppContext:
     """Verifies and delivers triggers (the REST route, and the listener's fast path)."""
     pusher_api: PusherApi
     """Pusher's HTTP API under `/apps/{app_id}` (its routes, and the listener's fast path)."""
+    webhooks: Webhooks | None = None
+    """Pusher webhooks: the recorder and deliverer (metrics, `/debug/webhooks`)."""
 
 
 def parley_context() -> AppContext:
