@@ -500,3 +500,23 @@ async def test_a_search_past_its_time_bound_is_cancelled_with_503(
             ListingQuery(q="owner", limit=1), time_bound=30
         )
         assert len(found) == 1
+
+
+async def test_a_whole_number_written_with_a_fraction_counts_as_an_integer(
+    client: httpx.AsyncClient,
+) -> None:
+    """JSON Schema's `integer` (the document's) counts 12.0: drill F1 found such a listing refused
+    with 422. It is taken, and stored as the integer; 12.5 is still no integer."""
+    seller = await register(client)
+    listing = await post_listing(client, seller, year=2015.0, price_cents=12.0, mileage_km=900.0)
+    assert (listing["year"], listing["price_cents"], listing["mileage_km"]) == (2015, 12, 900)
+    assert all(type(listing[k]) is int for k in ("year", "price_cents", "mileage_km"))
+    changed = await client.patch(
+        f"/api/listings/{listing['id']}", json={"price_cents": 15.0}, headers=seller.headers
+    )
+    assert changed.status_code == 200 and changed.json()["price_cents"] == 15, changed.text
+    fraction = await client.post(
+        "/api/listings", json=car(price_cents=12.5), headers=seller.headers
+    )
+    assert fraction.status_code == 422
+    assert fraction.json()["error"]["fields"] == {"price_cents": ["must be an integer"]}

@@ -178,3 +178,32 @@ async def test_site_admins_see_every_organization_and_application(
     assert (await client.post(first.event_path("e"), headers=root.headers)).status_code == 202
     mine = await client.get("/api/organizations", headers=root.headers)
     assert {first.slug, second.slug} <= {o["slug"] for o in mine.json()["data"]}
+
+
+async def test_names_and_webhooks_postgresql_cannot_store_are_refused_not_a_500(
+    client: httpx.AsyncClient,
+) -> None:
+    """Drill F1 found an organization name with a NUL answered 500 (PostgreSQL refuses the byte);
+    names of organizations and applications, and webhook URLs, with one now get the documented
+    422."""
+    founder = await register(client)
+    refused = "must not contain NUL characters"
+    made = await client.post(
+        "/api/organizations", json={"name": "Acme\x00", "slug": "nul-org"}, headers=founder.headers
+    )
+    assert made.status_code == 422, made.text
+    assert made.json()["error"]["fields"] == {"name": [refused]}
+    created = await client.post(
+        "/api/organizations", json={"name": "Nul Org"}, headers=founder.headers
+    )
+    assert created.status_code == 201, created.text
+    path = "/api/organizations/nul-org"
+    renamed = await client.patch(path, json={"name": "N\x00"}, headers=founder.headers)
+    assert renamed.status_code == 422, renamed.text
+    for body, field in (
+        ({"name": "app\x00"}, "name"),
+        ({"name": "app", "webhook_url": "https://example.com/\x00"}, "webhook_url"),
+    ):
+        app = await client.post(f"{path}/applications", json=body, headers=founder.headers)
+        assert app.status_code == 422, app.text
+        assert app.json()["error"]["fields"] == {field: [refused]}

@@ -22,6 +22,7 @@ ADMIN_PATCH_BODY: dict[str, Any] = {
     "type": "object",
     "description": "role and/or banned; at least one. reason: recorded in the audit log.",
     "properties": {"role": ROLE, "banned": {"type": "boolean"}, "reason": {"type": "string"}},
+    "anyOf": [{"required": ["role"]}, {"required": ["banned"]}],
 }
 ROLES = ("registered", "moderator", "admin")
 

@@ -27,7 +27,17 @@ from parley.api.endpoint import (
 )
 from parley.api.errors import ApiError, invalid, not_found, unavailable
 from parley.api.pagination import PAGE_QUERY, decode_cursor, encode_cursor
-from parley.api.schemas import MESSAGE, NULLABLE_TIME, TIME, UUID, obj, page_of, query_parameter
+from parley.api.schemas import (
+    CLIENT_ID,
+    MESSAGE,
+    NULLABLE_TIME,
+    TEXT,
+    TIME,
+    UUID,
+    obj,
+    page_of,
+    query_parameter,
+)
 from parley.isotime import iso
 from parley.store.conversations import Conversation, ConversationSummary, Member, UnknownUsers
 
@@ -73,11 +83,11 @@ SEND_BODY = {
     "type": "object",
     "required": ["body"],
     "properties": {
-        "body": {"type": "string"},
-        "client_id": {"type": "string", "minLength": 1, "maxLength": CLIENT_ID_MAX_CHARS},
+        "body": TEXT,
+        "client_id": {**CLIENT_ID, "maxLength": CLIENT_ID_MAX_CHARS},
     },
 }
-EDIT_BODY = {"type": "object", "required": ["body"], "properties": {"body": {"type": "string"}}}
+EDIT_BODY = {"type": "object", "required": ["body"], "properties": {"body": TEXT}}
 MEMBERS_BODY = {"type": "object", "required": ["user_ids"], "properties": {"user_ids": UUID_LIST}}
 READ_BODY = {
     "type": "object",

@@ -12,8 +12,9 @@ from typing import Any
 from parley.actors.message_rules import CLIENT_ID_MAX_CHARS
 from parley.api.conversations import CONVERSATION_DETAIL
 from parley.api.pagination import PAGE_QUERY
-from parley.api.schemas import MESSAGE, TIME, UUID, obj, query_parameter
+from parley.api.schemas import CLIENT_ID, MESSAGE, TEXT, TIME, UUID, obj, query_parameter
 from parley.marketplace import rules
+from parley.marketplace.currencies import ISO_4217
 from parley.store.listing_search import SORTS, STATUSES
 
 PERSON = obj(
@@ -56,7 +57,11 @@ _FIELDS: dict[str, Any] = {
     "model": {"type": "string", "minLength": 1, "maxLength": rules.MODEL_MAX_CHARS},
     "year": {"type": "integer", "minimum": rules.YEAR_MIN},
     "price_cents": {"type": "integer", "minimum": 0, "maximum": rules.PRICE_MAX_CENTS},
-    "currency": {"type": "string", "description": "ISO 4217, default USD"},
+    "currency": {
+        "type": "string",
+        "enum": sorted(ISO_4217),
+        "description": "ISO 4217 (any case), default USD",
+    },
     "mileage_km": {"type": ["integer", "null"], "minimum": 0, "maximum": rules.MILEAGE_MAX_KM},
     "description": {"type": ["string", "null"], "maxLength": rules.DESCRIPTION_MAX_CHARS},
     "location": {"type": ["string", "null"], "maxLength": rules.LOCATION_MAX_CHARS},
@@ -83,14 +88,16 @@ OPTIONAL_REASON_BODY: dict[str, Any] = {
 REPLY_BODY: dict[str, Any] = {
     "type": "object",
     "required": ["body"],
-    "properties": {"body": {"type": "string", "minLength": 1, "maxLength": rules.REPLY_MAX_CHARS}},
+    "properties": {"body": {**TEXT, "maxLength": rules.REPLY_MAX_CHARS}},
 }
 CONTACT_BODY: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "body": {"type": "string", "minLength": 1},
-        "client_id": {"type": "string", "minLength": 1, "maxLength": CLIENT_ID_MAX_CHARS},
+        "body": TEXT,
+        "client_id": {**CLIENT_ID, "maxLength": CLIENT_ID_MAX_CHARS},
     },
+    # A client_id names the first message: it comes with a body or not at all.
+    "anyOf": [{"required": ["body"]}, {"properties": {"client_id": False}}],
 }
 CONTACT = obj(
     {"conversation": CONVERSATION_DETAIL, "message": {"anyOf": [MESSAGE, {"type": "null"}]}}

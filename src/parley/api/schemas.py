@@ -9,6 +9,15 @@ UUID: dict[str, Any] = {"type": "string", "format": "uuid"}
 TIME: dict[str, Any] = {"type": "string", "format": "date-time"}
 NULLABLE_TIME: dict[str, Any] = {"type": ["string", "null"], "format": "date-time"}
 CURSOR: dict[str, Any] = {"type": ["string", "null"]}
+TEXT: dict[str, Any] = {
+    "type": "string",
+    "pattern": r"^[^\u0000]*[^\s\u0000][^\u0000]*$",
+    "description": "not blank (something besides white space), no NUL",
+}
+"""A message or reply body as `actors.message_rules.check_text` takes it (its length bound is a
+setting, so not stated here)."""
+CLIENT_ID: dict[str, Any] = {"type": "string", "minLength": 1, "pattern": r"^[^\u0000]*$"}
+"""A message's client_id as `actors.message_rules.check_client_id` takes it (with its maxLength)."""
 
 
 def obj(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:

@@ -36,8 +36,8 @@ NOT_SETTINGS: dict[str, str] = {
     "PARLEY_URL": "the server the conformance suite connects to (tests/conformance)",
     "PARLEY_TEST_REDIS_URL": "a Redis server for the cluster tests instead of their own",
     "PARLEY_CONFORMANCE_FIXTURE": "the conformance suite's fixture file (tests/conformance)",
-    "PARLEY_SCHEMATHESIS_REPORT": "where tests/api/test_schemathesis.py writes its summary; the "
-    "server it starts inherits the environment",
+    "PARLEY_SCHEMATHESIS_REPORT": "where drill F1 (tests/drills/test_api_fuzzing.py) writes its "
+    "summary; the server it starts inherits the environment",
 }
 """The `PARLEY_*` environment names that are read, but not as settings: every other `PARLEY_*`
 name must be a setting or an alias, or start-up fails (see `_check_environment_names`)."""

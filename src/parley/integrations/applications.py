@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from parley.integrations.organizations import unstorable
 from parley.integrations.signing import Secret
 from parley.store.applications import Application
 
@@ -45,7 +46,7 @@ def check_name(value: Any) -> list[str]:
         return ["must be a non-blank string"]
     if len(value.strip()) > NAME_MAX_CHARS:
         return [f"at most {NAME_MAX_CHARS} characters"]
-    return []
+    return unstorable(value)
 
 
 def check_webhook_url(value: Any) -> list[str]:
@@ -59,6 +60,8 @@ def check_webhook_url(value: Any) -> list[str]:
         return []
     if not isinstance(value, str) or len(value) > WEBHOOK_URL_MAX_CHARS:
         return [f"must be an http(s) URL of at most {WEBHOOK_URL_MAX_CHARS} characters, or null"]
+    if problems := unstorable(value):
+        return problems
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError for a port that is no number or too big

@@ -47,7 +47,14 @@ def check_name(value: Any) -> list[str]:
         return ["must be a non-blank string"]
     if len(value.strip()) > NAME_MAX_CHARS:
         return [f"at most {NAME_MAX_CHARS} characters"]
-    return []
+    return unstorable(value)
+
+
+def unstorable(value: str) -> list[str]:
+    """A NUL, which PostgreSQL cannot store in a text column: an organization or application name
+    with one was a 500 (drill F1), so it is refused as input. (Lone surrogates never get here: the
+    JSON parser refuses them with 400.)"""
+    return ["must not contain NUL characters"] if "\x00" in value else []
 
 
 def check_slug(value: Any) -> list[str]:

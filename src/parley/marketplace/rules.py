@@ -81,7 +81,10 @@ def check_description(value: object) -> list[str]:
 
 
 def check_int(value: object, minimum: int, maximum: int) -> list[str]:
-    """An integer (JSON number without a fraction; not true/false) from `minimum` to `maximum`."""
+    """An integer from `minimum` to `maximum`: a JSON number without a fraction (`12.0` too, as
+    JSON Schema's `integer` counts it; not true/false)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         return ["must be an integer"]
     if not minimum <= value <= maximum:
@@ -129,6 +132,7 @@ def _field_checks(this_year: int) -> dict[str, Any]:
 
 
 _NULLABLE: Final = frozenset({"mileage_km", "location", "description"})
+_INTEGERS: Final = frozenset({"year", "price_cents", "mileage_km"})
 _REQUIRED: Final = ("title", "make", "model", "year", "price_cents")
 
 
@@ -137,6 +141,8 @@ def _normalized(name: str, value: Any) -> Any:
         return "" if name == "description" else None
     if name == "currency":
         return value.upper()
+    if name in _INTEGERS:
+        return int(value)  # 12.0 was checked as an integer (`check_int`)
     if name in ("title", "make", "model", "location"):
         stripped = value.strip()
         return stripped if stripped or name != "location" else None
