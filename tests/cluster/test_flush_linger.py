@@ -81,6 +81,7 @@ async def test_envelopes_within_the_linger_share_one_send(
     mock_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
     cluster, bus = await started(nursery, linger_ms=2.0)
+    await trio.testing.wait_all_tasks_blocked()  # the flusher lingers over the start-up sends
     mock_clock.jump(0.002)
     await trio.testing.wait_all_tasks_blocked()
     start_up_sends = len(bus.sends)
