@@ -4,6 +4,14 @@ It is the pubsub subscriber for its topic and runs the channel's handlers in ord
 its own only while it has events to await (see `parley.api.socket.core.session` for the shape of
 a session, and docs/realtime.md "Pushes without a task" for `Channel.handle_push`). It reaches its
 session only through `InstanceOwner`, the few things it needs of it.
+
+Presence snapshot and diffs: an instance whose channel shows presence (`Channel.presence`)
+subscribes before its join is answered, as every instance does, but drops its topic's
+`presence_diff`s until the channel takes its snapshot (`presence_state`, from `join` or
+`after_join`): everything broadcast before is in the snapshot, everything after is news to it
+(`parley.actors.realtime.presence`, "Snapshots and diffs agree"). Without that, a diff broadcast
+while the join was being decided (or still pending in the tracker's batch) reached the client
+after a snapshot that already held it: a second `member_added` for a listed user.
 """
 
 from __future__ import annotations
@@ -11,10 +19,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import trio
 
+from parley.actors.realtime.presence import PresenceSnapshot
 from parley.api.socket.core import message as m
 from parley.api.socket.core.channel import Awaiting, Channel, HandlerResult, StopChannel
 from parley.api.socket.core.message import Broadcast, Frame, Message, Reply
@@ -79,6 +88,9 @@ class InstanceOwner(Protocol):
 JOINING, JOINED, CLOSED = 0, 1, 2
 """An instance's states: joining (broadcasts wait behind the join reply), joined, closed."""
 
+AWAITING_SNAPSHOT: Final = PresenceSnapshot({})
+"""`_presence` of an instance whose channel has not taken its presence snapshot yet."""
+
 
 class ChannelInstance:
     """One join of one topic on one socket: the pubsub subscriber and the handler's task.
@@ -92,6 +104,7 @@ class ChannelInstance:
         "_next",
         "_offering",
         "_pending",
+        "_presence",
         "_queue",
         "_room",
         "_scope",
@@ -130,6 +143,10 @@ class ChannelInstance:
         self._next: tuple[Message, Handler] | None = None
         self._scope: trio.CancelScope | None = None
         """The running handler task's scope (None when there is no task)."""
+        self._presence: PresenceSnapshot | None = None
+        """While not None, the topic's presence diffs are filtered (module docstring):
+        `AWAITING_SNAPSHOT` drops them; a snapshot taken with changes pending trims the batch
+        that announces them, then this is None again."""
 
     def __repr__(self) -> str:
         return f"<ChannelInstance {self.topic} join_ref={self.join_ref!r}>"
@@ -174,12 +191,34 @@ class ChannelInstance:
     def update_presence(self, key: str, meta: dict[str, Any]) -> str:
         return self.session.services.presence.update(self.topic, self, key, meta)
 
+    def follow_presence(self) -> None:
+        """The channel will show a presence snapshot: drop the topic's diffs until it does."""
+        self._presence = AWAITING_SNAPSHOT
+
     def presence_state(self) -> dict[str, Any]:
-        return self.session.services.presence.list(self.topic)
+        """The presence snapshot to show this client; the topic's diffs follow on from it."""
+        snapshot = self.session.services.presence.snapshot(self.topic)
+        if self._presence is not None:
+            self._presence = snapshot if snapshot.pending is not None else None
+        return snapshot.state
 
     # -- pubsub (the hot path) -----------------------------------------------------------
 
     def deliver(self, broadcast: Broadcast) -> None:
+        presence = self._presence
+        if (
+            presence is not None
+            and broadcast.event == m.PRESENCE_DIFF
+            and broadcast.topic == self.topic
+        ):
+            if presence is AWAITING_SNAPSHOT:
+                return  # the snapshot to come holds it
+            trimmed = presence.trimmed(broadcast)
+            if trimmed is not broadcast:
+                self._presence = None  # the batch the snapshot ran ahead of: in step now
+                if trimmed is None:
+                    return
+                broadcast = trimmed
         state = self.state
         if state == JOINED:
             channel = self.channel
@@ -230,6 +269,9 @@ class ChannelInstance:
     def mark_joined(self) -> None:
         """The join reply is queued: deliver what waited behind it and run `after_join`."""
         self.state = JOINED
+        channel = self.channel
+        if self._presence is AWAITING_SNAPSHOT and channel is not None and not channel.presence:
+            self._presence = None  # decided in `join` to show none
         pending, self._pending = self._pending, []
         for broadcast in pending:
             if self.state != JOINED:

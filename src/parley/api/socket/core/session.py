@@ -357,6 +357,8 @@ class SessionActor(Actor[Never, Never, Inbound]):
             return
         instance = ChannelInstance(self, topic, m.effective_join_ref(message))
         instance.channel = channel = make_channel(instance, topic)
+        if channel.presence:
+            instance.follow_presence()
         self._instances[instance] = None
         instance.subscribe(topic)  # broadcasts from now on wait behind the reply (§4.2)
         try:
