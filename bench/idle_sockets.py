@@ -115,7 +115,7 @@ async def _serve(spec_path: Path, users: int, rooms: int, members: int) -> None:
             "conversations": conversations,
             "app_key": app.app_key,
         }
-        if os.environ.get("PARLEY_BENCH_TRACEMALLOC"):
+        if os.environ.get("IDLE_BENCH_TRACEMALLOC"):
             nursery.start_soon(_snapshots_on_signal, spec_path.parent)
         await trio.Path(spec_path).write_text(json.dumps(spec))
         print("READY", flush=True)
@@ -135,6 +135,12 @@ async def _snapshots_on_signal(directory: Path) -> None:
             gc.collect()
             path = directory / f"snapshot-{n}"
             tracemalloc.take_snapshot().dump(str(path))
+            kinds: dict[str, list[int]] = {}
+            for obj in gc.get_objects():
+                entry = kinds.setdefault(type(obj).__qualname__, [0, 0])
+                entry[0] += 1
+                entry[1] += sys.getsizeof(obj)
+            path.with_suffix(".types").write_text(json.dumps(kinds))
             path.with_suffix(".done").write_text("")
 
 
@@ -166,7 +172,7 @@ class Server:
         env = {**os.environ, "PARLEY_LOG_LEVEL": "WARNING"}
         if trace_frames:
             env["PYTHONTRACEMALLOC"] = str(trace_frames)
-            env["PARLEY_BENCH_TRACEMALLOC"] = "1"
+            env["IDLE_BENCH_TRACEMALLOC"] = "1"
         self.tmp = tempfile.TemporaryDirectory(prefix="parley-idle-")
         self.spec_path = Path(self.tmp.name) / "spec.json"
         self.proc = subprocess.Popen(
@@ -202,6 +208,7 @@ class Server:
             if time.monotonic() > deadline:
                 raise RuntimeError("no snapshot from the server")
             time.sleep(0.2)
+        self.types = json.loads(path.with_suffix(".types").read_text())
         return tracemalloc.Snapshot.load(str(path))
 
     def close(self) -> None:
@@ -379,17 +386,20 @@ class RawSocket:
         self.sock.close()
 
 
-def open_raw(kind: str, spec: dict[str, Any], n: int) -> RawSocket:
-    """Connection `n` of `kind`, past its first exchange (then idle)."""
+def open_raw(kind: str, spec: dict[str, Any], n: int, channels: int = 1) -> RawSocket:
+    """Connection `n` of `kind`, past its first exchange (then idle); a Pusher one subscribed
+    to `channels` public channels (`idle-{n % 100}`, ...)."""
     if kind == "pusher":
         raw = RawSocket(
             spec["host_port"], f"/app/{spec['app_key']}?protocol=7&client=js&version=8.6.0"
         )
         established = json.loads(raw.receive())
         assert established["event"] == "pusher:connection_established", established
-        raw.send(json.dumps({"event": "pusher:subscribe", "data": {"channel": f"idle-{n % 100}"}}))
-        succeeded = json.loads(raw.receive())
-        assert succeeded["event"] == "pusher_internal:subscription_succeeded", succeeded
+        for c in range(channels):
+            channel = f"idle-{(n + c) % 100}"
+            raw.send(json.dumps({"event": "pusher:subscribe", "data": {"channel": channel}}))
+            succeeded = json.loads(raw.receive())
+            assert succeeded["event"] == "pusher_internal:subscription_succeeded", succeeded
         return raw
     user = spec["users"][n]
     raw = RawSocket(spec["host_port"], f"/socket/websocket?vsn=2.0.0&token={user['token']}")
@@ -399,17 +409,20 @@ def open_raw(kind: str, spec: dict[str, Any], n: int) -> RawSocket:
     return raw
 
 
-def idle_raw(kind: str, server: Server, n: int, settle: float, trace: bool) -> dict[str, Any]:
+def idle_raw(
+    kind: str, server: Server, n: int, settle: float, trace: bool, channels: int = 1
+) -> dict[str, Any]:
     pid = server.proc.pid
     time.sleep(settle)
     before = server.snapshot() if trace else None
+    types_before = dict(server.types) if trace else {}
     rss_before = rss_kb(pid)
     held: list[RawSocket] = []
     started = time.monotonic()
     failures = 0
     for i in range(n):
         try:
-            held.append(open_raw(kind, server.spec, i))
+            held.append(open_raw(kind, server.spec, i, channels))
         except Exception:
             failures += 1
     ramp = time.monotonic() - started
@@ -418,6 +431,7 @@ def idle_raw(kind: str, server: Server, n: int, settle: float, trace: bool) -> d
     after = server.snapshot() if trace else None
     result: dict[str, Any] = {
         "kind": kind,
+        "channels": channels if kind == "pusher" else 1,
         "connections": len(held),
         "failures": failures,
         "ramp_s": round(ramp, 1),
@@ -434,6 +448,13 @@ def idle_raw(kind: str, server: Server, n: int, settle: float, trace: bool) -> d
              round(stat.count_diff / max(len(held), 1), 2))
             for stat in stats[:25]
         ]  # fmt: skip
+        per_type = []
+        for name, (count, size) in server.types.items():
+            was = types_before.get(name, [0, 0])
+            if count - was[0] >= max(len(held) // 2, 1):
+                n = max(len(held), 1)
+                per_type.append((name, (count - was[0]) / n, (size - was[1]) / n))
+        result["objects"] = sorted(per_type, key=lambda t: -t[2])
     for raw in held:
         raw.close()
     return result
@@ -445,11 +466,19 @@ def raw_main(args: argparse.Namespace) -> None:
         users = args.connections if kind == "phoenix" else 0
         server = Server(users, trace_frames=args.tracemalloc)
         try:
-            result = idle_raw(kind, server, args.connections, args.settle, args.tracemalloc > 0)
+            result = idle_raw(
+                kind,
+                server,
+                args.connections,
+                args.settle,
+                args.tracemalloc > 0,
+                args.pusher_channels,
+            )
         finally:
             server.close()
         print(
-            f"idle {kind:8} {result['connections']}/{args.connections} (failures "
+            f"idle {kind:8} ({result['channels']} channel) {result['connections']}/"
+            f"{args.connections} (failures "
             f"{result['failures']}), ramp {result['ramp_s']} s: server RSS "
             f"{result['rss_before_mb']} -> {result['rss_after_mb']} MiB = "
             f"{result['kb_per_conn']} KiB per connection"
@@ -462,6 +491,8 @@ def raw_main(args: argparse.Namespace) -> None:
         )
         for where, size, count in result.get("top", []):
             print(f"    {size:>6} B {count:>6} blocks  {where}", flush=True)
+        for name, count, size in result.get("objects", []):
+            print(f"    {size:>8.0f} B {count:>6.2f} x  {name} (gc-tracked, getsizeof)", flush=True)
         if args.json:
             with open(args.json, "a") as out:
                 out.write(json.dumps(result) + "\n")
@@ -485,6 +516,7 @@ def main() -> None:
     raw.add_argument("--connections", type=int, default=3000)
     raw.add_argument("--kind", action="append", choices=["pusher", "phoenix"])
     raw.add_argument("--settle", type=float, default=3.0)
+    raw.add_argument("--pusher-channels", type=int, default=1, help="channels per Pusher socket")
     raw.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES")
     raw.add_argument("--json", help="append each result as a JSON line to this file")
     args = parser.parse_args()

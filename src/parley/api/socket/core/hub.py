@@ -157,6 +157,8 @@ class SocketHub:
         self._deferred_writes: list[OutboundQueue] = []
         self._flusher: trio.lowlevel.Task | None = None
         self._flushing = False
+        self._defer = self._defer_write
+        """One bound method for every socket's `OutboundQueue.defer` (not one each)."""
         pubsub.subscribe(REVOCATIONS_TOPIC, _Revocations(self))
 
     # -- sessions ---------------------------------------------------------------------------
@@ -183,7 +185,7 @@ class SocketHub:
         protocol (its routes, first frames, idle timeout and close codes)."""
         socket = self.settings.socket
         outbound = OutboundQueue(socket.outbound_max_messages, socket.outbound_max_bytes)
-        outbound.defer = self._defer_write
+        outbound.defer = self._defer
         outbound.closing_map = wire.closing
         for frame in wire.greeting:
             outbound.put(frame)

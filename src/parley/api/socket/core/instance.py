@@ -126,11 +126,13 @@ class ChannelInstance:
         self.state = JOINING
         self.channel: Channel | None = None
         self.topics: list[str] = []
-        self._pending: list[Broadcast] = []
-        self._queue: list[Message | Leave] = []
-        """Events waiting for the handler, at most `actors.channel_mailbox` (a short list: an
-        empty deque would cost a 0.5 KB block per idle channel); a full queue makes the
-        session's reader wait (backpressure to the client), never drops."""
+        self._pending: list[Broadcast] | None = None
+        """Broadcasts that arrived while joining (made at the first one)."""
+        self._queue: list[Message | Leave] | None = None
+        """Events waiting for the handler, at most `actors.channel_mailbox` (a short list, made
+        at the first event: an idle channel holds none; an empty deque would cost a 0.5 KB
+        block); a full queue makes the session's reader wait (backpressure to the client),
+        never drops."""
         self._room: trio.Event | None = None
         """Set when the queue has room again, for a reader waiting on a full queue."""
         self._working = False
@@ -249,10 +251,13 @@ class ChannelInstance:
             self._write(broadcast)
         elif state == JOINING:
             # Queued behind the join reply (§4.2 step 6), bounded like the outbound queue.
-            if len(self._pending) >= self.session.outbound.max_frames:
+            pending = self._pending
+            if pending is None:
+                pending = self._pending = []
+            if len(pending) >= self.session.outbound.max_frames:
                 self.session.slow_consumer()
             else:
-                self._pending.append(broadcast)
+                pending.append(broadcast)
 
     def _write(self, broadcast: Broadcast) -> None:
         try:
@@ -272,8 +277,8 @@ class ChannelInstance:
         channel = self.channel
         if self._presence is AWAITING_SNAPSHOT and channel is not None and not channel.presence:
             self._presence = None  # decided in `join` to show none
-        pending, self._pending = self._pending, []
-        for broadcast in pending:
+        pending, self._pending = self._pending, None
+        for broadcast in pending or ():
             if self.state != JOINED:
                 return  # ended by one of them (a removal, a slow consumer): no after_join
             self.deliver(broadcast)
@@ -285,8 +290,8 @@ class ChannelInstance:
     def mark_closed(self) -> list[str]:
         """Stop taking anything; returns the topics to unsubscribe from."""
         self.state = CLOSED
-        self._pending = []
-        self._queue.clear()
+        self._pending = None
+        self._queue = None
         if self._scope is not None:
             self._scope.cancel()
         self._wake_reader()
@@ -294,12 +299,15 @@ class ChannelInstance:
 
     async def enqueue(self, item: Message | Leave) -> None:
         """Queue an event for the channel, waiting while the queue is full."""
-        queue, limit = self._queue, self.session.services.settings.actors.channel_mailbox
-        while len(queue) >= limit and self.state != CLOSED:
+        limit = self.session.services.settings.actors.channel_mailbox
+        while self._queue is not None and len(self._queue) >= limit and self.state != CLOSED:
             room = self._room = self._room or trio.Event()
             await room.wait()
         if self.state == CLOSED:
             return  # closed meanwhile: the instance is gone, nothing to do
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = []
         queue.append(item)
         if not self._working:
             self._offer_queued()
