@@ -336,7 +336,7 @@ class SupervisorBase(abc.ABC):
                 raise  # a startup error: `nursery.start` hands it to whoever started the child
             error = exc
         finally:
-            incarnation.exited.set()
+            incarnation.exit()
         if not probe.started_once:
             return  # stopped or returned before `started()`: trio's `start` reports that
         if error is not None:
@@ -363,10 +363,10 @@ class SupervisorBase(abc.ABC):
         slot.status = ChildStatus.STOPPING
         incarnation.scope.cancel()
         with trio.move_on_after(slot.spec.shutdown_timeout):
-            await incarnation.exited.wait()
+            await incarnation.wait_exited()
         if slot.incarnation is incarnation:
             slot.incarnation = None
-        if incarnation.exited.is_set():
+        if incarnation.has_exited:
             slot.status = ChildStatus.STOPPED
         else:
             slot.status = ChildStatus.ABANDONED

@@ -132,7 +132,8 @@ class SessionActor(Actor[Never, Never, Inbound]):
         """Every live instance, including ones that are leaving (no longer routable)."""
         self._stop_code: tuple[int, str] | None = None
         self.connected_at = time.time()
-        self.counters: dict[str, int] = {}
+        self.counters: dict[str, int] | None = None
+        """Made at the first count (an idle socket has none)."""
         self.frames_in = 0
 
     # -- Actor callbacks ------------------------------------------------------------------
@@ -178,7 +179,7 @@ class SessionActor(Actor[Never, Never, Inbound]):
                 "burst": self._bucket.burst,
                 "per_second": self._bucket.rate,
             },
-            "counters": dict(self.counters),
+            "counters": dict(self.counters or {}),
             "connected_at": self.connected_at,
         }
 
@@ -191,7 +192,10 @@ class SessionActor(Actor[Never, Never, Inbound]):
         return topic in self._channels
 
     def count(self, name: str) -> None:
-        self.counters[name] = self.counters.get(name, 0) + 1
+        counters = self.counters
+        if counters is None:
+            counters = self.counters = {}
+        counters[name] = counters.get(name, 0) + 1
         self.services.count(name)
 
     def send(self, item: Message | Reply) -> None:
