@@ -17,6 +17,7 @@ from parley.api.socket.core.hub import SocketHub
 from parley.api.trigger import Triggers
 from parley.config import Settings
 from parley.integrations.directory import ApplicationDirectory
+from parley.integrations.webhooks.node import Webhooks
 from parley.store import Database
 from parley.store.applications import ApplicationStore
 from parley.store.audit import AuditStore
@@ -74,6 +75,8 @@ class AppContext:
     """Closes end-user sockets when their application is archived or its secret retired."""
     triggers: Triggers
     """Verifies and delivers triggers (the REST route, and the listener's fast path)."""
+    webhooks: Webhooks | None = None
+    """Pusher webhooks: the recorder and deliverer (metrics, `/debug/webhooks`)."""
 
 
 def parley_context() -> AppContext:

@@ -136,7 +136,7 @@ class PusherChannel(Channel):
             last = self._ports.cache.last(self.topic)
             if last is None:
                 self.socket.push(frames.CACHE_MISS, None)
-                self._ports.hooks.cache_miss(connection.app_id, self.name)
+                self._ports.hooks.cache_miss(connection.app_key, self.name)
             else:
                 self.socket.push(last.event, last.payload if last.data is None else last.data)
 
@@ -203,7 +203,7 @@ class PusherChannel(Channel):
         )
         ports.pubsub.broadcast(relayed, exclude=self.socket)
         ports.hooks.client_event(
-            connection.app_id, self.name, event, data, connection.socket_id, user_id
+            connection.app_key, self.name, event, data, connection.socket_id, user_id
         )
         return NO_REPLY
 
