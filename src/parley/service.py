@@ -32,6 +32,7 @@ from parley.api.app import create_app
 from parley.api.app_sockets import AppSockets
 from parley.api.context import AppContext, Stores
 from parley.api.operator import OperatorConsole
+from parley.api.pusher_http import PusherApi
 from parley.api.server.http import HttpServer
 from parley.api.socket.channels import ChannelPorts, routes
 from parley.api.socket.core.hub import SocketHub
@@ -44,6 +45,7 @@ from parley.api.socket.transports.longpoll import LongPollTransport
 from parley.api.trigger import Triggers
 from parley.config import Settings
 from parley.integrations.channel_cache import ChannelCache
+from parley.integrations.channel_info import ChannelInfo
 from parley.integrations.directory import ApplicationDirectory
 from parley.integrations.end_users import EndUsers
 from parley.integrations.triggers import TriggerPublisher
@@ -263,6 +265,13 @@ async def _serve(
             applications=directory,
             app_sockets=app_sockets,
             triggers=Triggers(directory, publisher, settings.integrations),
+            pusher_api=PusherApi(
+                directory,
+                publisher,
+                ChannelInfo(runtime.pubsub, runtime.presence),
+                app_sockets,
+                settings.integrations,
+            ),
             webhooks=webhooks,
         )
         # Every transport asks the hub's gate first: a draining node refuses new sockets.
@@ -299,6 +308,7 @@ async def _serve(
                 FastPathSocket(hub, connect),
                 context.triggers,
                 FastPathSocket(hub, pusher_socket),
+                context.pusher_api,
             )
             children.append(
                 ChildSpec(

@@ -13,6 +13,7 @@ from quart import current_app
 from parley.accounts import AuthThrottle, PasswordHasher, TokenService
 from parley.actors.tree import Runtime
 from parley.api.app_sockets import AppSockets
+from parley.api.pusher_http import PusherApi
 from parley.api.socket.core.hub import SocketHub
 from parley.api.trigger import Triggers
 from parley.config import Settings
@@ -75,6 +76,8 @@ class AppContext:
     """Closes end-user sockets when their application is archived or its secret retired."""
     triggers: Triggers
     """Verifies and delivers triggers (the REST route, and the listener's fast path)."""
+    pusher_api: PusherApi
+    """Pusher's HTTP API under `/apps/{app_id}` (its routes, and the listener's fast path)."""
     webhooks: Webhooks | None = None
     """Pusher webhooks: the recorder and deliverer (metrics, `/debug/webhooks`)."""
 

@@ -310,7 +310,9 @@ class IntegrationsSettings:
     max_data_bytes: int = 10_240
     """A trigger's data, encoded, at most this many bytes (Pusher's 10 KB): more is a 413."""
     max_channels_per_trigger: int = 100
-    """Channels one trigger may name (Pusher's 100): more is a 422."""
+    """Channels one trigger may name (Pusher's 100): more is a 422 (a 400 on Pusher's HTTP API)."""
+    max_batch_events: int = 10
+    """Events one `POST /apps/{app_id}/batch_events` may carry (Pusher's 10): more is a 400."""
     max_channel_name_chars: int = 200
     """Channel names longer than this are refused (the Pusher SDKs allow 200)."""
     timestamp_window_seconds: int = 600

@@ -113,6 +113,10 @@ class ApplicationStore:
     async def get(self, app_key: str) -> Application | None:
         return await self._by("a.app_key = $1", app_key)
 
+    async def get_by_id(self, app_id: int) -> Application | None:
+        """By the numeric id (Pusher's `app_id`, the HTTP API's `/apps/{app_id}`)."""
+        return await self._by("a.id = $1", app_id)
+
     async def count_for(self, organization_id: uuid.UUID) -> int:
         count: int = await self._db.fetchval(
             "SELECT count(*) FROM applications WHERE organization_id = $1", organization_id

@@ -31,7 +31,6 @@ from parley.api.socket.core.channel import NO_REPLY, Answer, Channel, HandlerRep
 from parley.api.socket.pusher import frames, members
 from parley.api.socket.pusher.connect import PusherConnection
 from parley.api.socket.pusher.rules import (
-    SERVER_TO_USER,
     Kind,
     Member,
     RuleError,
@@ -42,6 +41,7 @@ from parley.api.socket.pusher.rules import (
     signature_valid,
 )
 from parley.integrations.applications import accepted_secrets
+from parley.integrations.topics import SERVER_TO_USER
 from parley.integrations.triggers import AppBroadcast
 
 if TYPE_CHECKING:
