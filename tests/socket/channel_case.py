@@ -153,11 +153,12 @@ class ChannelCase:
         *,
         exact: Mapping[str, ChannelFactory] | None = None,
         prefixes: Mapping[str, ChannelFactory] | None = None,
+        presence_period: float = 0.0,
     ) -> None:
         self.settings = settings
         self.nursery = nursery
         self.pubsub = LocalPubSub()
-        self.presence = Presence(self.pubsub)
+        self.presence = Presence(self.pubsub, broadcast_period=presence_period)
         self.system = ActorSystem(settings.actors, settings.supervision)
         self.sessions = DynamicSupervisor("sessions", backoff_seconds=0)
         self.hub = SocketHub(
@@ -195,10 +196,14 @@ async def channel_case(
     *,
     exact: Mapping[str, ChannelFactory] | None = None,
     prefixes: Mapping[str, ChannelFactory] | None = None,
+    presence_period: float = 0.0,
 ) -> AsyncIterator[ChannelCase]:
-    """A running `ChannelCase`, stopped (every session with it) when the block ends."""
+    """A running `ChannelCase`, stopped (every session with it) when the block ends; presence
+    diffs merged over `presence_period` seconds (`actors.presence_broadcast_ms`; 0: at once)."""
     async with trio.open_nursery() as nursery:
-        case = ChannelCase(settings, nursery, exact=exact, prefixes=prefixes)
+        case = ChannelCase(
+            settings, nursery, exact=exact, prefixes=prefixes, presence_period=presence_period
+        )
         await case.start()
         yield case
         nursery.cancel_scope.cancel()

@@ -51,8 +51,12 @@ class MemoryStore:
 
     def __init__(self, *rows: Application) -> None:
         self.rows = {row.app_key: row for row in rows}
+        self.gate: trio.Event | None = None
+        """While set, reads wait for it (a look-up that takes a while)."""
 
     async def get(self, app_key: str) -> Application | None:
+        if self.gate is not None:
+            await self.gate.wait()
         return self.rows.get(app_key)
 
 
@@ -99,7 +103,8 @@ class PusherClient:
 class PusherCase:
     def __init__(self, case: ChannelCase, settings: Settings, *apps: Application) -> None:
         self.case = case
-        self.directory = ApplicationDirectory(MemoryStore(*apps), settings.integrations)  # type: ignore[arg-type]
+        self.store = MemoryStore(*apps)
+        self.directory = ApplicationDirectory(self.store, settings.integrations)  # type: ignore[arg-type]
         self.ports = PusherPorts(
             directory=self.directory,
             pubsub=case.pubsub,
@@ -138,8 +143,10 @@ def settings(**pusher: Any) -> Settings:
 
 
 @asynccontextmanager
-async def pusher_case(config: Settings, *apps: Application) -> AsyncIterator[PusherCase]:
-    async with channel_case(config) as case:
+async def pusher_case(
+    config: Settings, *apps: Application, presence_period: float = 0.0
+) -> AsyncIterator[PusherCase]:
+    async with channel_case(config, presence_period=presence_period) as case:
         yield PusherCase(case, config, *(apps or (application(),)))
 
 
@@ -192,6 +199,49 @@ async def test_presence_is_per_user_and_one_view_with_other_presences() -> None:
         await trio.testing.wait_all_tasks_blocked()
         removed = [orjson.loads(f["data"])["user_id"] for f in watcher.take()]
         assert removed == ["u", "phx"]
+
+
+def members_heard(client: PusherClient, channel: str) -> list[str]:
+    """Every user a presence subscriber was told of, in order: its subscription_succeeded's
+    list, then each member_added (a user twice here is the duplicate Pusher never sends)."""
+    heard: list[str] = []
+    for f in client.frames():
+        if f.get("channel") != channel:
+            continue
+        if f["event"] == "pusher_internal:subscription_succeeded":
+            heard += orjson.loads(f["data"])["presence"]["ids"]
+        elif f["event"] == "pusher_internal:member_added":
+            heard.append(orjson.loads(f["data"])["user_id"])
+    return heard
+
+
+async def test_a_member_pending_at_subscription_is_not_added_again(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with pusher_case(settings(), presence_period=0.1) as pc:
+        early, member, late = await pc.client(), await pc.client(), await pc.client()
+        await early.subscribe("presence-churn", "e")
+        autojump_clock.jump(1)
+        await member.subscribe("presence-churn", "m")  # tracked; its diff waits for the period
+        await late.subscribe("presence-churn", "l")  # the snapshot already lists "m"
+        autojump_clock.jump(1)
+        await trio.testing.wait_all_tasks_blocked()
+        assert members_heard(late, "presence-churn") == ["e", "m", "l"]
+        assert members_heard(early, "presence-churn") == ["e", "m", "l"]
+        assert members_heard(member, "presence-churn") == ["e", "m", "l"]
+
+
+async def test_a_member_added_while_the_subscription_is_decided_is_not_added_again() -> None:
+    async with pusher_case(settings()) as pc:
+        topic = f"app:{KEY}:presence-race"
+        watcher = await pc.client()
+        pc.directory.forget([KEY])
+        pc.store.gate = gate = trio.Event()
+        await watcher.subscribe("presence-race", "w")  # waits in the application look-up
+        pc.case.presence.track(topic, object(), "u", {"user_info": {"n": "u"}})  # broadcast now
+        gate.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert members_heard(watcher, "presence-race") == ["u", "w"]
 
 
 async def test_presence_limits() -> None:

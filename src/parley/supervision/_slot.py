@@ -20,13 +20,30 @@ if TYPE_CHECKING:
 class Incarnation:
     """One run of a child's start function, from its start to its exit."""
 
-    __slots__ = ("exited", "scope", "stopping")
+    __slots__ = ("_exited", "has_exited", "scope", "stopping")
 
     def __init__(self) -> None:
         self.scope = trio.CancelScope()
-        self.exited = trio.Event()
+        self.has_exited = False
+        self._exited: trio.Event | None = None
+        """Made only for a stop that waits for the exit: an idle child holds no event (and
+        no set of waiting tasks), ~0.3 KB per idle session."""
         self.stopping = False
         """Set when the supervisor asked it to stop: its exit is then expected, not a crash."""
+
+    def exit(self) -> None:
+        """The incarnation's start function has returned or raised."""
+        self.has_exited = True
+        if self._exited is not None:
+            self._exited.set()
+
+    async def wait_exited(self) -> None:
+        if self.has_exited:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._exited is None:
+            self._exited = trio.Event()
+        await self._exited.wait()
 
 
 class ChildSlot:

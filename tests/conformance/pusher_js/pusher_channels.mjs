@@ -57,6 +57,27 @@ test("presence: two tabs of one user are one member_added; member_removed only a
   }finally{ watcher.disconnect(); tab1.disconnect(); tab2.disconnect() }
 })
 
+test("presence: a user listed in subscription_succeeded is never member_added after it (subscribing right after them)", async () => {
+  // The second subscription lands within the server's presence batch (100 ms) of the first one's
+  // track, so its snapshot lists a user whose join diff is still to be broadcast.
+  const first = client(app(), {user: {id: "quick-a", name: "A"}})
+  const second = client(app(), {user: {id: "quick-b", name: "B"}})
+  try{
+    await connected(first)
+    await connected(second)
+    const added = []
+    second.connection.bind("message", (m) => {
+      if(m.channel === "presence-quick" && m.event === "pusher_internal:member_added"){ added.push(m.data.user_id) }
+    })
+    await subscribed(first, "presence-quick")
+    const {channel, data} = await subscribed(second, "presence-quick")
+    assert.deepEqual(Object.keys(data.members).sort(), ["quick-a", "quick-b"])
+    await sleep(400)
+    assert.deepEqual(added, [], "no member_added for a listed user")
+    assert.equal(channel.members.count, 2)
+  }finally{ first.disconnect(); second.disconnect() }
+})
+
 test("presence: channel_data one byte off what was signed is refused; the exact string is accepted", async () => {
   const data = JSON.stringify({user_id: "x", user_info: {name: "X"}})
   const pusher = client(app(), {user: {id: "x"}})

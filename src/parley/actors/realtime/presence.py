@@ -20,6 +20,19 @@ this node's local one, so a diff reaches each client once, from the node it is c
 
 `phx_ref`s come from one factory per tracker (a random prefix and a counter), so they are unique
 across all topics of this node and across restarts.
+
+**Snapshots and diffs agree.** A subscriber that shows a snapshot and then applies diffs must
+never hear of a change twice (a `member_added` for a user its `subscription_succeeded` listed,
+a `presence_diff` join of a meta its `presence_state` held) nor of a change it never saw. Two
+things make it so. The subscriber hears no diff broadcast *before* its snapshot: the channel
+instance drops its topic's diffs until the channel takes it (`parley.api.socket.core.instance`).
+And with a broadcast period the state runs ahead of the diffs: a snapshot (`snapshot`) holds the
+changes still pending, which the next batch of the topic will announce together with later
+ones, so the snapshot remembers them and its holder gets that batch without them
+(`PresenceSnapshot.trimmed`); diffs carry their batch number (`PresenceBroadcast`) for that,
+and a batch shown in a snapshot keeps a meta that joined and left within it (the holder saw it).
+`announced` counts a key's metas as subscribers have heard of them, for the Pusher per-user
+events, which compare a diff with the state it leads to.
 """
 
 from __future__ import annotations
@@ -39,7 +52,7 @@ from parley.actors.realtime.presence_state import (
     TopicPresence,
     random_ref_factory,
 )
-from parley.actors.realtime.pubsub import PubSub
+from parley.actors.realtime.pubsub import Broadcast, PubSub
 
 if TYPE_CHECKING:
     from parley.actors.realtime.remote_presence import RemotePresence
@@ -51,6 +64,67 @@ log = logging.getLogger(__name__)
 
 PRESENCE_DIFF: Final = "presence_diff"
 PRESENCE_STATE: Final = "presence_state"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PresenceBroadcast(Broadcast):
+    """A `presence_diff` broadcast with the number of the batch it announces (0: unbatched)."""
+
+    batch: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceSnapshot:
+    """What one subscriber is shown of a topic (`Presence.snapshot`): `state`, the
+    `presence_state` payload; and, when the topic had changes pending (not yet broadcast),
+    `pending`, those changes, which batch `batch` will announce with whatever follows them."""
+
+    state: dict[str, dict[str, builtins.list[Meta]]]
+    batch: int = 0
+    pending: PresenceDiff | None = None
+
+    def trimmed(self, diff: Broadcast) -> Broadcast | None:
+        """`diff` as this snapshot's holder must hear it. Batch `batch` leads from the state as
+        broadcast before it to the state after it; the holder's `state` already holds the
+        `pending` part, so its copy has the joins of `pending` taken out, the leaves of
+        `pending` taken out (it never held those metas), and a leave added for each meta
+        `pending` joined that the batch no longer has (it left after the snapshot, and the merge
+        dropped it from both sides). None if nothing is left; any other diff as it is."""
+        pending = self.pending
+        if pending is None or not isinstance(diff, PresenceBroadcast) or diff.batch != self.batch:
+            return diff
+        payload = diff.payload if isinstance(diff.payload, dict) else {}
+        held = {
+            meta["phx_ref"]: (key, meta) for key, metas in pending.joins.items() for meta in metas
+        }
+        gone = {meta["phx_ref"] for metas in pending.leaves.values() for meta in metas}
+        joined: set[Any] = set()
+        joins = _kept(payload.get("joins"), held, joined)
+        leaves = _kept(payload.get("leaves"), gone, set())
+        for ref, (key, meta) in held.items():
+            if ref not in joined:
+                leaves.setdefault(key, {"metas": []})["metas"].append(dict(meta))
+        if not joins and not leaves:
+            return None
+        return PresenceBroadcast(diff.topic, diff.event, {"joins": joins, "leaves": leaves})
+
+
+def _kept(
+    side: object, without: Mapping[Any, object] | set[Any], seen: set[Any]
+) -> dict[str, dict[str, builtins.list[Meta]]]:
+    """One side of a diff payload without the metas whose refs are in `without` (every ref
+    met is added to `seen`)."""
+    kept: dict[str, dict[str, builtins.list[Meta]]] = {}
+    if not isinstance(side, dict):
+        return kept
+    for key, entry in side.items():
+        metas = entry.get("metas", []) if isinstance(entry, dict) else []
+        refs = [meta.get("phx_ref") for meta in metas]
+        seen.update(refs)
+        remaining = [meta for meta, ref in zip(metas, refs, strict=True) if ref not in without]
+        if remaining:
+            kept[key] = {"metas": remaining}
+    return kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +154,10 @@ class Presence:
     ) -> None:
         self._pubsub = pubsub
         self._broadcast_period = broadcast_period
-        self._pending: dict[str, PresenceDiff] = {}
+        self._pending: dict[str, tuple[int, PresenceDiff, bool]] = {}
+        """topic -> (its batch number, the changes merged since its last broadcast, whether a
+        snapshot was taken since: then a meta that joins and leaves within it is announced)."""
+        self._batches = 0
         self._pending_set = trio.Event()
         self._next_ref = ref_factory if ref_factory is not None else random_ref_factory()
         self._topics: dict[str, TopicPresence] = {}
@@ -114,6 +191,29 @@ class Presence:
             for key, metas in self._remote.state(topic).items():
                 state.setdefault(key, {"metas": []})["metas"].extend(metas)
         return state
+
+    def snapshot(self, topic: str) -> PresenceSnapshot:
+        """What a new subscriber is shown of `topic` before it follows the diffs: the state
+        now, with the pending changes it holds (see the module docstring)."""
+        state = self.list(topic)
+        pending = self._pending.get(topic)
+        if pending is None:
+            return PresenceSnapshot(state)
+        batch, diff, _ = self._pending[topic] = (pending[0], pending[1], True)
+        return PresenceSnapshot(state, batch, diff)
+
+    def announced(self, topic: str, key: str) -> int:
+        """How many metas of `key` on `topic` subscribers have heard of (this node's pending
+        changes not counted): what a diff being delivered leads to."""
+        presence = self._topics.get(topic)
+        count = len(presence.get(key)) if presence is not None else 0
+        if self._remote is not None:
+            count += len(self._remote.state(topic).get(key, ()))
+        pending = self._pending.get(topic)
+        if pending is not None:
+            diff = pending[1]
+            count += len(diff.leaves.get(key, ())) - len(diff.joins.get(key, ()))
+        return count
 
     def local_state(self) -> dict[str, dict[str, dict[str, builtins.list[Meta]]]]:
         """This node's own entries on every topic (what it sends a node that asks)."""
@@ -205,28 +305,40 @@ class Presence:
     def flush(self) -> None:
         """Broadcast every pending merged diff now."""
         pending, self._pending = self._pending, {}
-        for topic, diff in pending.items():
+        for topic, (batch, diff, _) in pending.items():
             if not diff.is_empty:
-                self._broadcast(topic, diff)
+                self._broadcast(topic, diff, batch)
 
     def _publish(self, topic: str, diff: PresenceDiff) -> None:
         if diff.is_empty:
             return
         if self._broadcast_period <= 0:
-            self._broadcast(topic, diff)
+            self._broadcast(topic, diff, 0)
             return
         pending = self._pending.get(topic)
-        self._pending[topic] = diff if pending is None else pending.merge(diff)
+        if pending is None:
+            self._batches += 1
+            self._pending[topic] = (self._batches, diff, False)
+        else:
+            batch, merged, shown = pending
+            self._pending[topic] = (batch, merged.merge(diff, keep_transient=shown), shown)
         self._pending_set.set()
 
-    def _broadcast(self, topic: str, diff: PresenceDiff) -> None:
+    def _broadcast(self, topic: str, diff: PresenceDiff, batch: int) -> None:
         self._diffs += 1
         payload = diff.payload()
-        self._pubsub.publish(topic, PRESENCE_DIFF, payload)
+        self._pubsub.broadcast(PresenceBroadcast(topic, PRESENCE_DIFF, payload, batch))
         if self._on_diff is not None:
             self._on_diff(topic, payload)
         if self._watch is not None:
             self._watch(topic, payload)
 
 
-__all__ = ["PRESENCE_DIFF", "PRESENCE_STATE", "Presence", "PresenceStats"]
+__all__ = [
+    "PRESENCE_DIFF",
+    "PRESENCE_STATE",
+    "Presence",
+    "PresenceBroadcast",
+    "PresenceSnapshot",
+    "PresenceStats",
+]

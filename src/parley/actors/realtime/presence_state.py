@@ -76,14 +76,17 @@ class PresenceDiff:
         """`{"joins": {key: {"metas": [...]}}, "leaves": {...}}`, fresh dicts each call."""
         return {"joins": _grouped(self.joins), "leaves": _grouped(self.leaves)}
 
-    def merge(self, later: PresenceDiff) -> PresenceDiff:
+    def merge(self, later: PresenceDiff, *, keep_transient: bool = False) -> PresenceDiff:
         """One diff equivalent to applying `self` then `later` (for batching broadcasts).
 
         A meta that joins and leaves within the batch is dropped from both sides, since refs are
-        never reused: subscribers never saw it and need not hear of it.
+        never reused: subscribers never saw it and need not hear of it. Unless `keep_transient`:
+        someone was shown a snapshot holding it meanwhile, and must hear it leave.
         """
         joins = _concat(self.joins, later.joins)
         leaves = _concat(self.leaves, later.leaves)
+        if keep_transient:
+            return PresenceDiff(joins, leaves)
         joined = {meta["phx_ref"] for metas in joins.values() for meta in metas}
         left = {meta["phx_ref"] for metas in leaves.values() for meta in metas}
         transient = joined & left

@@ -38,7 +38,7 @@ class AppChannel(Channel):
         super().__init__(socket, topic)
         self._apps = ports.apps
         parsed = topics.parse(topic)
-        self._presence = (
+        self.presence = (
             parsed is not None and parsed.kind == "channel" and topics.is_presence(parsed.name)
         )
 
@@ -64,7 +64,7 @@ class AppChannel(Channel):
 
     async def after_join(self) -> None:
         end_user = self.end_user
-        if self._presence and end_user is not None:
+        if self.presence and end_user is not None:
             meta: dict[str, Any] = {"online_at": int(time.time())}
             if end_user.user_info is not None:
                 meta["user_info"] = end_user.user_info

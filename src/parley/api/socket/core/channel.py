@@ -44,7 +44,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from parley.api.socket.core import message as m
 from parley.api.socket.core.message import Broadcast, Message, Payload, Ref
@@ -179,8 +179,11 @@ class Channel:
 
     intercept: frozenset[str] = frozenset()
     """Events of the channel's own topic that go through `handle_out` (may be set per instance)."""
-    presence: ClassVar[bool] = False
-    """Track the user (key: user id) on the topic and push `presence_state` after each join."""
+    presence: bool = False
+    """The channel shows its client a presence snapshot of the topic (`socket.presence_state()`,
+    in `join` or `after_join`) and then its diffs; the core drops the topic's diffs until that
+    snapshot, so none repeats what it holds. The base class's `after_join` then tracks the user
+    (key: user id) and pushes `presence_state`. May be set per instance (before the join ends)."""
 
     def __init__(self, socket: ChannelSocket, topic: str) -> None:
         self.socket = socket

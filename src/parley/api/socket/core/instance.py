@@ -4,6 +4,14 @@ It is the pubsub subscriber for its topic and runs the channel's handlers in ord
 its own only while it has events to await (see `parley.api.socket.core.session` for the shape of
 a session, and docs/realtime.md "Pushes without a task" for `Channel.handle_push`). It reaches its
 session only through `InstanceOwner`, the few things it needs of it.
+
+Presence snapshot and diffs: an instance whose channel shows presence (`Channel.presence`)
+subscribes before its join is answered, as every instance does, but drops its topic's
+`presence_diff`s until the channel takes its snapshot (`presence_state`, from `join` or
+`after_join`): everything broadcast before is in the snapshot, everything after is news to it
+(`parley.actors.realtime.presence`, "Snapshots and diffs agree"). Without that, a diff broadcast
+while the join was being decided (or still pending in the tracker's batch) reached the client
+after a snapshot that already held it: a second `member_added` for a listed user.
 """
 
 from __future__ import annotations
@@ -11,10 +19,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import trio
 
+from parley.actors.realtime.presence import PresenceSnapshot
 from parley.api.socket.core import message as m
 from parley.api.socket.core.channel import Awaiting, Channel, HandlerResult, StopChannel
 from parley.api.socket.core.message import Broadcast, Frame, Message, Reply
@@ -79,6 +88,9 @@ class InstanceOwner(Protocol):
 JOINING, JOINED, CLOSED = 0, 1, 2
 """An instance's states: joining (broadcasts wait behind the join reply), joined, closed."""
 
+AWAITING_SNAPSHOT: Final = PresenceSnapshot({})
+"""`_presence` of an instance whose channel has not taken its presence snapshot yet."""
+
 
 class ChannelInstance:
     """One join of one topic on one socket: the pubsub subscriber and the handler's task.
@@ -92,6 +104,7 @@ class ChannelInstance:
         "_next",
         "_offering",
         "_pending",
+        "_presence",
         "_queue",
         "_room",
         "_scope",
@@ -113,11 +126,13 @@ class ChannelInstance:
         self.state = JOINING
         self.channel: Channel | None = None
         self.topics: list[str] = []
-        self._pending: list[Broadcast] = []
-        self._queue: list[Message | Leave] = []
-        """Events waiting for the handler, at most `actors.channel_mailbox` (a short list: an
-        empty deque would cost a 0.5 KB block per idle channel); a full queue makes the
-        session's reader wait (backpressure to the client), never drops."""
+        self._pending: list[Broadcast] | None = None
+        """Broadcasts that arrived while joining (made at the first one)."""
+        self._queue: list[Message | Leave] | None = None
+        """Events waiting for the handler, at most `actors.channel_mailbox` (a short list, made
+        at the first event: an idle channel holds none; an empty deque would cost a 0.5 KB
+        block); a full queue makes the session's reader wait (backpressure to the client),
+        never drops."""
         self._room: trio.Event | None = None
         """Set when the queue has room again, for a reader waiting on a full queue."""
         self._working = False
@@ -130,6 +145,10 @@ class ChannelInstance:
         self._next: tuple[Message, Handler] | None = None
         self._scope: trio.CancelScope | None = None
         """The running handler task's scope (None when there is no task)."""
+        self._presence: PresenceSnapshot | None = None
+        """While not None, the topic's presence diffs are filtered (module docstring):
+        `AWAITING_SNAPSHOT` drops them; a snapshot taken with changes pending trims the batch
+        that announces them, then this is None again."""
 
     def __repr__(self) -> str:
         return f"<ChannelInstance {self.topic} join_ref={self.join_ref!r}>"
@@ -174,12 +193,34 @@ class ChannelInstance:
     def update_presence(self, key: str, meta: dict[str, Any]) -> str:
         return self.session.services.presence.update(self.topic, self, key, meta)
 
+    def follow_presence(self) -> None:
+        """The channel will show a presence snapshot: drop the topic's diffs until it does."""
+        self._presence = AWAITING_SNAPSHOT
+
     def presence_state(self) -> dict[str, Any]:
-        return self.session.services.presence.list(self.topic)
+        """The presence snapshot to show this client; the topic's diffs follow on from it."""
+        snapshot = self.session.services.presence.snapshot(self.topic)
+        if self._presence is not None:
+            self._presence = snapshot if snapshot.pending is not None else None
+        return snapshot.state
 
     # -- pubsub (the hot path) -----------------------------------------------------------
 
     def deliver(self, broadcast: Broadcast) -> None:
+        presence = self._presence
+        if (
+            presence is not None
+            and broadcast.event == m.PRESENCE_DIFF
+            and broadcast.topic == self.topic
+        ):
+            if presence is AWAITING_SNAPSHOT:
+                return  # the snapshot to come holds it
+            trimmed = presence.trimmed(broadcast)
+            if trimmed is not broadcast:
+                self._presence = None  # the batch the snapshot ran ahead of: in step now
+                if trimmed is None:
+                    return
+                broadcast = trimmed
         state = self.state
         if state == JOINED:
             channel = self.channel
@@ -210,10 +251,13 @@ class ChannelInstance:
             self._write(broadcast)
         elif state == JOINING:
             # Queued behind the join reply (§4.2 step 6), bounded like the outbound queue.
-            if len(self._pending) >= self.session.outbound.max_frames:
+            pending = self._pending
+            if pending is None:
+                pending = self._pending = []
+            if len(pending) >= self.session.outbound.max_frames:
                 self.session.slow_consumer()
             else:
-                self._pending.append(broadcast)
+                pending.append(broadcast)
 
     def _write(self, broadcast: Broadcast) -> None:
         try:
@@ -230,8 +274,11 @@ class ChannelInstance:
     def mark_joined(self) -> None:
         """The join reply is queued: deliver what waited behind it and run `after_join`."""
         self.state = JOINED
-        pending, self._pending = self._pending, []
-        for broadcast in pending:
+        channel = self.channel
+        if self._presence is AWAITING_SNAPSHOT and channel is not None and not channel.presence:
+            self._presence = None  # decided in `join` to show none
+        pending, self._pending = self._pending, None
+        for broadcast in pending or ():
             if self.state != JOINED:
                 return  # ended by one of them (a removal, a slow consumer): no after_join
             self.deliver(broadcast)
@@ -243,8 +290,8 @@ class ChannelInstance:
     def mark_closed(self) -> list[str]:
         """Stop taking anything; returns the topics to unsubscribe from."""
         self.state = CLOSED
-        self._pending = []
-        self._queue.clear()
+        self._pending = None
+        self._queue = None
         if self._scope is not None:
             self._scope.cancel()
         self._wake_reader()
@@ -252,12 +299,15 @@ class ChannelInstance:
 
     async def enqueue(self, item: Message | Leave) -> None:
         """Queue an event for the channel, waiting while the queue is full."""
-        queue, limit = self._queue, self.session.services.settings.actors.channel_mailbox
-        while len(queue) >= limit and self.state != CLOSED:
+        limit = self.session.services.settings.actors.channel_mailbox
+        while self._queue is not None and len(self._queue) >= limit and self.state != CLOSED:
             room = self._room = self._room or trio.Event()
             await room.wait()
         if self.state == CLOSED:
             return  # closed meanwhile: the instance is gone, nothing to do
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = []
         queue.append(item)
         if not self._working:
             self._offer_queued()

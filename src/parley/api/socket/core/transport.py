@@ -176,6 +176,10 @@ class FrameSink(Protocol):
         ...
 
 
+READER_TASK: Final = "socket-reader"
+"""The reader's task name, one string for every connection (trio formats one per task else)."""
+
+
 async def pump(connection: Connection, sink: FrameSink, outbound: OutboundQueue) -> None:
     """Run the connection: reader -> session, session's outbound queue -> writer, then close.
 
@@ -197,7 +201,7 @@ async def pump(connection: Connection, sink: FrameSink, outbound: OutboundQueue)
                     # writer sends it after what is queued.
                     return
 
-        nursery.start_soon(read)
+        nursery.start_soon(read, name=READER_TASK)
         while True:
             frames = await outbound.take_all()
             if not frames and outbound.closing:

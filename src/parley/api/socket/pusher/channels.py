@@ -71,6 +71,7 @@ class PusherChannel(Channel):
         self._registered = False
         if self.kind.kind is Kind.PRESENCE:
             self.intercept = frozenset({PRESENCE_DIFF})
+            self.presence = True
 
     @property
     def connection(self) -> PusherConnection | None:
@@ -114,7 +115,8 @@ class PusherChannel(Channel):
                     )
                 except RuleError as exc:
                     return refusal("InvalidChannelData", str(exc), 400)
-                state = ports.presence.list(self.topic)
+                # The snapshot the member events follow on from (no await after it).
+                state = self.socket.presence_state()
                 if (
                     self.member.user_id not in state
                     and len(state) >= ports.settings.max_presence_members
@@ -149,7 +151,7 @@ class PusherChannel(Channel):
         member (Pusher tells no one of themselves)."""
         presence = self._ports.presence
         topic = self.topic
-        events = members.member_events(broadcast, lambda key: len(presence.get(topic, key)))
+        events = members.member_events(broadcast, lambda key: presence.announced(topic, key))
         own = self.member.user_id if self.member is not None else None
         return tuple(e for e in events if e.payload.get("user_id") != own) or None
 

@@ -158,6 +158,8 @@ def close_mapping(code: int, reason: str) -> tuple[int, str, Frame | None]:
 class PusherSerializer:
     """Pusher frames for one connection of application `app_key` (see the module docstring)."""
 
+    __slots__ = ("app_key",)
+
     vsn = VSN
     cache_key: Hashable = CACHE_KEY
     supports_binary = False

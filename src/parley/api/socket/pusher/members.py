@@ -4,10 +4,12 @@ Presence (`parley.actors.realtime.presence`) tracks one meta per connection unde
 and broadcasts `presence_diff {joins, leaves}` (merged over its broadcast period). Pusher's
 clients want to hear of a *user*: `member_added` when their first connection arrives,
 `member_removed` when their last one leaves, nothing for a second tab. `changes` works that out
-once per diff, from the diff and the presence state right after it (the diff is broadcast after
-the state changed): a key with no metas before and some after was added, one with some before
-and none after removed. The result is cached on the diff's broadcast, so every Pusher socket
-on the topic shares one computation and the same derived broadcasts (each encoded once).
+once per diff, from the diff and the metas subscribers know of once it is applied
+(`Presence.announced`: changes not yet broadcast do not count, so a diff of another node that
+arrives while this node's batch is pending is judged against what subscribers heard): a key with
+no metas before and some after was added, one with some before and none after removed. The
+result is cached on the diff's broadcast, so every Pusher socket on the topic shares one
+computation and the same derived broadcasts (each encoded once).
 Because presence is one view, Phoenix end users on `app:K:presence-*` count as members too.
 """
 

@@ -41,6 +41,9 @@ class SigninChannel(Channel):
     """The sign-in of one Pusher socket, and its watchlist."""
 
     intercept = frozenset({PRESENCE_DIFF})
+    presence = True
+    """Shows the watched users online at sign-in, then follows; unset in `join` when the
+    socket watches nobody."""
 
     def __init__(self, socket: ChannelSocket, topic: str, ports: PusherPorts) -> None:
         super().__init__(socket, topic)
@@ -74,6 +77,7 @@ class SigninChannel(Channel):
         limit = self._ports.settings.max_watchlist
         self._too_many = len(user.watchlist) > limit
         self._watching = frozenset(user.watchlist[:limit])
+        self.presence = bool(self._watching)
         return ok({"user_data": user_data})
 
     async def after_join(self) -> None:
@@ -99,7 +103,7 @@ class SigninChannel(Channel):
         if not self._watching:
             return None
         presence, topic = self._ports.presence, self.topic
-        found = members.changes(broadcast, lambda key: len(presence.get(topic, key)))
+        found = members.changes(broadcast, lambda key: presence.announced(topic, key))
         online = [key for key, _ in found.added if key in self._watching]
         offline = [key for key in found.removed if key in self._watching]
         if not online and not offline:
