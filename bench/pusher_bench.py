@@ -30,216 +30,29 @@ P4 presence churn: an observer on `presence-churn`, then 1,000 users join (100/s
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import hmac
-import json
 import math
-import secrets
-import subprocess
-import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import httpx
 import trio
 
 import run as bench
+from pusher_presence import p4
+from pusher_servers import (
+    LABELS,
+    WORKER,
+    Server,
+    events_api_status,
+    installed,
+    open_pusher,
+    server,
+    settings,
+    worker_state,
+)
 
-SOKETI_DIR = bench.BENCH / "soketi"
-SOKETI_SERVER = SOKETI_DIR / "node_modules" / "@soketi" / "soketi" / "bin" / "server.js"
-WORKER = "pusher_worker.mjs"
-LABELS = {"parley": "Parley", "soketi": "soketi 1.6.1"}
 WORKLOADS = ("P1", "P2", "P3", "P4")
+__all__ = ["LABELS", "WORKLOADS", "installed", "plan", "table"]
 GOAL_P99_MS = 100.0
-
-FULL: dict[str, Any] = {
-    "channels": 100, "members": 10, "step_s": 10, "drain_ms": 2_500, "procs": 3,
-    "steps": [2_000, 5_000, 10_000, 15_000, 20_000, 25_000, 30_000, 40_000, 50_000, 60_000,
-              80_000],
-    "p3_conns": 5_000, "p3_rate": 500, "p3_hold_s": 30,
-    "p4_users": 1_000, "p4_rate": 100, "p4_churn_rate": 50, "p4_churn_s": 10, "p4_gap_ms": 200,
-    "settle_s": 2.0, "warm_s": 2.0, "pause_s": 3.0, "p4_settle_limit_s": 20,
-}  # fmt: skip
-QUICK: dict[str, Any] = {
-    "channels": 10, "members": 10, "step_s": 1.5, "drain_ms": 500, "procs": 2,
-    "steps": [1_000, 2_000],
-    "p3_conns": 200, "p3_rate": 400, "p3_hold_s": 2,
-    "p4_users": 50, "p4_rate": 50, "p4_churn_rate": 20, "p4_churn_s": 1, "p4_gap_ms": 200,
-    "settle_s": 0.3, "warm_s": 0.3, "pause_s": 0.2, "p4_settle_limit_s": 10,
-}  # fmt: skip
-
-
-@dataclass
-class PusherApp:
-    app_id: str
-    key: str
-    secret: str
-
-
-@dataclass
-class Server:
-    target: bench.Target
-    app: PusherApp
-
-    @property
-    def label(self) -> str:
-        return LABELS[self.target.kind]
-
-    def conn_args(self) -> dict[str, Any]:
-        app = self.app
-        return {"host": "127.0.0.1", "port": self.target.port, "key": app.key, "secret": app.secret}
-
-
-# --------------------------------------------------------------------------------------------
-# The servers
-
-
-@contextlib.asynccontextmanager
-async def soketi(run_dir: Path) -> AsyncIterator[Server]:
-    app = PusherApp("1", secrets.token_hex(10), secrets.token_hex(10))
-    port = bench.free_port()
-    config = {
-        "host": "127.0.0.1",
-        "port": port,
-        "metrics.host": "127.0.0.1",
-        "metrics.port": bench.free_port(),
-        # Discovery (node-discover) broadcasts UDP to 255.255.255.255 unless told otherwise.
-        "cluster.hostname": "127.0.0.1",
-        "cluster.address": "127.0.0.1",
-        "cluster.unicast": "127.0.0.1",
-        "cluster.port": bench.free_port(),
-        "presence.maxMembersPerChannel": 2_000,
-        "appManager.array.apps": [
-            {
-                "id": app.app_id,
-                "key": app.key,
-                "secret": app.secret,
-                "maxConnections": -1,
-                "enableClientMessages": True,
-                "enabled": True,
-                "maxBackendEventsPerSecond": -1,
-                "maxClientEventsPerSecond": 10,
-                "maxReadRequestsPerSecond": -1,
-                "webhooks": [],
-            }
-        ],
-    }
-    path = run_dir / f"soketi-{port}.json"
-    path.write_text(json.dumps(config))
-    log = run_dir / f"soketi-{port}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(  # noqa: ASYNC220 - started once, stopped below
-            ["node", str(SOKETI_SERVER), "start", f"--config={path}"],
-            cwd=SOKETI_DIR,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            preexec_fn=bench.raise_nofile,
-            start_new_session=True,
-        )
-    target = bench.Target("soketi", LABELS["soketi"], proc, port, None, log)
-    try:
-        await bench.wait_ready(target)
-        yield Server(target, app)
-    finally:
-        await bench.stop(target)
-
-
-async def parley_app(target: bench.Target) -> PusherApp:
-    """An application with client events on, made through the REST API by a new user."""
-    [owner] = await bench.register_users(target, 1)
-    async with httpx.AsyncClient(base_url=target.http, timeout=60) as client:
-        auth = {"authorization": f"Bearer {owner.token}"}
-        org = await client.post("/api/organizations", json={"name": "Bench"}, headers=auth)
-        org.raise_for_status()
-        made = await client.post(
-            f"/api/organizations/{org.json()['slug']}/applications",
-            json={"name": "pusher bench", "client_events": True},
-            headers=auth,
-        )
-        made.raise_for_status()
-        body = made.json()
-        return PusherApp(str(body["id"]), body["app_key"], body["app_secret"])
-
-
-@contextlib.asynccontextmanager
-async def server(kind: str, run_dir: Path) -> AsyncIterator[Server]:
-    if kind == "soketi":
-        async with soketi(run_dir) as found:
-            yield found
-        return
-    env = {**bench.CHEAP_ARGON2, "PARLEY_PUSHER_MAX_PRESENCE_MEMBERS": "2000"}
-    async with bench.running("parley", run_dir, env) as target:
-        yield Server(target, await parley_app(target))
-
-
-def signed_events_url(found: Server, body: bytes) -> str:
-    """The Pusher HTTP API's events URL for `body`, signed (PUSHER_PROTOCOL.md §9)."""
-    app = found.app
-    path = f"/apps/{app.app_id}/events"
-    params = {
-        "auth_key": app.key,
-        "auth_timestamp": str(int(time.time())),
-        "auth_version": "1.0",
-        "body_md5": hashlib.md5(body).hexdigest(),
-    }
-    text = "POST\n" + path + "\n" + "&".join(f"{k}={params[k]}" for k in sorted(params))
-    params["auth_signature"] = hmac.new(app.secret.encode(), text.encode(), "sha256").hexdigest()
-    return f"{found.target.http}{path}?" + "&".join(f"{k}={v}" for k, v in params.items())
-
-
-async def events_api_status(found: Server) -> int:
-    """The status of one signed trigger: 404 where the server has no Pusher HTTP API."""
-    body = json.dumps({"name": "probe", "channel": "probe", "data": "{}"}).encode()
-    async with httpx.AsyncClient(timeout=30) as client:
-        answer = await client.post(
-            signed_events_url(found, body),
-            content=body,
-            headers={"content-type": "application/json"},
-        )
-    return answer.status_code
-
-
-# --------------------------------------------------------------------------------------------
-# Load
-
-
-async def open_pusher(
-    pool: list[bench.Worker], found: Server, specs: list[dict[str, Any]], rate: float
-) -> dict[str, Any]:
-    shares = bench.split(specs, len(pool))
-    commands = [
-        {"cmd": "open", **found.conn_args(), "conns": share,
-         "rate": rate * len(share) / max(len(specs), 1)}
-        for share in shares
-    ]  # fmt: skip
-    answers = await bench.call_all(pool, commands, limit_s=len(specs) / rate + 120)
-    reasons: dict[str, int] = {}
-    for answer in answers:
-        for why, count in answer["reasons"].items():
-            reasons[why] = reasons.get(why, 0) + count
-    return {
-        "ok": sum(a["ok"] for a in answers),
-        "failed": sum(a["failed"] for a in answers),
-        "reasons": reasons,
-        "join": bench.merged([a["join"] for a in answers]).summary(),
-        "elapsed_s": round(max(a["elapsed_ms"] for a in answers) / 1000, 2),
-    }
-
-
-async def worker_state(pool: list[bench.Worker]) -> dict[str, Any]:
-    answers = await bench.call_all(pool, {"cmd": "state"}, limit_s=30)
-    errors: dict[str, int] = {}
-    for answer in answers:
-        for why, count in answer["sub_errors"].items():
-            errors[why] = errors.get(why, 0) + count
-    return {
-        "open": sum(a["open"] for a in answers),
-        "drops": sum(a["drops"] for a in answers),
-        "sub_errors": errors,
-    }
 
 
 def step_figures(
@@ -310,10 +123,6 @@ async def client_event_step(
         "errors": refused,
         "achieved_msgs_per_s": round(sent / send_s, 1) if send_s else 0,
     }
-
-
-def settings(run: bench.Run) -> dict[str, Any]:
-    return QUICK if run.quick else FULL
 
 
 def text_of(s: dict[str, Any]) -> str:
@@ -458,140 +267,6 @@ async def p3(run: bench.Run, kind: str) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# P4 presence churn
-
-CHANNEL = "presence-churn"
-
-
-async def presence_views(pool: list[bench.Worker]) -> dict[str, Any]:
-    answers = await bench.call_all(pool, {"cmd": "presence", "channel": CHANNEL}, limit_s=30)
-    counts: dict[str, int] = {}
-    anomalies = {"dup_added": 0, "absent_removed": 0, "bad_succeeded": 0}
-    examples: list[dict[str, Any]] = []
-    merged: dict[str, dict[str, Any]] = {"joined_at": {}, "left_at": {}}
-    observer: dict[str, Any] = {}
-    for answer in answers:
-        for count, n in answer["counts"].items():
-            counts[count] = counts.get(count, 0) + n
-        for kind in anomalies:
-            anomalies[kind] += answer["anomalies"][kind]
-        examples += answer["anomalies"]["examples"]
-        merged["joined_at"].update(answer["joined_at"])
-        merged["left_at"].update(answer["left_at"])
-        if answer["observer_count"] is not None:
-            observer = answer
-    return {
-        "counts": counts,
-        "anomalies": anomalies,
-        "examples": examples[:10],
-        "observer_count": observer.get("observer_count"),
-        "first_added": observer.get("first_added", {}),
-        "last_removed": observer.get("last_removed", {}),
-        **merged,
-    }
-
-
-async def settle(pool: list[bench.Worker], want: int, limit_s: float) -> dict[str, Any]:
-    """Presence views once the observer sees `want` members (or after limit_s)."""
-    deadline = trio.current_time() + limit_s
-    while True:
-        views = await presence_views(pool)
-        if views["observer_count"] == want or trio.current_time() > deadline:
-            return views
-        await trio.sleep(0.1)
-
-
-def hist_of(values: list[float]) -> bench.Hist:
-    """A histogram of millisecond values, bucketed as the workers bucket theirs."""
-    hist = bench.Hist()
-    for ms in values:
-        key = math.ceil(math.log(max(ms, 0.01) / 0.01) / math.log(1.01))
-        hist.buckets[key] = hist.buckets.get(key, 0) + 1
-        hist.n += 1
-        hist.sum += ms
-        hist.max = max(hist.max, ms)
-    return hist
-
-
-def since(later: dict[str, float], earlier: dict[str, float]) -> bench.Hist:
-    """Per user, `later` - `earlier` (users in both)."""
-    return hist_of([at - earlier[user] for user, at in later.items() if user in earlier])
-
-
-async def p4(run: bench.Run, kind: str) -> dict[str, Any]:
-    p = settings(run)
-    users, limit = p["p4_users"], p["p4_settle_limit_s"]
-    checks: list[dict[str, Any]] = []
-
-    def check(phase: str, views: dict[str, Any], want: int, connections: int) -> None:
-        ok = views["counts"] == {str(want): connections}
-        checks.append({"phase": phase, "want": want, "connections": connections,
-                       "counts": views["counts"], "ok": ok})  # fmt: skip
-
-    async with (
-        server(kind, run.run_dir) as found,
-        bench.workers(2, run.run_dir, WORKER) as pool,
-    ):
-        observer = {"channels": [CHANNEL], "user": "observer", "observer": True}
-        await open_pusher(pool[:1], found, [observer], 10)
-        specs = [{"channels": [CHANNEL], "user": f"u{i}"} for i in range(users)]
-        window = bench.cpu_window(found.target, pool).start()
-        opened = await open_pusher(pool, found, specs, p["p4_rate"])
-        joined = await settle(pool, users + 1, limit)
-        join_cpu = window.stop()
-        check("joined", joined, users + 1, opened["ok"] + 1)
-        sent_at = {u: v[0] for u, v in joined["joined_at"].items()}
-        added = since(joined["first_added"], sent_at)
-        succeeded = since({u: v[1] for u, v in joined["joined_at"].items() if v[1]}, sent_at)
-        churn = {"cmd": "churn", "channel": CHANNEL, "rate": p["p4_churn_rate"] / len(pool),
-                 "duration_s": p["p4_churn_s"], "gap_ms": p["p4_gap_ms"]}  # fmt: skip
-        await bench.call_all(pool, churn, limit_s=p["p4_churn_s"] + 60)
-        churned = await settle(pool, users + 1, limit)
-        check("churned", churned, users + 1, opened["ok"] + 1)
-        await bench.call_all(pool, {"cmd": "leave", "rate": p["p4_rate"] / len(pool)},
-                             limit_s=users / p["p4_rate"] + 60)  # fmt: skip
-        left = await settle(pool, 1, limit)
-        check("left", left, 1, 1)
-        removed = since(left["last_removed"], left["left_at"])
-        state = await worker_state(pool)
-    anomalies = left["anomalies"]
-    correct = (
-        all(c["ok"] for c in checks)
-        and not any(anomalies.values())
-        and opened["failed"] == 0
-        and not state["sub_errors"]
-        and state["drops"] == 0
-    )
-    result = {
-        "users": users,
-        "joined": opened["ok"],
-        "join_failed": opened["failed"],
-        "join_fail_reasons": opened["reasons"],
-        "checks": checks,
-        "anomalies": anomalies,
-        "anomaly_examples": left["examples"],
-        "sub_errors": state["sub_errors"],
-        "drops": state["drops"],
-        "correct": correct,
-        "subscribe_p99_ms": bench.rnd(succeeded.pct(99)),
-        "member_added": added.summary(),
-        "member_removed": removed.summary(),
-        **join_cpu,
-    }
-    print(
-        f"P4 presence   {LABELS[kind]:16} {users} users: {'correct' if correct else 'WRONG'}  "
-        f"checks {' '.join(c['phase'] + ('=ok' if c['ok'] else '=' + json.dumps(c['counts'])) for c in checks)}  "  # noqa: E501
-        f"anomalies {json.dumps(anomalies)}  subscribe p99 {result['subscribe_p99_ms']} ms  "
-        f"member_added p99 {added.summary()['p99_ms']} ms  member_removed p99 "
-        f"{removed.summary()['p99_ms']} ms  {bench.server_text(join_cpu)} in joins",
-        flush=True,
-    )
-    if anomalies and any(anomalies.values()):
-        print(f"P4 presence   {LABELS[kind]:16} examples: {json.dumps(left['examples'][:5])}")
-    return result
-
-
-# --------------------------------------------------------------------------------------------
 # Plan and table
 
 
@@ -631,11 +306,13 @@ def table(results: dict[str, Any]) -> str:
         theirs = get(peer) if peer else None
         ratio = bench.ratio(mine, theirs).strip(" ()")
         verdict = ""
-        if check is not None and mine is not None:
+        if mine == "not available":
+            verdict = "—"
+        elif check is not None and mine is not None:
             verdict = "pass" if check(mine, theirs) else "FAIL"
         load = ""
         for r in (parley, peer):
-            if r and r.get("best", r).get("other_cpu_pct", 0) >= bench.OTHER_LOAD_PCT:
+            if r and (r.get("best") or r).get("other_cpu_pct", 0) >= bench.OTHER_LOAD_PCT:
                 load = "other load!"
         rows.append((name, bench.fmt(mine, unit), bench.fmt(theirs, unit), ratio, load, goal,
                      verdict))  # fmt: skip
@@ -673,7 +350,7 @@ def table(results: dict[str, Any]) -> str:
         lambda r: r["member_removed"]["p99_ms"], " ms")  # fmt: skip
     if not rows:
         return ""
-    header = ("Figure", "Parley", "soketi 1.6.1", "Parley / soketi", "", "Goal", "")
+    header = ("Figure", "Parley", "soketi 1.6.1", "Parley / soketi", "note", "Goal", "")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = [
         "| " + " | ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)) + " |",
@@ -684,11 +361,3 @@ def table(results: dict[str, Any]) -> str:
         for r in rows
     ]
     return "\n".join(lines)
-
-
-def installed() -> str | None:
-    """Why the Pusher workloads cannot run, or None."""
-    for path in (SOKETI_SERVER, bench.NODE_DIR / "node_modules" / "pusher-js"):
-        if not path.exists():
-            return f"{path} is missing: run the benchmarks with `make bench`, which installs it"
-    return None
