@@ -150,9 +150,13 @@ async def fan_out(run: bench.Run, kind: str, workload: str) -> dict[str, Any]:
         if not by_client:
             status = await events_api_status(found)
             result["events_api_status"] = status
-            if status == 404:
+            if not 200 <= status < 300:  # 404: no Pusher HTTP API on this server (yet)
                 result["available"] = False
-                print(f"{title}  {found.label:16} not available: POST /apps/{{id}}/events is 404")
+                print(
+                    f"{title}  {found.label:16} not available: a signed POST /apps/{{id}}/events "
+                    f"answers {status}",
+                    flush=True,
+                )
                 return result
         result["available"] = True
         specs = [

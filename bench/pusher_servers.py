@@ -170,7 +170,7 @@ def signed_events_url(found: Server, body: bytes) -> str:
 
 
 async def events_api_status(found: Server) -> int:
-    """The status of one signed trigger: 404 where the server has no Pusher HTTP API."""
+    """The status of one signed trigger (404 where the server has no Pusher HTTP API)."""
     body = json.dumps({"name": "probe", "channel": "probe", "data": "{}"}).encode()
     async with httpx.AsyncClient(timeout=30) as client:
         answer = await client.post(
