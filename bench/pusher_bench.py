@@ -30,6 +30,7 @@ P4 presence churn: an observer on `presence-churn`, then 1,000 users join (100/s
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -126,9 +127,11 @@ async def client_event_step(
 
 
 def text_of(s: dict[str, Any]) -> str:
+    failed = {k: n for k, n in s.get("status", {}).items() if not k.startswith("2")}
     return (
         f"p50 {s['latency']['p50_ms']:.1f} p99 {s['latency']['p99_ms']:.1f} ms  loss "
-        f"{s['loss_pct']:.3f}%  errors {s['errors']}  {bench.server_text(s)}"
+        f"{s['loss_pct']:.3f}%  errors {s['errors']}{' ' + json.dumps(failed) if failed else ''}"
+        f"  {bench.server_text(s)}"
     )
 
 

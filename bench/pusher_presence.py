@@ -44,7 +44,7 @@ async def presence_views(pool: list[bench.Worker]) -> dict[str, Any]:
     return {
         "counts": counts,
         "anomalies": anomalies,
-        "examples": examples[:10],
+        "examples": examples,
         "observer_count": observer.get("observer_count"),
         "first_added": observer.get("first_added", {}),
         "last_removed": observer.get("last_removed", {}),
@@ -150,5 +150,6 @@ async def p4(run: bench.Run, kind: str) -> dict[str, Any]:
         flush=True,
     )
     if anomalies and any(anomalies.values()):
-        print(f"P4 presence   {LABELS[kind]:16} examples: {json.dumps(left['examples'][:5])}")
+        for example in left["examples"]:
+            print(f"P4 presence   {LABELS[kind]:16} e.g. {json.dumps(example)}", flush=True)
     return result

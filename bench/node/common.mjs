@@ -35,8 +35,8 @@ export function pusherQuery(method, path, key, secret, params, body = null) {
   return new URLSearchParams(all).toString();
 }
 
-// A keep-alive HTTP/1.1 connection, one request at a time: undici's fetch cost the generator
-// more CPU per request than the server spent answering it.
+// A keep-alive HTTP/1.1 connection, one request at a time (or one, if the server closes it):
+// undici's fetch cost the generator more CPU per request than the server spent answering it.
 export class HttpConn {
   constructor(host, port) {
     this.sock = net.connect({ host, port, noDelay: true });
@@ -54,6 +54,13 @@ export class HttpConn {
     const total = end + 4 + (m ? Number(m[1]) : 0);
     if (this.buf.length < total) return;
     this.buf = this.buf.subarray(total);
+    // A server that ends each answer with `Connection: close` (soketi's uWebSockets.js does)
+    // gets a new connection for the next request. It closes first (so the TIME_WAIT is on its
+    // side, not on this side's ephemeral ports); the timer only bounds a server that does not.
+    if (/^connection: *close/im.test(head)) {
+      this.closed = true;
+      setTimeout(() => this.sock.destroy(), 1000).unref();
+    }
     const p = this.pending; this.pending = null;
     p(Number(head.slice(9, 12)));
   }

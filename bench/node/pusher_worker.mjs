@@ -40,7 +40,7 @@ import { Hist, HttpConn, now, out, pusherQuery, sleep } from "./common.mjs";
 const MAX_LIFETIME_MS = 3 * 3600 * 1000;
 const JOIN_TIMEOUT_MS = 20_000;
 const MAX_TRIGGER_INFLIGHT = 2000;
-const MAX_EXAMPLES = 5;
+const MAX_EXAMPLES = 5; // per kind of anomaly
 
 const state = {
   conns: [],
@@ -54,6 +54,7 @@ const state = {
   lastRemoved: {}, // presence user -> latest member_removed seen by the observer (ms)
   loop: monitorEventLoopDelay({ resolution: 10 }),
   closing: false,
+  phase: "open", // the presence phase going on (open, churn, leave), for the anomaly examples
 };
 state.loop.enable();
 
@@ -76,7 +77,8 @@ const sign = (secret, text) => createHmac("sha256", secret).update(text).digest(
 
 function anomaly(kind, detail) {
   state.anomalies[kind]++;
-  if (state.anomalies.examples.length < MAX_EXAMPLES) state.anomalies.examples.push({ kind, at: now(), ...detail });
+  const same = state.anomalies.examples.filter((e) => e.kind === kind).length;
+  if (same < MAX_EXAMPLES) state.anomalies.examples.push({ kind, at: now(), phase: state.phase, ...detail });
 }
 
 let connSeq = 0;
@@ -263,7 +265,7 @@ async function cmdTrigger(c) {
         status[key] = (status[key] || 0) + 1;
         http.add(now() - t);
         inflight--;
-        if (code !== null) idle.push(conn);
+        if (code !== null && !conn.closed) idle.push(conn);
       }));
   }
   const sendElapsed = (now() - started) / 1000;
@@ -292,6 +294,7 @@ function cmdPresence(c) {
 }
 
 async function cmdChurn(c) {
+  state.phase = "churn";
   const members = state.conns.filter((x) => x.open && !x.spec.observer && x.spec.channels.includes(c.channel));
   const total = Math.floor(c.rate * c.duration_s);
   const started = now();
@@ -310,6 +313,7 @@ async function cmdChurn(c) {
 }
 
 async function cmdLeave(c) {
+  state.phase = "leave";
   const members = state.conns.filter((x) => x.open && !x.spec.observer);
   const started = now();
   for (let i = 0; i < members.length; i++) {

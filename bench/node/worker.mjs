@@ -377,7 +377,7 @@ async function cmdTrigger(c) {
         status[key] = (status[key] || 0) + 1;
         http.add(now() - t);
         inflight--;
-        if (code !== null) idle.push(conn);
+        if (code !== null && !conn.closed) idle.push(conn);
       }));
   }
   const sendElapsed = now() - started;
