@@ -100,6 +100,8 @@ async def measure(connections: int, group: str, frames: int) -> None:
         f"{traced / 1024 / max(opened, 1):.1f} KB (Python objects); top 10 by {group}:"
     )
     per = max(opened, 1)
+    top = sum(stat.size_diff for stat in stats[:10])
+    print(f"(these ten: {top / 1024 / per:.1f} KB per connection)")
     for stat in stats[:10]:
         where = stat.traceback.format(limit=frames if group == "traceback" else 1)
         print(
