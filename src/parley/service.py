@@ -32,21 +32,24 @@ from parley.api.app import create_app
 from parley.api.app_sockets import AppSockets
 from parley.api.context import AppContext, Stores
 from parley.api.operator import OperatorConsole
+from parley.api.pusher_http import PusherApi
 from parley.api.server.http import HttpServer
 from parley.api.socket.channels import ChannelPorts, routes
 from parley.api.socket.core.hub import SocketHub
 from parley.api.socket.phoenix.connect import PhoenixConnect
 from parley.api.socket.pusher.connect import PusherConnect
 from parley.api.socket.pusher.routes import pusher_routes
-from parley.api.socket.pusher.sockets import PusherPorts, PusherSockets
+from parley.api.socket.pusher.sockets import NO_HOOKS, PusherHooks, PusherPorts, PusherSockets
 from parley.api.socket.transports.fast_path import FastPathSocket
 from parley.api.socket.transports.longpoll import LongPollTransport
 from parley.api.trigger import Triggers
 from parley.config import Settings
 from parley.integrations.channel_cache import ChannelCache
+from parley.integrations.channel_info import ChannelInfo
 from parley.integrations.directory import ApplicationDirectory
 from parley.integrations.end_users import EndUsers
 from parley.integrations.triggers import TriggerPublisher
+from parley.integrations.webhooks.node import Webhooks
 from parley.store import Database
 from parley.store.applications import ApplicationStore
 from parley.store.embedded import EmbeddedStartError, start_embedded, stop_embedded
@@ -120,7 +123,11 @@ def socket_hub(settings: Settings, runtime: Runtime, end_users: EndUsers) -> Soc
 
 
 def pusher_connect(
-    settings: Settings, runtime: Runtime, hub: SocketHub, directory: ApplicationDirectory
+    settings: Settings,
+    runtime: Runtime,
+    hub: SocketHub,
+    directory: ApplicationDirectory,
+    hooks: PusherHooks = NO_HOOKS,
 ) -> tuple[PusherConnect, TriggerPublisher]:
     """The Pusher protocol's socket over the one channel core (docs/pusher.md), and the one path
     of every trigger, which fills its cache channels and honours its `socket_id` exclusion."""
@@ -136,6 +143,7 @@ def pusher_connect(
         sockets=sockets,
         settings=settings.pusher,
         limits=settings.integrations,
+        hooks=hooks,
     )
     connect = PusherConnect(directory, settings.pusher, pusher_routes(ports), hub.namespace_count)
     return connect, TriggerPublisher(runtime.pubsub, cache, sockets.subscriber)
@@ -238,7 +246,10 @@ async def _serve(
         end_users = EndUsers(directory, settings.integrations)
         hub = socket_hub(settings, runtime, end_users)
         app_sockets = AppSockets(hub, directory)
-        pusher, publisher = pusher_connect(settings, runtime, hub, directory)
+        webhooks = Webhooks.on(
+            database, settings.webhooks, directory, runtime.local_pubsub, runtime.presence
+        )
+        pusher, publisher = pusher_connect(settings, runtime, hub, directory, webhooks.hooks)
         throttle = AuthThrottle(settings.auth, settings.server)
         if runtime.cluster is not None:
             share_throttle(runtime.cluster, throttle)
@@ -254,6 +265,14 @@ async def _serve(
             applications=directory,
             app_sockets=app_sockets,
             triggers=Triggers(directory, publisher, settings.integrations),
+            pusher_api=PusherApi(
+                directory,
+                publisher,
+                ChannelInfo(runtime.pubsub, runtime.presence),
+                app_sockets,
+                settings.integrations,
+            ),
+            webhooks=webhooks,
         )
         # Every transport asks the hub's gate first: a draining node refuses new sockets.
         connect = hub.gate(
@@ -278,6 +297,7 @@ async def _serve(
             ChildSpec("socket-liveness", hub.watch_liveness, shutdown_timeout=grace),
             ChildSpec("socket-writes", hub.flush_writes, shutdown_timeout=grace),
             ChildSpec("app-sockets", app_sockets.run, shutdown_timeout=grace),
+            webhooks.child_spec(settings.supervision),
             *console.children(),
         ]
         http = None
@@ -288,6 +308,7 @@ async def _serve(
                 FastPathSocket(hub, connect),
                 context.triggers,
                 FastPathSocket(hub, pusher_socket),
+                context.pusher_api,
             )
             children.append(
                 ChildSpec(

@@ -3,7 +3,9 @@
 Starts the whole service (real PostgreSQL, real sockets), makes an organization and its
 applications (one with client events on, one without, one archived, one with a quota of one
 connection) straight in the store, writes the fixture `pusher_js/helpers.mjs` reads, and runs
-`node --test` over the suite's files. Twice: over the fast path and over ASGI.
+`node --test` over the suite's files. Twice: over the fast path and over ASGI. The HTTP API's
+files drive the official server SDKs beside pusher-js: the npm `pusher` 5 in Node, the PyPI
+`pusher` 3 through `pusher_js/pusher_sdk.py` with this interpreter.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -89,6 +92,8 @@ async def _fixture(running: RunningServer, path: Path, transport: str) -> dict[s
         "slug": organization.slug,
         "apps": apps,
         "transport": transport,
+        "python": sys.executable,
+        "pusher_sdk": str(SUITE / "pusher_sdk.py"),
     }
     await trio.Path(path).write_text(json.dumps(data, indent=2))
     return data
@@ -103,7 +108,7 @@ async def test_pusher_js_suite(
     assert NODE is not None
     env = {**os.environ, "PARLEY_PUSHER_FIXTURE": str(fixture_path)}
     files = sorted(str(p) for p in SUITE.glob("pusher_*.mjs"))
-    with trio.fail_after(120):
+    with trio.fail_after(240):
         result = await trio.run_process(
             [NODE, "--test", "--test-concurrency=1", *files],
             cwd=HERE,

@@ -20,6 +20,7 @@ import httpx
 import orjson
 import pytest
 import trio
+from hypercorn.trio.tcp_server import TCPServer
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
@@ -116,6 +117,14 @@ async def test_plain_http_on_the_socket_path_gets_400(realtime: Realtime) -> Non
             realtime.http, method, "/socket/websocket", {"Content-Length": "0"}
         )
         assert answer.status == 400
+
+
+async def test_a_target_without_a_path_gets_400_not_500(realtime: Realtime) -> None:
+    # W10: `GET ?x` reached Quart, which read `path[0]` of an empty path: a 500 and a traceback.
+    for target in ("?vsn=2.0.0", "?"):
+        answer = await http_request(realtime.http, "GET", target, {})
+        assert answer.status == 400, target
+        assert answer.headers["content-type"] == "application/json"
 
 
 async def test_refused_connect_is_403_before_the_upgrade(realtime: Realtime) -> None:
@@ -499,6 +508,30 @@ async def test_replay_stream_hands_back_what_was_read() -> None:
         await right.send_all(b"more")
         assert await replay.receive_some(100) == b"more"
         assert not hasattr(replay, "do_handshake")
+
+
+async def test_hypercorn_half_closes_without_colliding_with_a_write(realtime: Realtime) -> None:
+    # W10: when the client half-closed, Hypercorn's TCPServer sent its EOF through trio's
+    # send_eof (which holds the send side across a checkpoint) outside its write lock, and a
+    # response written at that moment failed with BusyResourceError, a traceback in the log.
+    # `realtime` has installed the app (and so `transports.asgi`'s adaptations of Hypercorn).
+    outcomes: list[type[BaseException] | None] = []
+
+    async def write(stream: trio.SocketStream) -> None:
+        try:
+            await stream.send_all(b"a response")
+            outcomes.append(None)
+        except (trio.BusyResourceError, trio.BrokenResourceError, trio.ClosedResourceError) as e:
+            outcomes.append(type(e))
+
+    for _ in range(20):  # both orders of the close and the write, whichever trio picks
+        left, right = _socket_pair()
+        async with right:
+            server = TCPServer(None, None, None, None, left)  # type: ignore[arg-type]
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(server._close)
+                nursery.start_soon(write, left)
+    assert trio.BusyResourceError not in outcomes, outcomes
 
 
 def _socket_pair() -> tuple[trio.SocketStream, trio.SocketStream]:

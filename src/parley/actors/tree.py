@@ -66,6 +66,8 @@ class Runtime:
         self.writer = MessageWriter(MessageStore(database), settings.writer)
         self.registry = Registry(self.system)
         local = LocalPubSub()
+        self.local_pubsub = local
+        """This node's own subscriptions (under the cluster's adapter, if any)."""
         self.presence = Presence(
             local, broadcast_period=settings.actors.presence_broadcast_ms / 1000
         )

@@ -24,6 +24,7 @@ from parley.api.operator import OperatorConsole
 from parley.api.operator import install as install_operator
 from parley.api.organizations import blueprint as organizations_blueprint
 from parley.api.pages import blueprint as pages_blueprint
+from parley.api.pusher_routes import blueprint as pusher_api_blueprint
 from parley.api.socket.core.transport import Authorize
 from parley.api.socket.pusher.connect import PUSHER_PATH_PREFIX
 from parley.api.socket.transports.asgi import install as install_socket
@@ -77,6 +78,7 @@ def create_app(
         organizations_blueprint,
         applications_blueprint,
         events_blueprint,
+        pusher_api_blueprint,
     ):
         app.register_blueprint(blueprint)
     # The socket at settings.socket.path, in front of the app's routes (the ASGI transport), and

@@ -40,6 +40,8 @@ APPLICATION = obj(
         "webhook_url": {"type": ["string", "null"]},
         "client_events": {"type": "boolean"},
         "max_connections": {"type": ["integer", "null"]},
+        "webhook_batching": {"type": "boolean"},
+        "webhook_subscription_count": {"type": "boolean"},
         "previous_secret_expires_at": NULLABLE_TIME,
         "created_at": TIME,
         "updated_at": TIME,
@@ -49,6 +51,11 @@ SETTINGS: dict[str, Any] = {
     "webhook_url": {"type": ["string", "null"], "format": "uri"},
     "client_events": {"type": "boolean"},
     "max_connections": {"type": ["integer", "null"], "minimum": 0},
+    "webhook_batching": {"type": "boolean", "description": "several events per webhook request"},
+    "webhook_subscription_count": {
+        "type": "boolean",
+        "description": "send subscription_count webhooks",
+    },
 }
 NAME = {"type": "string", "minLength": 1, "maxLength": rules.NAME_MAX_CHARS}
 CREATE_BODY: dict[str, Any] = {
@@ -75,6 +82,8 @@ def application_json(application: Application, *, with_secret: bool) -> dict[str
         "webhook_url": application.webhook_url,
         "client_events": application.client_events,
         "max_connections": application.max_connections,
+        "webhook_batching": application.webhook_batching,
+        "webhook_subscription_count": application.webhook_subscription_count,
         "previous_secret_expires_at": iso(application.previous_secret_expires_at),
         "created_at": iso(application.created_at),
         "updated_at": iso(application.updated_at),
@@ -87,6 +96,8 @@ def _settings_errors(body: dict[str, Any]) -> dict[str, list[str]]:
         ("webhook_url", rules.check_webhook_url),
         ("client_events", rules.check_client_events),
         ("max_connections", rules.check_max_connections),
+        ("webhook_batching", rules.check_flag),
+        ("webhook_subscription_count", rules.check_flag),
     )
     for field, check in checks:
         if field in body and (problems := check(body[field])):
@@ -138,6 +149,8 @@ async def create_application(slug: str) -> tuple[Response, int]:
             webhook_url=body.get("webhook_url"),
             client_events=bool(body.get("client_events", False)),
             max_connections=body.get("max_connections"),
+            webhook_batching=bool(body.get("webhook_batching", False)),
+            webhook_subscription_count=bool(body.get("webhook_subscription_count", False)),
         )
     )
     return jsonify(application_json(created, with_secret=True)), 201
@@ -232,6 +245,8 @@ async def patch_application(slug: str, app_key: str) -> Response:
         max_connections=body.get("max_connections"),
         clear_max_connections="max_connections" in body and body["max_connections"] is None,
         archived=archived if isinstance(archived, bool) else None,
+        webhook_batching=body.get("webhook_batching"),
+        webhook_subscription_count=body.get("webhook_subscription_count"),
     )
     context = parley_context()
     changed = await context.stores.applications.update(

@@ -13,10 +13,12 @@ from quart import current_app
 from parley.accounts import AuthThrottle, PasswordHasher, TokenService
 from parley.actors.tree import Runtime
 from parley.api.app_sockets import AppSockets
+from parley.api.pusher_http import PusherApi
 from parley.api.socket.core.hub import SocketHub
 from parley.api.trigger import Triggers
 from parley.config import Settings
 from parley.integrations.directory import ApplicationDirectory
+from parley.integrations.webhooks.node import Webhooks
 from parley.store import Database
 from parley.store.applications import ApplicationStore
 from parley.store.audit import AuditStore
@@ -74,6 +76,10 @@ class AppContext:
     """Closes end-user sockets when their application is archived or its secret retired."""
     triggers: Triggers
     """Verifies and delivers triggers (the REST route, and the listener's fast path)."""
+    pusher_api: PusherApi
+    """Pusher's HTTP API under `/apps/{app_id}` (its routes, and the listener's fast path)."""
+    webhooks: Webhooks | None = None
+    """Pusher webhooks: the recorder and deliverer (metrics, `/debug/webhooks`)."""
 
 
 def parley_context() -> AppContext:

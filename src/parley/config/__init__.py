@@ -41,6 +41,7 @@ from parley.config.sections import (
     Settings,
     SocketSettings,
     SupervisionSettings,
+    WebhookSettings,
     WriterSettings,
     section_type,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "Settings",
     "SocketSettings",
     "SupervisionSettings",
+    "WebhookSettings",
     "WriterSettings",
     "load_settings",
     "section_type",

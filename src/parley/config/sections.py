@@ -310,7 +310,9 @@ class IntegrationsSettings:
     max_data_bytes: int = 10_240
     """A trigger's data, encoded, at most this many bytes (Pusher's 10 KB): more is a 413."""
     max_channels_per_trigger: int = 100
-    """Channels one trigger may name (Pusher's 100): more is a 422."""
+    """Channels one trigger may name (Pusher's 100): more is a 422 (a 400 on Pusher's HTTP API)."""
+    max_batch_events: int = 10
+    """Events one `POST /apps/{app_id}/batch_events` may carry (Pusher's 10): more is a 400."""
     max_channel_name_chars: int = 200
     """Channel names longer than this are refused (the Pusher SDKs allow 200)."""
     timestamp_window_seconds: int = 600
@@ -351,6 +353,43 @@ class PusherSettings:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    """Pusher webhooks of the applications (docs/pusher.md, "Webhooks"): how they are recorded
+    into the `webhook_outbox` table and delivered from it."""
+
+    hold_seconds: float = 3.0
+    """`channel_vacated` and `member_removed` wait this long (Pusher's 3 s), and are dropped if
+    the channel is occupied again or the user is back by then."""
+    record_flush_ms: float = 100.0
+    """The recorder writes what it gathered at most this long after the first event of a batch
+    (one INSERT for all of them)."""
+    record_batch_max: int = 500
+    """Events one INSERT of the recorder carries at most."""
+    record_max_pending: int = 100_000
+    """Events waiting to be written (or held); past it new ones are dropped and counted."""
+    request_timeout_seconds: float = 5.0
+    """One POST to a webhook URL (connect, send, answer): longer is a failed attempt."""
+    concurrency: int = 16
+    """Applications whose webhooks are being POSTed at once (one request at a time each)."""
+    claim_size: int = 200
+    """Due outbox rows one claim takes (all nodes share the table: FOR UPDATE SKIP LOCKED)."""
+    batch_size: int = 50
+    """Events per request for an application with `webhook_batching`; else one per request."""
+    lease_seconds: float = 60.0
+    """A claimed row is another node's to retry after this long if its claimer went silent."""
+    backoff_base_seconds: float = 1.0
+    backoff_max_seconds: float = 60.0
+    """A failed attempt is retried after base, 2 x base, 4 x base, ... at most this."""
+    give_up_seconds: float = 300.0
+    """An event not delivered this long after it was recorded is given up (Pusher's 5 minutes);
+    the row stays, marked, for the debug view."""
+    poll_seconds: float = 2.0
+    """How often a node looks for due rows it was not woken for (other nodes', retries)."""
+    keep_seconds: float = 86_400.0
+    """Delivered and given-up rows are deleted this long after they were recorded."""
+
+
+@dataclass(frozen=True)
 class ClusterSettings:
     """More than one node (DESIGN §8, docs/cluster.md): the bus under pubsub and presence."""
 
@@ -371,6 +410,9 @@ class ClusterSettings:
     """A node that has not heard its own announcement for this long is degraded and reconnects."""
     node_timeout_seconds: float = 10.0
     """A node not heard for this long is gone: its presence entries leave (leave diffs)."""
+    flush_linger_ms: float = 2.0
+    """The flusher waits this long after a node's first queued envelope before it sends, so the
+    envelopes of the next moment share one NOTIFY or PUBLISH (docs/settings.md); 0 sends at once."""
     gap_wait_ms: float = 100.0
     """A conversation message that arrives ahead of its predecessor waits this long for it,
     then the gap is filled from PostgreSQL."""
@@ -401,6 +443,7 @@ class Settings:
     integrations: IntegrationsSettings = field(default_factory=IntegrationsSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     pusher: PusherSettings = field(default_factory=PusherSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     @property
     def data_dir(self) -> Path:

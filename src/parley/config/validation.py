@@ -41,6 +41,7 @@ def validate(settings: Settings) -> None:
         (settings.auth.argon2_time_cost >= 1, "auth.argon2_time_cost: must be >= 1"),
         (settings.writer.batch_max_rows >= 1, "writer.batch_max_rows: must be >= 1"),
         (settings.writer.batch_max_wait_ms >= 0, "writer.batch_max_wait_ms: must be >= 0"),
+        (settings.cluster.flush_linger_ms >= 0, "cluster.flush_linger_ms: must be >= 0"),
         (
             settings.writer.batch_max_linger_ms >= settings.writer.batch_max_wait_ms,
             "writer.batch_max_linger_ms: must be >= writer.batch_max_wait_ms",
@@ -103,6 +104,7 @@ def validate(settings: Settings) -> None:
     for setting in dataclasses.fields(settings.pusher):
         value = getattr(settings.pusher, setting.name)
         checks.append((value > 0, f"pusher.{setting.name}: must be > 0"))
+    checks += _webhook_checks(settings)
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
@@ -117,6 +119,28 @@ def validate(settings: Settings) -> None:
                 f"auth.jwt_previous_keys: each entry is kid:secret with a secret of at least "
                 f"{MIN_JWT_KEY_BYTES} bytes"
             )
+
+
+def _webhook_checks(settings: Settings) -> list[tuple[bool, str]]:
+    hooks = settings.webhooks
+    checks = [
+        (getattr(hooks, f.name) > 0, f"webhooks.{f.name}: must be > 0")
+        for f in dataclasses.fields(hooks)
+    ]
+    # A claimed row must be answered within its lease: one request per round at most per app.
+    checks.append(
+        (
+            hooks.lease_seconds > 2 * hooks.request_timeout_seconds,
+            "webhooks.lease_seconds: must be more than twice webhooks.request_timeout_seconds",
+        )
+    )
+    checks.append(
+        (
+            hooks.backoff_max_seconds >= hooks.backoff_base_seconds,
+            "webhooks.backoff_max_seconds: must be >= webhooks.backoff_base_seconds",
+        )
+    )
+    return checks
 
 
 def _debug_checks(settings: Settings) -> list[tuple[bool, str]]:

@@ -49,17 +49,29 @@ def check_name(value: Any) -> list[str]:
 
 
 def check_webhook_url(value: Any) -> list[str]:
-    """An absolute http(s) URL, or null (no webhooks)."""
+    """An absolute http(s) URL, or null (no webhooks).
+
+    Refused when the application is configured (422), never found out at delivery: another
+    scheme, no host, a port that is no number, credentials in the URL (the debug view and the
+    application's JSON show it; put a token in the path or query instead), a fragment, blanks.
+    """
     if value is None:
         return []
     if not isinstance(value, str) or len(value) > WEBHOOK_URL_MAX_CHARS:
         return [f"must be an http(s) URL of at most {WEBHOOK_URL_MAX_CHARS} characters, or null"]
     try:
         parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number or too big
     except ValueError:
         return ["must be an http(s) URL"]
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return ["must be an http(s) URL"]
+    if any(c.isspace() for c in value) or not value.isprintable():
+        return ["must not contain blanks or control characters"]
+    if parts.username is not None or parts.password is not None:
+        return ["must not carry credentials (user:password@)"]
+    if parts.fragment:
+        return ["must not have a fragment (#...)"]
     return []
 
 
@@ -76,3 +88,7 @@ def check_max_connections(value: Any) -> list[str]:
 
 def check_client_events(value: Any) -> list[str]:
     return [] if isinstance(value, bool) else ["must be true or false"]
+
+
+check_flag = check_client_events
+"""`webhook_batching` and `webhook_subscription_count` are true or false too."""

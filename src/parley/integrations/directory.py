@@ -10,6 +10,11 @@ node takes to arrive.
 
 A read that was under way while its key was forgotten does not store what it read (each key has
 a generation, bumped by `forget`), so a stale row can never outlive the change that replaced it.
+
+By numeric id (`get_by_id`, Pusher's `/apps/{app_id}`): an application's id and key never change,
+so the directory remembers id -> key for every row it has read and answers by key from there; an
+id it has never seen is read once to learn its key (an unknown id is remembered as unknown, like
+an unknown key, for `app_cache_seconds`).
 """
 
 from __future__ import annotations
@@ -17,13 +22,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import trio
 
 if TYPE_CHECKING:
     from parley.config import IntegrationsSettings
     from parley.store.applications import Application, ApplicationStore
+
+
+_UNKNOWN_ID: Final = "#id:"
+"""The entry of an unknown application id: `#id:{id}` (keys are hex, never hold `#`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +60,8 @@ class ApplicationDirectory:
         self._generations: dict[str, int] = {}
         self._reading: dict[str, trio.Event] = {}
         """Keys being read now, and the event set when the read is over."""
+        self._keys: dict[int, str] = {}
+        """Application id -> its key, for every application read so far (neither ever changes)."""
         self.reads = 0
         """Store reads so far (a test and the bench check that triggers make none)."""
 
@@ -91,6 +102,24 @@ class ApplicationDirectory:
             self._put(app_key, application)
         return application
 
+    async def get_by_id(self, app_id: int) -> Application | None:
+        """The application with this numeric id (None: there is none), from memory when fresh."""
+        key = self._keys.get(app_id)
+        if key is not None:
+            return await self.get(key)
+        unknown = f"{_UNKNOWN_ID}{app_id}"  # no application key holds the marker
+        entry = self._entries.get(unknown)
+        if entry is not None and entry.expires > self._clock():
+            return None
+        self.reads += 1
+        application = await self._store.get_by_id(app_id)
+        if application is None:
+            self._put(unknown, None)
+            return None
+        self._keys[app_id] = application.app_key
+        # Through the key's own path, so that its generation guards what is cached.
+        return await self.get(application.app_key)
+
     def forget(self, app_keys: Iterable[str]) -> None:
         """These keys changed (committed): the next look-up reads them again."""
         for app_key in app_keys:
@@ -103,6 +132,8 @@ class ApplicationDirectory:
             if self._unknown >= self._max_unknown:
                 self._evict_unknown()
             self._unknown += 1
+        else:
+            self._keys[application.id] = application.app_key
         self._entries[app_key] = _Entry(application, self._clock() + self._ttl)
 
     def _drop(self, app_key: str) -> None:

@@ -7,6 +7,8 @@
 | `app:{key}:user:{id}` | one end user (`#server-to-user-{id}` in the Pusher protocol) |
 
 A channel name never holds `:` (Pusher's charset), so `app:{key}:user:{id}` cannot be a channel.
+`#server-to-user-{id}` is the one name outside the charset a Pusher client or trigger may use
+(`SERVER_TO_USER`): it names the end user's topic.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ PREFIX: Final = "app"
 USER: Final = "user"
 PRIVATE_PREFIX: Final = "private-"
 PRESENCE_PREFIX: Final = "presence-"
+SERVER_TO_USER: Final = "#server-to-user-"
 _CHANNEL_CHARS: Final = re.compile(r"[A-Za-z0-9_\-=@,.;]+")
 
 

@@ -2,11 +2,13 @@
 
 `parse_trigger` turns what `POST .../applications/{app_key}/event/{event}` received into a
 `Trigger`, by ExPusherLite's rules and Pusher's limits, or raises `TriggerError` with the status
-and the field that is wrong. The event's data is the JSON body's `data`, or, as in the seed, the
-query parameters (every one but `channel`, `uid`, `direct`, `socket_id` and the signing
-parameters becomes a string field). No channel: the broadcast topic `app:{key}`; `channel=C` (any
-number of times, or `channels` in the body): `app:{key}:C`; `direct=true&uid=U` (or `user_id` in
-the body): `app:{key}:user:U`.
+and the field that is wrong; `build_trigger` holds the rules every trigger obeys, shared with
+Pusher's HTTP API (`integrations.pusher_events`). The event's data is the JSON body's `data`, or,
+as in the seed, the query parameters (every one but `channel`, `uid`, `direct`, `socket_id` and
+the signing parameters becomes a string field). No channel: the broadcast topic `app:{key}`;
+`channel=C` (any number of times, or `channels` in the body): `app:{key}:C` (`#server-to-user-U`:
+the end user's topic, as in Pusher's API); `direct=true&uid=U` (or `user_id` in the body):
+`app:{key}:user:U`.
 
 The payload every subscriber gets is a JSON object (what the Phoenix socket carries): an object
 as given; a string holding a JSON object (Pusher's double encoding) as that object; anything else
@@ -44,7 +46,8 @@ _SOCKET_ID: Final = re.compile(r"\d{1,20}\.\d{1,20}")
 
 
 class TriggerError(Exception):
-    """A trigger that cannot be delivered: `status` (422 or 413), the `field`, and why."""
+    """A trigger that cannot be delivered: `status` (422 or 413; Pusher's HTTP API answers 400
+    for 422, as Pusher does), the `field`, and why."""
 
     def __init__(self, status: int, field: str, message: str) -> None:
         super().__init__(message)
@@ -79,8 +82,8 @@ def parse_trigger(
     body: Mapping[str, Any] | None,
     limits: TriggerLimits,
 ) -> Trigger:
-    """The trigger a request describes (`body`: the JSON body, None when it sent none)."""
-    _check_event(event)
+    """The trigger an ExPusherLite request describes (`body`: the JSON body, None when it sent
+    none)."""
     fields = body or {}
     unknown = sorted(set(fields) - BODY_FIELDS)
     if unknown:
@@ -90,31 +93,73 @@ def parse_trigger(
     user_id = _direct_user(query, fields, limits)
     if user_id is not None and channels:
         raise TriggerError(422, "channel", "a direct event goes to one user, not to channels")
-    if len(channels) > limits.max_channels:
-        raise TriggerError(422, "channels", f"at most {limits.max_channels} channels")
-    for channel in channels:
-        problem = topics.channel_problem(channel, limits.max_channel_chars)
-        if problem is not None:
-            raise TriggerError(422, "channel", problem)
-    if user_id is not None:
-        targets: tuple[str, ...] = (topics.user_topic(app_key, user_id),)
-    elif channels:
-        targets = tuple(dict.fromkeys(topics.channel_topic(app_key, c) for c in channels))
-    else:
-        targets = (topics.namespace(app_key),)
     data: Any
     if "data" in fields:
         data = fields["data"]
     else:
         excluded = ROUTING_PARAMETERS | SIGNING_PARAMETERS
         data = {key: value for key, value in query if key not in excluded}
+    socket_ids: list[Any] = [value for key, value in query if key == "socket_id"]
+    if "socket_id" in fields:
+        socket_ids.append(fields["socket_id"])
+    if len(socket_ids) > 1:
+        raise TriggerError(422, "socket_id", "give one socket_id")
+    socket_id = socket_ids[0] if socket_ids else None
+    return build_trigger(app_key, event, channels, data, socket_id, limits, user_id=user_id)
+
+
+def build_trigger(
+    app_key: str,
+    event: str,
+    channels: Sequence[str],
+    data: Any,
+    socket_id: Any,
+    limits: TriggerLimits,
+    *,
+    user_id: str | None = None,
+) -> Trigger:
+    """The rules every trigger obeys, whichever API it came through (ExPusherLite's endpoint,
+    `parse_trigger`; Pusher's HTTP API, `integrations.pusher_events`): the event name, at most
+    `max_channels` channels each a valid name (`#server-to-user-{id}` names that end user's
+    topic), data of at most `max_data_bytes` encoded (413 past it), and a socket id that looks
+    like one. No channel and no `user_id`: the application's broadcast topic."""
+    check_event(event)
+    if len(channels) > limits.max_channels:
+        raise TriggerError(422, "channels", f"at most {limits.max_channels} channels")
+    if user_id is not None:
+        targets: tuple[str, ...] = (topics.user_topic(app_key, user_id),)
+    elif channels:
+        targets = tuple(dict.fromkeys(channel_target(app_key, c, limits) for c in channels))
+    else:
+        targets = (topics.namespace(app_key),)
     size = len(data.encode()) if isinstance(data, str) else len(orjson.dumps(data))
     if size > limits.max_data_bytes:
         raise TriggerError(413, "data", f"data is over {limits.max_data_bytes} bytes")
-    return Trigger(event, targets, _payload(data), _socket_id(query, fields), data)
+    if socket_id is not None and (
+        not isinstance(socket_id, str) or _SOCKET_ID.fullmatch(socket_id) is None
+    ):
+        raise TriggerError(422, "socket_id", "a socket id looks like 1234.5678")
+    return Trigger(event, targets, _payload(data), socket_id, data)
 
 
-def _check_event(event: str) -> None:
+def channel_target(app_key: str, channel: str, limits: TriggerLimits) -> str:
+    """The topic of channel `channel`: `app:{key}:{channel}`, or for `#server-to-user-{id}`
+    the end user's `app:{key}:user:{id}`; `TriggerError` when it is no channel name."""
+    if channel.startswith(topics.SERVER_TO_USER):
+        user_id = channel[len(topics.SERVER_TO_USER) :]
+        if not 1 <= len(user_id) <= limits.max_subject_chars:
+            raise TriggerError(
+                422, "channel", f"end-user ids have 1 to {limits.max_subject_chars} chars"
+            )
+        return topics.user_topic(app_key, user_id)
+    problem = topics.channel_problem(channel, limits.max_channel_chars)
+    if problem is not None:
+        raise TriggerError(422, "channel", problem)
+    return topics.channel_topic(app_key, channel)
+
+
+def check_event(event: str) -> None:
+    """An event name of 1 to `MAX_EVENT_CHARS` printable characters, not one of the protocols'."""
     if not 1 <= len(event) <= MAX_EVENT_CHARS or not event.isprintable():
         raise TriggerError(422, "event", f"event names have 1 to {MAX_EVENT_CHARS} characters")
     if RESERVED_EVENTS.match(event):
@@ -158,18 +203,6 @@ def _direct_user(
     if not 1 <= len(uids[0]) <= limits.max_subject_chars:
         raise TriggerError(422, "uid", f"end-user ids have 1 to {limits.max_subject_chars} chars")
     return uids[0]
-
-
-def _socket_id(query: Sequence[tuple[str, str]], fields: Mapping[str, Any]) -> str | None:
-    given = [value for key, value in query if key == "socket_id"]
-    if "socket_id" in fields:
-        given.append(fields["socket_id"])
-    if not given:
-        return None
-    value = given[0]
-    if len(given) > 1 or not isinstance(value, str) or _SOCKET_ID.fullmatch(value) is None:
-        raise TriggerError(422, "socket_id", "a socket id looks like 1234.5678")
-    return value
 
 
 def _payload(data: Any) -> dict[str, Any]:

@@ -36,6 +36,10 @@ class Application:
     archived_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    webhook_batching: bool = False
+    """Several webhook events per request (Pusher's batch webhooks)."""
+    webhook_subscription_count: bool = False
+    """`subscription_count` webhooks (Pusher's subscription counting)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,8 @@ class NewApplication:
     webhook_url: str | None
     client_events: bool
     max_connections: int | None
+    webhook_batching: bool = False
+    webhook_subscription_count: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,12 +66,15 @@ class ApplicationChanges:
     max_connections: int | None = None
     clear_max_connections: bool = False
     archived: bool | None = None
+    webhook_batching: bool | None = None
+    webhook_subscription_count: bool | None = None
 
 
 _SELECT = """SELECT a.id, a.organization_id, o.slug AS organization_slug, a.name, a.app_key,
                     a.app_secret, a.secret_version, a.previous_secret,
                     a.previous_secret_expires_at, a.webhook_url, a.client_events,
-                    a.max_connections, a.archived_at, a.created_at, a.updated_at
+                    a.max_connections, a.archived_at, a.created_at, a.updated_at,
+                    a.webhook_batching, a.webhook_subscription_count
              FROM applications a JOIN organizations o ON o.id = a.organization_id"""
 
 
@@ -80,8 +89,9 @@ class ApplicationStore:
     async def create(self, new: NewApplication) -> Application:
         app_id: int = await self._db.fetchval(
             """INSERT INTO applications (organization_id, name, app_key, app_secret, webhook_url,
-                                         client_events, max_connections)
-               VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""",
+                                         client_events, max_connections, webhook_batching,
+                                         webhook_subscription_count)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id""",
             new.organization_id,
             new.name,
             new.app_key,
@@ -89,6 +99,8 @@ class ApplicationStore:
             new.webhook_url,
             new.client_events,
             new.max_connections,
+            new.webhook_batching,
+            new.webhook_subscription_count,
         )
         created = await self._by("a.id = $1", app_id)
         assert created is not None
@@ -100,6 +112,10 @@ class ApplicationStore:
 
     async def get(self, app_key: str) -> Application | None:
         return await self._by("a.app_key = $1", app_key)
+
+    async def get_by_id(self, app_id: int) -> Application | None:
+        """By the numeric id (Pusher's `app_id`, the HTTP API's `/apps/{app_id}`)."""
+        return await self._by("a.id = $1", app_id)
 
     async def count_for(self, organization_id: uuid.UUID) -> int:
         count: int = await self._db.fetchval(
@@ -139,6 +155,8 @@ class ApplicationStore:
                        archived_at = CASE WHEN $8::boolean IS NULL THEN archived_at
                                           WHEN $8 THEN coalesce(archived_at, now())
                                           ELSE NULL END,
+                       webhook_batching = coalesce($9, webhook_batching),
+                       webhook_subscription_count = coalesce($10, webhook_subscription_count),
                        updated_at = now()
                    WHERE app_key = $1
                    RETURNING id, (archived_at IS NOT NULL) AS archived""",
@@ -150,6 +168,8 @@ class ApplicationStore:
                 changes.clear_max_connections,
                 changes.max_connections,
                 changes.archived,
+                changes.webhook_batching,
+                changes.webhook_subscription_count,
             )
             if row is None:
                 return False

@@ -23,6 +23,7 @@ JSON_VIEWS = (
     "/debug/sockets",
     "/debug/topics",
     "/debug/audit",
+    "/debug/webhooks",
 )
 
 

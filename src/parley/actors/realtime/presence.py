@@ -89,10 +89,17 @@ class Presence:
         self._diffs = 0
         self._remote: RemotePresence | None = None
         self._on_diff: DiffHook | None = None
+        self._watch: DiffHook | None = None
 
     def attach(self, remote: RemotePresence, on_diff: DiffHook) -> None:
         """Join a cluster: `remote` holds the other nodes' entries, `on_diff` sends ours."""
         self._remote, self._on_diff = remote, on_diff
+
+    def watch(self, on_diff: DiffHook) -> None:
+        """Tell `on_diff` of every diff of this node's entries as it is broadcast (Pusher
+        webhooks' member events, derived from the state after it). Called synchronously: it
+        must only take note."""
+        self._watch = on_diff
 
     def __repr__(self) -> str:
         return f"Presence(topics={len(self._topics)})"
@@ -218,6 +225,8 @@ class Presence:
         self._pubsub.publish(topic, PRESENCE_DIFF, payload)
         if self._on_diff is not None:
             self._on_diff(topic, payload)
+        if self._watch is not None:
+            self._watch(topic, payload)
 
 
 __all__ = ["PRESENCE_DIFF", "PRESENCE_STATE", "Presence", "PresenceStats"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -114,6 +114,10 @@ class PubSub(abc.ABC):
         await trio.sleep_forever()
 
 
+CountWatch = Callable[[str, int], object]
+"""`(topic, subscribers now)`, called after a subscription count of a watched topic changed."""
+
+
 class LocalPubSub(PubSub):
     """Subscriptions of this process only."""
 
@@ -123,17 +127,32 @@ class LocalPubSub(PubSub):
         self._broadcasts = 0
         self._deliveries = 0
         self._delivery_errors = 0
+        self._watch_prefix = ""
+        self._watch: CountWatch | None = None
+
+    def watch(self, prefix: str, on_count: CountWatch) -> None:
+        """Tell `on_count` of every change of a subscription count of a topic that starts with
+        `prefix` (Pusher webhooks' occupancy, whichever protocol the subscriber speaks). It is
+        called synchronously on the subscriber's path, so it must only take note."""
+        self._watch_prefix, self._watch = prefix, on_count
 
     def subscribe(self, topic: str, subscriber: Subscriber) -> None:
-        self._topics.setdefault(topic, {})[subscriber] = None
+        subscribers = self._topics.setdefault(topic, {})
+        if subscriber in subscribers:
+            return
+        subscribers[subscriber] = None
+        if self._watch is not None and topic.startswith(self._watch_prefix):
+            self._watch(topic, len(subscribers))
 
     def unsubscribe(self, topic: str, subscriber: Subscriber) -> None:
         subscribers = self._topics.get(topic)
-        if subscribers is None:
+        if subscribers is None or subscriber not in subscribers:
             return
-        subscribers.pop(subscriber, None)
+        del subscribers[subscriber]
         if not subscribers:
             del self._topics[topic]
+        if self._watch is not None and topic.startswith(self._watch_prefix):
+            self._watch(topic, len(subscribers))
 
     def publish(self, topic: str, event: str, payload: Any) -> int:
         # Most topics a message is published on have nobody on them (a member's `user:` topic

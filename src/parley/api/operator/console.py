@@ -38,7 +38,9 @@ class OperatorConsole:
             period_seconds=settings.debug.drain_seconds,
             grace_seconds=settings.server.shutdown_grace_seconds,
         )
-        self.metrics = NodeMetrics(self.node, context.runtime, context.sockets, self.drain)
+        self.metrics = NodeMetrics(
+            self.node, context.runtime, context.sockets, self.drain, context.webhooks
+        )
         self.monitor = Monitor(settings.debug, self.metrics, context.sockets)
         self.gate = Gate(context, ConsoleSessions(settings.debug))
 

@@ -38,12 +38,14 @@ from prometheus_client.metrics_core import (
 )
 
 from parley.actors.writer import WriterObserver
+from parley.integrations.webhooks.events import NAMES as WEBHOOK_EVENTS
 
 if TYPE_CHECKING:
     from parley.actors.tree import Runtime
     from parley.api.operator.drain import NodeDrain
     from parley.api.operator.node import Node
     from parley.api.socket.core.hub import SocketHub
+    from parley.integrations.webhooks.node import Webhooks
 
 LATENCY_BUCKETS: Final = (
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
@@ -62,7 +64,14 @@ SOCKET_COUNTERS_OF_THEIR_OWN: Final = frozenset({"connections_opened", "joins"})
 class NodeMetrics:
     """This node's registry, the histograms the running parts report into, and the exposition."""
 
-    def __init__(self, node: Node, runtime: Runtime, hub: SocketHub, drain: NodeDrain) -> None:
+    def __init__(
+        self,
+        node: Node,
+        runtime: Runtime,
+        hub: SocketHub,
+        drain: NodeDrain,
+        webhooks: Webhooks | None = None,
+    ) -> None:
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -108,6 +117,8 @@ class NodeMetrics:
             registry=registry,
         )
         registry.register(_LiveValues(node, runtime, hub, drain))
+        if webhooks is not None:
+            registry.register(_WebhookValues(webhooks))
 
     def writer_observer(self) -> WriterObserver:
         def committed(rows: int, seconds: float) -> None:
@@ -225,6 +236,61 @@ class _LiveValues:
         )
         yield _gauge(
             "parley_writer_queued", "Write requests waiting for the writer.", writer.queued
+        )
+
+
+class _WebhookValues:
+    """Pusher webhooks, read from the recorder and the deliverer at each scrape."""
+
+    def __init__(self, webhooks: Webhooks) -> None:
+        self._webhooks = webhooks
+
+    def collect(self) -> Iterable[Metric]:
+        recorder = self._webhooks.recorder.statistics()
+        deliverer = self._webhooks.deliverer.statistics()
+        recorded = CounterMetricFamily(
+            "parley_webhook_events_recorded",
+            "Webhook events written to the outbox, by event name.",
+            labels=("event",),
+        )
+        cancelled = CounterMetricFamily(
+            "parley_webhook_events_cancelled",
+            "channel_vacated / member_removed dropped because the channel or user was back "
+            "within the hold.",
+            labels=("event",),
+        )
+        for name in WEBHOOK_EVENTS:
+            recorded.add_metric([name], float(recorder.recorded.get(name, 0)))
+        for name in ("channel_vacated", "member_removed"):
+            cancelled.add_metric([name], float(recorder.cancelled.get(name, 0)))
+        yield recorded
+        yield cancelled
+        yield _counter(
+            "parley_webhook_events_dropped",
+            "Webhook events dropped because webhooks.record_max_pending were waiting.",
+            recorder.dropped,
+        )
+        yield _gauge("parley_webhook_events_held", "Events in their hold now.", recorder.held)
+        yield _counter(
+            "parley_webhook_events_delivered",
+            "Webhook events delivered (2xx).",
+            deliverer.delivered,
+        )
+        yield _counter("parley_webhook_requests", "Webhook requests made.", deliverer.requests)
+        yield _counter(
+            "parley_webhook_request_failures",
+            "Webhook requests that failed (non-2xx, timeout, no connection).",
+            deliverer.failed_requests,
+        )
+        yield _counter(
+            "parley_webhook_retries",
+            "Webhook events scheduled for another attempt.",
+            deliverer.retries,
+        )
+        yield _counter(
+            "parley_webhook_events_given_up",
+            "Webhook events given up (webhooks.give_up_seconds after they were recorded).",
+            deliverer.given_up,
         )
 
 

@@ -8,6 +8,7 @@ clamped). Bad parameters are a 422 naming them.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
@@ -22,6 +23,8 @@ from parley.api.pagination import decode_cursor, encode_cursor
 from parley.api.socket.core.hub import SessionHandle
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from parley.actors.runtime import RankedBy
 
 T = TypeVar("T")
@@ -96,6 +99,7 @@ class ConsoleViews:
             ("/debug/topics", self.topics),
             ("/debug/topics/<path:topic>", self.topic),
             ("/debug/audit", self.audit),
+            ("/debug/webhooks", self.webhooks),
         ):
             blueprint.add_url_rule(rule, view.__name__, view, methods=["GET"])
 
@@ -375,3 +379,47 @@ class ConsoleViews:
         return self._answer(
             {"entries": [audit_json(entry) for entry in entries], "next_cursor": next_cursor}
         )
+
+    # -- webhooks -----------------------------------------------------------------------------
+
+    async def webhooks(self) -> Response:
+        """The webhook recorder and deliverer of this node, the outbox's rows by state (every
+        node's) and its newest rows (`?app_id=` for one application's), newest first."""
+        await self.gate.operator()
+        webhooks = self.context.webhooks
+        if webhooks is None:
+            raise not_found("webhooks do not run in this process")
+        limit = query_int(
+            "limit",
+            self.settings.page_default_limit,
+            minimum=1,
+            maximum=self.settings.page_max_limit,
+        )
+        app_id = query_int("app_id", 0, minimum=0, maximum=2**63 - 1) or None
+        rows = await webhooks.store.recent(limit, app_id)
+        return self._answer(
+            {
+                "settings": dataclasses.asdict(self.context.settings.webhooks),
+                **webhooks.describe(),
+                "outbox": await webhooks.store.counts(),
+                "recent": [
+                    {
+                        "id": row.id,
+                        "app_id": row.app_id,
+                        "event": row.event,
+                        "state": row.state,
+                        "attempts": row.attempts,
+                        "recorded_at": row.inserted_at.isoformat(),
+                        "next_attempt_at": row.next_attempt_at.isoformat(),
+                        "delivered_at": _iso(row.delivered_at),
+                        "given_up_at": _iso(row.given_up_at),
+                        "last_error": row.last_error,
+                    }
+                    for row in rows
+                ],
+            }
+        )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()

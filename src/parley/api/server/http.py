@@ -19,6 +19,7 @@ from hypercorn.trio import serve
 from quart_trio import QuartTrio
 
 from parley.api.access_log import AccessLog
+from parley.api.pusher_http import PusherApi
 from parley.api.server.listener import serve_public
 from parley.api.socket.transports.fast_path import FastPathSocket
 from parley.api.trigger import Triggers
@@ -52,10 +53,13 @@ class HttpServer:
         socket: FastPathSocket | None = None,
         triggers: Triggers | None = None,
         pusher: FastPathSocket | None = None,
+        pusher_api: PusherApi | None = None,
     ) -> None:
         self._app = app
         self._pusher = pusher
         """Serves Pusher-protocol upgrades (`/app/{key}`) on the public listener."""
+        self._pusher_api = pusher_api
+        """Answers Pusher's signed `events` and `batch_events` on the public listener."""
         self._settings = settings
         self._triggers = triggers
         """Answers signed triggers on the public listener (`api.server.triggers`)."""
@@ -80,6 +84,7 @@ class HttpServer:
                 shutdown_trigger=self._draining.wait,
                 triggers=self._triggers,
                 pusher=self._pusher,
+                pusher_api=self._pusher_api,
             )
         else:
             app = AccessLog(self._app) if self._settings.server.access_log else self._app

@@ -9,9 +9,10 @@ request head (bounded by Hypercorn's `h11_max_incomplete_size`, within `keep_ali
   (handshake, authorization, session, pump), with the bytes after the head passed along; so
   does `GET /app/{app_key}` with `Upgrade: websocket`, the Pusher protocol's socket, with its
   own upgrade decision (docs/pusher.md).
-* A Pusher-signed `POST` to the trigger API goes to `triggers.FastTriggers`, which answers it and
-  the signed triggers after it on the connection; the first other request, with what was read
-  of it, goes on as below.
+* A Pusher-signed `POST` to the trigger API, or to Pusher's `/apps/{app_id}/events` or
+  `batch_events`, goes to `triggers.FastTriggers`, which answers it and the signed triggers
+  after it on the connection; the first other request, with what was read of it, goes on as
+  below.
 * Anything else (REST, the 400 for a plain HTTP request on the socket path, HTTP/2 prior
   knowledge, a malformed or oversized head) goes to Hypercorn's `TCPServer` for the
   Quart-Trio app, through `ReplayStream`, which hands Hypercorn the bytes already read before
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from hypercorn.config import Config as HypercornConfig
     from quart_trio import QuartTrio
 
+    from parley.api.pusher_http import PusherApi
     from parley.api.trigger import Triggers
     from parley.config import Settings
 
@@ -304,11 +306,12 @@ async def serve_public(
     shutdown_trigger: Callable[[], Awaitable[None]],
     triggers: Triggers | None = None,
     pusher: FastPathSocket | None = None,
+    pusher_api: PusherApi | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Hypercorn's `worker_serve` with upgrades to the socket path answered by `socket` (the fast
     transport; None: everything to Hypercorn), upgrades under `/app/` by `pusher`, and signed
-    triggers by `triggers`."""
+    triggers by `triggers` (and Pusher's by `pusher_api`)."""
     if config.ssl_enabled:
         raise ValueError("the public listener does not do TLS; use plain Hypercorn for that")
     config.set_statsd_logger_class(StatsdLogger)
@@ -333,6 +336,7 @@ async def serve_public(
             head_limit=int(config.h11_max_incomplete_size),
             keep_alive_seconds=float(config.keep_alive_timeout),
             access_log=settings.server.access_log,
+            pusher=pusher_api,
         ),
         pusher,
     )

@@ -1,16 +1,18 @@
 """Pusher-signed triggers answered on the public listener itself (DESIGN §7's fast path, for the
-trigger API of docs/integrations.md).
+trigger API of docs/integrations.md and Pusher's `POST /apps/{app_id}/events` and `batch_events`,
+docs/pusher.md "HTTP API").
 
 An integrating backend sends triggers back to back over one keep-alive connection. Through
 Hypercorn (h11) and Quart-Trio each request cost about a millisecond of CPU here, most of it the
 framework's (docs/integrations.md, "Performance"); a signed trigger needs none of it: no session,
 no Bearer check, no CORS, one route. So when a connection's request is a plain signed trigger
-(`FastTriggers.takes`: `POST` to the trigger path, HTTP/1.1, a `Content-Length` body or none, an
-`auth_signature`, and no `Authorization`, `Origin`, `Transfer-Encoding` or `Expect`), this module
-answers it, and the ones after it on the connection while they are such requests. The first
-request that is not goes, with the bytes read so far, to Hypercorn, exactly as the listener
-hands over any other connection. The rules are `api.trigger.Triggers`, shared with the Quart
-route, so both edges answer the same statuses and bodies.
+(`FastTriggers.takes`: `POST` to the trigger path or to Pusher's two, HTTP/1.1, a
+`Content-Length` body or none, an `auth_signature`, and no `Authorization`, `Origin`,
+`Transfer-Encoding` or `Expect`), this module answers it, and the ones after it on the
+connection while they are such requests. The first request that is not goes, with the bytes
+read so far, to Hypercorn, exactly as the listener hands over any other connection. The rules
+are `api.trigger.Triggers` and `api.pusher_http.PusherApi`, shared with the Quart routes, so
+both edges answer the same statuses and bodies.
 """
 
 from __future__ import annotations
@@ -28,18 +30,22 @@ import trio
 
 from parley.api.access_log import log_request, logged_target
 from parley.api.errors import ApiError, error_body
+from parley.api.pusher_http import SignedRequest
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from parley.api.pusher_http import PusherApi
     from parley.api.trigger import Triggers
 
 log = logging.getLogger(__name__)
 
 RECEIVE_BYTES: Final = 65_536
 TRIGGER_PATH: Final = re.compile(rb"/api/organizations/([^/]+)/applications/([^/]+)/event/([^/]+)")
+PUSHER_PATH: Final = re.compile(rb"/apps/([0-9]{1,19})/(events|batch_events)")
 _REFUSED_HEADERS: Final = frozenset({b"authorization", b"origin", b"transfer-encoding", b"expect"})
 _REASONS: Final = {
+    200: b"OK",
     202: b"Accepted",
     400: b"Bad Request",
     401: b"Unauthorized",
@@ -83,8 +89,10 @@ class FastTriggers:
         head_limit: int,
         keep_alive_seconds: float,
         access_log: bool,
+        pusher: PusherApi | None = None,
     ) -> None:
         self._triggers = triggers
+        self._pusher = pusher
         self._max_body = max_body_bytes
         self._head_limit = head_limit
         self._keep_alive = keep_alive_seconds
@@ -103,7 +111,10 @@ class FastTriggers:
         if len(parts) != 3 or parts[0] != b"POST" or parts[2] != b"HTTP/1.1":
             return None
         path, _, query = parts[1].partition(b"?")
-        if TRIGGER_PATH.fullmatch(path) is None or b"auth_signature=" not in query:
+        if b"auth_signature=" not in query or (
+            TRIGGER_PATH.fullmatch(path) is None
+            and (self._pusher is None or PUSHER_PATH.fullmatch(path) is None)
+        ):
             return None
         length, mimetype, close = 0, "", False
         for line in lines[1:]:
@@ -155,16 +166,23 @@ class FastTriggers:
                     return None
 
     async def _trigger(self, request: _Request, raw: bytes) -> tuple[int, bytes]:
-        matched = TRIGGER_PATH.fullmatch(request.path)
-        assert matched is not None  # `_request` took only such paths
-        slug, app_key, event = (
-            unquote(part.decode("latin-1"), errors="replace") for part in matched.groups()
-        )
         path = unquote(request.path.decode("latin-1"), errors="replace")
         query = parse_qsl(
             request.query.decode("utf-8", "replace"), keep_blank_values=True, errors="replace"
         )
         try:
+            pusher = PUSHER_PATH.fullmatch(request.path)
+            if pusher is not None and self._pusher is not None:
+                signed = SignedRequest("POST", path, query, raw)
+                app_id = int(pusher.group(1))
+                if pusher.group(2) == b"events":
+                    return 200, orjson.dumps(await self._pusher.events(app_id, signed))
+                return 200, orjson.dumps(await self._pusher.batch_events(app_id, signed))
+            matched = TRIGGER_PATH.fullmatch(request.path)
+            assert matched is not None  # `_request` took only these paths
+            slug, app_key, event = (
+                unquote(part.decode("latin-1"), errors="replace") for part in matched.groups()
+            )
             answer = await self._triggers.signed(
                 slug, app_key, event, path=path, query=query, raw=raw, mimetype=request.mimetype
             )

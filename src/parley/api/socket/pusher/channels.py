@@ -31,7 +31,6 @@ from parley.api.socket.core.channel import NO_REPLY, Answer, Channel, HandlerRep
 from parley.api.socket.pusher import frames, members
 from parley.api.socket.pusher.connect import PusherConnection
 from parley.api.socket.pusher.rules import (
-    SERVER_TO_USER,
     Kind,
     Member,
     RuleError,
@@ -42,6 +41,7 @@ from parley.api.socket.pusher.rules import (
     signature_valid,
 )
 from parley.integrations.applications import accepted_secrets
+from parley.integrations.topics import SERVER_TO_USER
 from parley.integrations.triggers import AppBroadcast
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ class PusherChannel(Channel):
             last = self._ports.cache.last(self.topic)
             if last is None:
                 self.socket.push(frames.CACHE_MISS, None)
-                self._ports.hooks.cache_miss(connection.app_id, self.name)
+                self._ports.hooks.cache_miss(connection.app_key, self.name)
             else:
                 self.socket.push(last.event, last.payload if last.data is None else last.data)
 
@@ -201,7 +201,7 @@ class PusherChannel(Channel):
         )
         ports.pubsub.broadcast(relayed, exclude=self.socket)
         ports.hooks.client_event(
-            connection.app_id, self.name, event, data, connection.socket_id, user_id
+            connection.app_key, self.name, event, data, connection.socket_id, user_id
         )
         return NO_REPLY
 

@@ -41,8 +41,8 @@ from parley.api.socket.core.close_codes import (
 )
 from parley.api.socket.core.message import Broadcast, Frame, Message, Reply
 from parley.api.socket.core.serializer import FrameError
-from parley.api.socket.pusher.rules import SERVER_TO_USER
 from parley.integrations import topics
+from parley.integrations.topics import SERVER_TO_USER
 from parley.integrations.triggers import AppBroadcast
 
 if TYPE_CHECKING:

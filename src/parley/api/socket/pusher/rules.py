@@ -19,8 +19,8 @@ from typing import Any, Final
 import orjson
 
 from parley.integrations.signing import Secret, channel_authorization
+from parley.integrations.topics import SERVER_TO_USER
 
-SERVER_TO_USER: Final = "#server-to-user-"
 _CHANNEL_CHARS: Final = re.compile(r"[A-Za-z0-9_\-=@,.;]+")
 
 

@@ -24,11 +24,12 @@ if TYPE_CHECKING:
 
 class PusherHooks(Protocol):
     """What Pusher subscriptions report for webhooks (`client_event`, `cache_miss`, §10).
-    Called synchronously on the socket's path: an implementation must only queue."""
+    Called synchronously on the socket's path: an implementation must only queue. Applications
+    are named by key, as in their topics (`parley.integrations.webhooks` keys everything so)."""
 
     def client_event(
         self,
-        app_id: int,
+        app_key: str,
         channel: str,
         event: str,
         data: Any,
@@ -36,13 +37,13 @@ class PusherHooks(Protocol):
         user_id: str | None,
     ) -> None: ...
 
-    def cache_miss(self, app_id: int, channel: str) -> None: ...
+    def cache_miss(self, app_key: str, channel: str) -> None: ...
 
 
 class _NoHooks:
     def client_event(
         self,
-        app_id: int,
+        app_key: str,
         channel: str,
         event: str,
         data: Any,
@@ -51,7 +52,7 @@ class _NoHooks:
     ) -> None:
         return None
 
-    def cache_miss(self, app_id: int, channel: str) -> None:
+    def cache_miss(self, app_key: str, channel: str) -> None:
         return None
 
 

@@ -9,7 +9,8 @@ sub-protocol, keep text and binary frames apart exactly as they arrived (Quart h
 frame to its handlers as None; here `bytes=b""` stays an empty binary frame), and skip Quart's
 per-message context machinery on the hot path.
 
-* HTTP (non-upgrade) requests on the socket path get 400 (§14 item 1).
+* HTTP (non-upgrade) requests on the socket path get 400 (§14 item 1), and so does any request
+  whose target has no path (`GET ?x`), which Quart cannot route.
 * The upgrade asks `authorize` (Phoenix's `PhoenixConnect`: origin, vsn, token); a refusal is
   answered before the upgrade (403), a failure of ours (the database is down) with 503 where the
   server supports the denial-response extension.
@@ -24,17 +25,23 @@ connection, so it is off unless `socket.compression` is true: when off, our acce
 carries a private marker header that a small wrapper around Hypercorn's handshake turns into
 "no extensions" for that connection (the header itself is never sent). Other ASGI servers do
 whatever they do with compression; under them the marker is an inert response header.
-docs/realtime.md explains the trade-off.
+docs/realtime.md explains the trade-off. One more adaptation of Hypercorn is installed with the
+app: its connections half-close without colliding with a response being written
+(`adapt_hypercorn`, drill W10).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, cast
 
+import orjson
 import trio
 
+from parley.api.errors import error_body
 from parley.api.socket.core.close_codes import CLOSE_SERVICE_RESTART
 from parley.api.socket.core.hub import SocketHub
 from parley.api.socket.core.transport import (
@@ -141,6 +148,11 @@ class SocketEndpoint:
         if kind == "websocket" and pusher is not None and str(path).startswith(pusher[0]):
             await self._websocket(scope, receive, send, pusher[1])
             return
+        if kind in ("http", "websocket") and not str(path).startswith("/"):
+            # A target with no path (`GET ?x HTTP/1.1`): Quart reads `path[0]` and answered
+            # with a 500 and a traceback (drill W10). Refused here, before Quart sees it.
+            await _bad_target(kind, send)
+            return
         await self.app(scope, receive, send)
 
     async def _websocket(
@@ -227,6 +239,25 @@ async def _deny(scope: Scope, send: Send, status: int) -> None:
     await send({"type": "websocket.close", "code": CLOSE_SERVICE_RESTART})
 
 
+async def _bad_target(kind: str, send: Send) -> None:
+    """400 with the error shape (an upgrade: refused, which ASGI servers answer with 403)."""
+    if kind == "websocket":
+        await send({"type": "websocket.close", "code": CLOSE_SERVICE_RESTART})
+        return
+    body = orjson.dumps(error_body("bad_request", "the request target must start with /"))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 400,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 async def _plain_response(send: Send, status: int, body: bytes) -> None:
     await send(
         {
@@ -265,6 +296,43 @@ def _install_hypercorn_compression_switch(max_message_bytes: int) -> None:
     ws_stream.Handshake.accept = accept  # type: ignore[method-assign]
 
 
+def _install_hypercorn_close_without_conflict() -> None:
+    """Make Hypercorn's trio `TCPServer` half-close its connections without trio's send-conflict
+    check.
+
+    When the client half-closes, `TCPServer._close` sends EOF (`SocketStream.send_eof`, which
+    holds the stream's send side across a checkpoint) outside the lock its writes take, so a
+    response being written just then failed with `BusyResourceError` and a traceback in the
+    log (drill W10, on both transports). Shutting the socket's write side directly has no such
+    window: a write in flight ends with the `BrokenResourceError` (or, after the close,
+    `ClosedResourceError`) that Hypercorn handles. Waiting for the write instead would hold the
+    connection of a client that never reads.
+    """
+    try:
+        from hypercorn.trio.tcp_server import TCPServer
+    except ImportError:  # another ASGI server: nothing to adapt
+        return
+    if getattr(TCPServer._close, "_parley_switch", False):
+        return
+
+    async def close(self: Any) -> None:
+        stream = self.stream
+        sock = getattr(stream, "socket", None)  # TLS streams have none: no half-close there
+        if sock is not None and not sock.did_shutdown_SHUT_WR:
+            with contextlib.suppress(OSError):  # the peer is gone already
+                sock.shutdown(socket.SHUT_WR)
+        await stream.aclose()
+
+    close._parley_switch = True  # type: ignore[attr-defined]
+    TCPServer._close = close  # type: ignore[method-assign]
+
+
+def adapt_hypercorn(max_message_bytes: int) -> None:
+    """Everything this transport changes in Hypercorn (nothing under another ASGI server)."""
+    _install_hypercorn_compression_switch(max_message_bytes)
+    _install_hypercorn_close_without_conflict()
+
+
 def install(
     app: QuartTrio,
     hub: SocketHub,
@@ -273,6 +341,6 @@ def install(
 ) -> None:
     """Serve the socket on `app` at `socket.path` (and the Pusher socket under `pusher`'s path
     prefix), in front of its routes."""
-    _install_hypercorn_compression_switch(hub.settings.socket.max_frame_bytes)
+    adapt_hypercorn(hub.settings.socket.max_frame_bytes)
     endpoint = SocketEndpoint(cast("ASGIApp", app.asgi_app), hub, authorize, pusher)
     app.asgi_app = cast("Any", endpoint)  # type: ignore[method-assign]

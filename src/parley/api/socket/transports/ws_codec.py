@@ -295,6 +295,19 @@ class BoundedDeflate(PerMessageDeflate):
         self._max_message_bytes = max_message_bytes
         self._inflated = 0
 
+    def accept(self, offer: str) -> bool | str | None:
+        """Our answer to one permessage-deflate offer, or None to decline it.
+
+        wsproto declines window bits outside 9-15 but raises `ValueError` on a value that is not
+        a number (`client_max_window_bits=x`), which failed the upgrade with a traceback (drill
+        W10). RFC 7692 §5 lets a server decline an offer it cannot accept: the socket then opens
+        without compression.
+        """
+        try:
+            return super().accept(offer)
+        except ValueError:
+            return None
+
     def frame_inbound_payload_data(
         self, proto: FrameDecoder | FrameProtocol, data: bytes
     ) -> bytes | CloseReason:
