@@ -64,7 +64,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python tools/check_module_size.py --max-lines 500 src/parley
 
-# `make bench` (bench/run.py): BENCH_ARGS="--quick", "--large" or "--only W2".
+# `make bench` (bench/run.py): BENCH_ARGS="--quick", "--large", "--only W2" or "--only P".
 .PHONY: bench
 BENCH_NODE_STAMP := bench/node/node_modules/.installed
 $(BENCH_NODE_STAMP): bench/node/package.json bench/node/package-lock.json
@@ -72,7 +72,15 @@ $(BENCH_NODE_STAMP): bench/node/package.json bench/node/package-lock.json
 	cd bench/node && npm ci --silent --no-audit --no-fund
 	touch $@
 
-bench: $(STAMP) $(BENCH_NODE_STAMP)
+# soketi 1.6.1, the peer of the Pusher workloads P1-P4: installed here, never vendored (AGPL; its
+# uWebSockets.js git dependency is overridden by the npm build, see bench/soketi/package.json).
+BENCH_SOKETI_STAMP := bench/soketi/node_modules/.installed
+$(BENCH_SOKETI_STAMP): bench/soketi/package.json bench/soketi/package-lock.json
+	$(NEED_NODE)
+	cd bench/soketi && npm ci --silent --no-audit --no-fund
+	touch $@
+
+bench: $(STAMP) $(BENCH_NODE_STAMP) $(BENCH_SOKETI_STAMP)
 	$(UV) sync --frozen --quiet --group bench --python $(BIN)/python
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 

@@ -10,6 +10,7 @@ writes bench/results/<date>-<git short commit>.json and prints a table with the 
     .venv/bin/python bench/run.py                 # W1 (5k) W2 W3 W4 W5, peers for W1 and W2
     .venv/bin/python bench/run.py --large         # W1 at 19k connections
     .venv/bin/python bench/run.py --only W2       # one workload (repeatable: --only W1 --only W3)
+    .venv/bin/python bench/run.py --only P        # the Pusher workloads P1-P4 (or --only P2 ...)
     .venv/bin/python bench/run.py --quick         # smoke version of everything, about a minute
 
 Workloads
@@ -30,6 +31,9 @@ Workloads
      tokens); Pusher-signed POSTs to the trigger API over keep-alive HTTP from 3 Node processes,
      500 -> 4,000 triggers/s; the highest rate with delivery p99 < 50 ms and no loss, and the
      server's CPU per trigger.
+  P1-P4 (bench/pusher_bench.py; `--only P` for all four): the Pusher protocol, Parley beside
+     soketi 1.6.1, pusher-js load: P1 fan-out by signed HTTP triggers, P2 by client events, P3
+     5,000 idle connections, P4 presence churn with 1,000 users.
 
 Latency = receive time - send time, both read from the same clock (the send time is in the body).
 A delivery is one `new_msg` frame received by one member connection; all three servers also echo a
@@ -401,13 +405,16 @@ class Worker:
 
 
 @contextlib.asynccontextmanager
-async def workers(count: int, run_dir: Path) -> AsyncIterator[list[Worker]]:
+async def workers(
+    count: int, run_dir: Path, script: str = "worker.mjs"
+) -> AsyncIterator[list[Worker]]:
+    """`count` load-generator processes running bench/node/`script` (JSON lines on stdio)."""
     started: list[Worker] = []
     try:
         for index in range(count):
             err = (run_dir / f"worker-{index}.log").open("ab")
             proc = await trio.lowlevel.open_process(
-                ["node", str(NODE_DIR / "worker.mjs")],
+                ["node", str(NODE_DIR / script)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=err,
@@ -1573,7 +1580,13 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "node": node,
         "open_files_hard_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[1],
+        "loadavg": list(os.getloadavg()),
     }
+
+
+def loadavg_text() -> str:
+    """The machine's load average (1, 5, 15 min), as `uptime` prints it: the machine is shared."""
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def git(*args: str) -> str:
@@ -1827,6 +1840,8 @@ def table(results: dict[str, Any]) -> str:
     if w5r:
         add("W5 writer batched (in-process)", "W5.b", lambda r: r["batched_msgs_per_s"], "/s")
         add("W5 writer unbatched (in-process)", "W5.u", lambda r: r["unbatched_msgs_per_s"], "/s")
+    if not rows:
+        return ""
     header = (
         "Figure",
         "Parley",
@@ -1854,6 +1869,13 @@ def table(results: dict[str, Any]) -> str:
 WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7")
 
 
+def pusher_workloads() -> Any:
+    """bench/pusher_bench.py (P1-P4), imported when needed: it imports this module."""
+    import pusher_bench
+
+    return pusher_bench
+
+
 def print_saved_table(paths: list[str]) -> int:
     """The table of saved result files, merged in order (a later file's workloads win)."""
     results: dict[str, Any] = {}
@@ -1867,12 +1889,17 @@ def print_saved_table(paths: list[str]) -> int:
             f"{document['machine']['cpu']}, {document['machine']['cores']} cores"
         )
     print(f"\n{table(results)}")
+    print(f"\n{pusher_workloads().table(results)}")
     return 0
 
 
 async def main(args: argparse.Namespace, speed: dict[str, float]) -> int:
-    only = [w.upper() for w in args.only] or list(WORKLOADS)
-    unknown = set(only) - set(WORKLOADS)
+    pusher_bench = pusher_workloads()
+    everything = (*WORKLOADS, *pusher_bench.WORKLOADS)
+    only = [w.upper() for w in args.only] or list(everything)
+    if "P" in only:  # --only P: all the Pusher workloads
+        only = [w for w in only if w != "P"] + list(pusher_bench.WORKLOADS)
+    unknown = set(only) - set(everything)
     if unknown:
         raise SystemExit(f"unknown workload(s): {', '.join(sorted(unknown))}")
     run_dir = Path(tempfile.mkdtemp(prefix="parley-bench-"))
@@ -1888,9 +1915,10 @@ async def main(args: argparse.Namespace, speed: dict[str, float]) -> int:
         flush=True,
     )
     print(f"host speed: {speed_text(speed)}", flush=True)
+    print(f"load average at the start: {loadavg_text()}", flush=True)
     print(
         "load: Node worker processes, official phoenix 1.8.16 client over ws 8.18.3 "
-        "(socket.io-client 4.8.1 for python-socketio)",
+        "(socket.io-client 4.8.1 for python-socketio; pusher-js 8.6.0 for P1-P4)",
         flush=True,
     )
     peers = [] if args.no_peers else ["hub", "socketio"]
@@ -1912,6 +1940,7 @@ async def main(args: argparse.Namespace, speed: dict[str, float]) -> int:
         plan.append(("W6", "parley", lambda: w6(run)))
     if "W7" in only:
         plan.append(("W7", "parley", lambda: w7(run)))
+    plan += pusher_bench.plan(run, only, peers=not args.no_peers)
     timings: dict[str, float] = {}
     for workload, kind, fn in plan:
         began = time.monotonic()
@@ -1919,7 +1948,8 @@ async def main(args: argparse.Namespace, speed: dict[str, float]) -> int:
             run.results.setdefault(workload, {})[kind] = await fn()
         except Exception as error:  # one failed workload must not lose the others' figures
             failures[f"{workload}/{kind}"] = f"{type(error).__name__}: {error}"
-            print(f"{workload} {LABELS[kind]}: FAILED: {error}", flush=True)
+            label = LABELS.get(kind) or pusher_bench.LABELS[kind]
+            print(f"{workload} {label}: FAILED: {error}", flush=True)
         timings[f"{workload}/{kind}"] = round(time.monotonic() - began, 1)
     document = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -1929,14 +1959,16 @@ async def main(args: argparse.Namespace, speed: dict[str, float]) -> int:
         "only": only,
         "machine": info,
         "load_generator": "Node worker processes (bench/node/worker.mjs): phoenix 1.8.16 over "
-        "ws 8.18.3; socket.io-client 4.8.1 against python-socketio",
+        "ws 8.18.3; socket.io-client 4.8.1 against python-socketio; pusher-js 8.6.0 "
+        "(bench/node/pusher_worker.mjs) for P1-P4",
+        "loadavg": {"start": info["loadavg"], "end": list(os.getloadavg())},
         "seeding": "W1-W3: Parley with argon2id m=1024 KiB t=1 for seeding speed; W4 default",
         "elapsed_s": round(time.monotonic() - started, 1),
         "workload_seconds": timings,
         "results": run.results,
         "failures": failures,
     }
-    text = table(run.results)
+    text = "\n\n".join(t for t in (table(run.results), pusher_bench.table(run.results)) if t)
     document["table"] = text
     if not args.no_save:
         RESULTS.mkdir(exist_ok=True)
@@ -1954,6 +1986,7 @@ async def main(args: argparse.Namespace, speed: dict[str, float]) -> int:
         f"{document['elapsed_s']} s"
     )
     print(f"host speed: {speed_text(speed)}")
+    print(f"load average: {loadavg_text()} at the end (1, 5, 15 min; 2 cores)")
     print("seconds per workload:", ", ".join(f"{k} {v}" for k, v in timings.items()))
     if failures:
         print("failed:", json.dumps(failures, indent=2))
@@ -1972,7 +2005,7 @@ def cli() -> None:
         action="append",
         default=[],
         metavar="W2",
-        help="run only this workload (repeatable)",
+        help="run only this workload (repeatable; P: all of P1-P4)",
     )
     parser.add_argument("--quick", action="store_true", help="a short smoke run of everything")
     parser.add_argument("--no-peers", action="store_true", help="Parley only, no peer servers")
@@ -1988,6 +2021,9 @@ def cli() -> None:
         sys.exit(
             f"{missing[0]} is missing: run the benchmarks with `make bench`, which installs it"
         )
+    wants_pusher = not args.only or any(w.upper().startswith("P") for w in args.only)
+    if wants_pusher and (why := pusher_workloads().installed()):
+        sys.exit(why)
     sys.exit(trio.run(main, args, host_speed()))
 
 

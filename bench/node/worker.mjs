@@ -33,34 +33,15 @@
 
 import readline from "node:readline";
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { createHmac } from "node:crypto";
-import net from "node:net";
 import { Socket } from "phoenix";
 import WebSocket from "ws";
 import { io } from "socket.io-client";
+import { Hist, HttpConn, now, out, pusherQuery, sleep } from "./common.mjs";
 
 const MAX_LIFETIME_MS = 3 * 3600 * 1000;
 const ACK_TIMEOUT_MS = 10_000;
 const JOIN_TIMEOUT_MS = 20_000;
 const NEVER = 1e9; // ms: no automatic reconnect or rejoin, so a drop is counted, not hidden
-
-const now = () => performance.timeOrigin + performance.now();
-const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-// Log-bucketed histogram (1 % resolution) of milliseconds; merged by the runner.
-const BASE = 0.01;
-const LOG_STEP = Math.log(1.01);
-class Hist {
-  constructor() { this.b = new Map(); this.n = 0; this.max = 0; this.sum = 0; }
-  add(ms) {
-    const v = ms < BASE ? BASE : ms;
-    const i = Math.ceil(Math.log(v / BASE) / LOG_STEP);
-    this.b.set(i, (this.b.get(i) || 0) + 1);
-    this.n++; this.sum += ms; if (ms > this.max) this.max = ms;
-  }
-  toJSON() { return { n: this.n, max: this.max, sum: this.sum, b: Object.fromEntries(this.b) }; }
-}
 
 // The `ws` client offers permessage-deflate by default; servers here run without it.
 class PlainWS extends WebSocket {
@@ -364,47 +345,6 @@ async function cmdSearch(c) {
 
 const MAX_TRIGGER_INFLIGHT = 2000;
 
-function signedQuery(c, params) {
-  const all = [...params, ["auth_key", c.key], ["auth_timestamp", String(Math.floor(Date.now() / 1000))],
-    ["auth_version", "1.0"]];
-  const sorted = all.map(([k, v]) => [k.toLowerCase(), v]).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-  const text = `POST\n${c.path}\n${sorted.map(([k, v]) => `${k}=${v}`).join("&")}`;
-  all.push(["auth_signature", createHmac("sha256", c.secret).update(text).digest("hex")]);
-  return new URLSearchParams(all).toString();
-}
-
-// A keep-alive HTTP/1.1 connection for triggers, one request at a time: undici's fetch cost the
-// generator more CPU per request than the server spent answering it.
-class HttpConn {
-  constructor(host, port) {
-    this.sock = net.connect({ host, port, noDelay: true });
-    this.buf = Buffer.alloc(0); this.pending = null; this.closed = false;
-    this.sock.on("data", (d) => { this.buf = Buffer.concat([this.buf, d]); this.parse(); });
-    const fail = () => { this.closed = true; if (this.pending) { const p = this.pending; this.pending = null; p(null); } };
-    this.sock.on("error", fail); this.sock.on("close", fail);
-  }
-  parse() {
-    if (!this.pending) return;
-    const end = this.buf.indexOf("\r\n\r\n");
-    if (end < 0) return;
-    const head = this.buf.subarray(0, end).toString("latin1");
-    const m = /content-length: *(\d+)/i.exec(head);
-    const total = end + 4 + (m ? Number(m[1]) : 0);
-    if (this.buf.length < total) return;
-    this.buf = this.buf.subarray(total);
-    const p = this.pending; this.pending = null;
-    p(Number(head.slice(9, 12)));
-  }
-  request(text) {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => { this.closed = true; this.sock.destroy(); }, 10_000);
-      this.pending = (code) => { clearTimeout(timer); resolve(code); };
-      this.sock.write(text);
-    });
-  }
-  close() { this.sock.destroy(); }
-}
-
 async function cmdTrigger(c) {
   const step = String(c.step);
   const http = new Hist();
@@ -427,8 +367,8 @@ async function cmdTrigger(c) {
     while (conn && conn.closed) conn = idle.pop();
     if (!conn) { conn = new HttpConn(url.hostname, Number(url.port)); opened++; }
     const channel = c.channels[i % c.channels.length];
-    const query = signedQuery(c, [["channel", channel], ["step", step], ["t", now().toFixed(3)],
-      ["k", `${process.pid}-${i}`]]);
+    const query = pusherQuery("POST", c.path, c.key, c.secret, [["channel", channel], ["step", step],
+      ["t", now().toFixed(3)], ["k", `${process.pid}-${i}`]]);
     inflight++; sent++;
     const t = now();
     waits.push(conn.request(`POST ${c.path}?${query} HTTP/1.1\r\nhost: ${url.host}\r\ncontent-length: 0\r\n\r\n`)
@@ -437,7 +377,7 @@ async function cmdTrigger(c) {
         status[key] = (status[key] || 0) + 1;
         http.add(now() - t);
         inflight--;
-        if (code !== null) idle.push(conn);
+        if (code !== null && !conn.closed) idle.push(conn);
       }));
   }
   const sendElapsed = now() - started;
