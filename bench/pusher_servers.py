@@ -32,7 +32,7 @@ LABELS = {"parley": "Parley", "soketi": "soketi 1.6.1"}
 FULL: dict[str, Any] = {
     "channels": 100, "members": 10, "step_s": 10, "drain_ms": 2_500, "procs": 3,
     "steps": [2_000, 5_000, 10_000, 15_000, 20_000, 25_000, 30_000, 40_000, 50_000, 60_000,
-              80_000],
+              80_000, 100_000, 120_000],
     "p3_conns": 5_000, "p3_rate": 500, "p3_hold_s": 30,
     "p4_users": 1_000, "p4_rate": 100, "p4_churn_rate": 50, "p4_churn_s": 10, "p4_gap_ms": 200,
     "settle_s": 2.0, "warm_s": 2.0, "pause_s": 3.0, "p4_settle_limit_s": 20,
