@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import trio
+from tests.conformance.organizations import owned_organization
 from tests.conftest import make_settings
 
 from parley.config import Settings
@@ -55,14 +56,7 @@ def settings(transport: str, tmp_path: Path, database_url: str) -> Settings:
 
 async def _fixture(running: RunningServer, path: Path, transport: str) -> dict[str, Any]:
     stores = running.context.stores
-    owner = await stores.users.create(
-        email="pusher@example.com",
-        username="pusherowner",
-        password_hash="x" * 20,
-        role="registered",
-        confirmed=True,
-    )
-    organization = await stores.organizations.create("Pusher Co", "pusher-co", owner.id)
+    owner_id, organization = await owned_organization(stores, "pusher")
     apps: dict[str, Any] = {}
     for name, client_events, quota in (
         ("main", True, None),
@@ -83,7 +77,7 @@ async def _fixture(running: RunningServer, path: Path, transport: str) -> dict[s
         )
         apps[name] = {"id": created.id, "key": created.app_key, "secret": created.app_secret}
     archived = apps["archived"]
-    await stores.applications.update(archived["key"], ApplicationChanges(archived=True), owner.id)
+    await stores.applications.update(archived["key"], ApplicationChanges(archived=True), owner_id)
     host, port = running.base_url.split("://", 1)[1].rsplit(":", 1)
     data = {
         "host": host,

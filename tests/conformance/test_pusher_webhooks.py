@@ -19,6 +19,7 @@ from pathlib import Path
 import pusher
 import pytest
 import trio
+from tests.conformance.organizations import owned_organization
 from tests.conftest import make_settings
 from tests.webhook_receiver import WebhookReceiver
 
@@ -47,14 +48,7 @@ async def test_webhooks_with_pusher_js_and_the_sdks_validators(
         "flaky": await nursery.start(WebhookReceiver([500, 500]).serve),
     }
     stores = running.context.stores
-    owner = await stores.users.create(
-        email="hooks@example.com",
-        username="hooksowner",
-        password_hash="x" * 20,
-        role="registered",
-        confirmed=True,
-    )
-    organization = await stores.organizations.create("Hooks Co", "hooks-co", owner.id)
+    _, organization = await owned_organization(stores, "hooks")
     apps = {}
     for name, receiver in receivers.items():
         created = await stores.applications.create(
