@@ -127,6 +127,27 @@ async def test_a_target_without_a_path_gets_400_not_500(realtime: Realtime) -> N
         assert answer.headers["content-type"] == "application/json"
 
 
+async def test_an_upgrade_whose_host_is_not_ascii_is_refused(realtime: Realtime) -> None:
+    # W10: wsproto decodes the Host header as IDNA, and a byte over 127 raised UnicodeDecodeError
+    # past the handshake's error handling: no answer, and a traceback in the log.
+    host, port = realtime.http.split("://", 1)[1].rsplit(":", 1)
+    stream = await trio.open_tcp_stream(host, int(port))
+    async with stream:
+        lines = [b"GET /socket/websocket?vsn=2.0.0 HTTP/1.1", b"Host: \xb127"]
+        lines += [f"{name}: {value}".encode() for name, value in upgrade_headers().items()]
+        await stream.send_all(b"\r\n".join(lines) + b"\r\n\r\n")
+        answer = b""
+        with trio.fail_after(5):
+            while b"\r\n" not in answer:
+                chunk = await stream.receive_some(4096)
+                if not chunk:
+                    break
+                answer += chunk
+    # The fast path refuses the handshake (400); Hypercorn's h11 takes the header, and the
+    # upgrade without a token is refused (403).
+    assert answer.startswith((b"HTTP/1.1 400 ", b"HTTP/1.1 403 ")), answer
+
+
 async def test_refused_connect_is_403_before_the_upgrade(realtime: Realtime) -> None:
     answer = await http_request(
         realtime.http, "GET", "/socket/websocket?vsn=2.0.0&token=garbage", upgrade_headers()

@@ -396,7 +396,7 @@ async def accept_upgrade(
     try:
         ws.receive_data(head)
         event = next(ws.events(), None)
-    except RemoteProtocolError as exc:
+    except (RemoteProtocolError, UnicodeError) as exc:  # wsproto decodes Host as IDNA
         log.debug("bad upgrade request: %s", exc)
         await _send_all(stream, _plain_response(400, b"bad WebSocket upgrade\n"))
         return 400
