@@ -26,9 +26,9 @@ from parley.store.outbox import Mail
 from tests.api.account_helpers import mails_to, server_with
 from tests.api.conftest import register
 from tests.conftest import make_settings
+from tests.polling import eventually
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
     from pathlib import Path
 
     import httpx
@@ -42,15 +42,6 @@ LINKS = MailLinks(
     reset_template="{public_url}/reset?token={token}",
 )
 HOSTILE = "<script>alert('x')</script>&"
-
-
-async def eventually(predicate: Callable[[], Awaitable[bool]], seconds: float) -> None:
-    """Poll `predicate` until it holds, failing after `seconds`."""
-    with trio.fail_after(seconds):
-        while True:
-            if await predicate():
-                return
-            await trio.sleep(0.02)
 
 
 async def all_sent(outbox: OutboxStore) -> bool:

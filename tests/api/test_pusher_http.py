@@ -20,6 +20,7 @@ from parley.integrations.signing import sign_request
 from tests.api.integration_helpers import App, new_app
 from tests.conftest import make_settings
 from tests.phoenix_client import PhoenixClient, open_phoenix_client
+from tests.polling import eventually
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -163,16 +164,16 @@ async def until(
     client_sdk: pusher.Pusher, channel: str, subscriptions: int, users: list[str]
 ) -> None:
     """Wait (generously) until `channel` has `subscriptions` and presence-room has `users`."""
-    with trio.fail_after(10):
-        while True:
-            info = await call(client_sdk.channel_info, channel, ["subscription_count"])
-            present = await call(client_sdk.users_info, "presence-room")
-            if (
-                info["subscription_count"] == subscriptions
-                and sorted(u["id"] for u in present["users"]) == users
-            ):
-                return
-            await trio.sleep(0.05)
+
+    async def counted() -> bool:
+        info = await call(client_sdk.channel_info, channel, ["subscription_count"])
+        present = await call(client_sdk.users_info, "presence-room")
+        return bool(
+            info["subscription_count"] == subscriptions
+            and sorted(u["id"] for u in present["users"]) == users
+        )
+
+    await eventually(counted, 10)
 
 
 async def test_bad_input_gets_its_status_and_delivers_nothing(

@@ -27,6 +27,7 @@ from parley.store.applications import (
 from parley.store.organizations import OrganizationStore
 from parley.store.users import UserStore
 from parley.store.webhooks import NewWebhookEvent, WebhookRow, WebhookStore
+from tests.polling import eventually
 from tests.webhook_receiver import WebhookReceiver
 
 FAST = replace(WebhookSettings(), backoff_base_seconds=0.2, backoff_max_seconds=0.5)
@@ -101,13 +102,6 @@ async def rows(store: WebhookStore, app: Application) -> list[WebhookRow]:
     return await store.recent(100, app.id)
 
 
-async def until(predicate: Any, timeout: float = 30.0) -> None:  # noqa: ASYNC109 (per-call deadline)
-    """Poll a database condition (real clock) until it holds: nothing signals a row's change."""
-    with trio.fail_after(timeout):
-        while not await predicate():  # noqa: ASYNC110 (polls the database)
-            await trio.sleep(0.05)
-
-
 def event(n: int) -> dict[str, Any]:
     return {"name": "cache_miss", "channel": f"cache-{n}"}
 
@@ -134,7 +128,7 @@ async def test_a_receiver_that_fails_twice_gets_the_event_three_times_each_valid
     async def delivered() -> bool:
         return [r.state for r in await rows(store, app)] == ["delivered"]
 
-    await until(delivered)
+    await eventually(delivered)
     row = (await rows(store, app))[0]
     assert row.attempts == 3
     stats = deliverer.statistics()
@@ -156,7 +150,7 @@ async def test_a_receiver_that_keeps_failing_is_given_up_after_give_up_seconds(
     async def given_up() -> bool:
         return [r.state for r in await rows(store, app)] == ["given_up"]
 
-    await until(given_up)
+    await eventually(given_up)
     row = (await rows(store, app))[0]
     assert row.last_error == "answered 503"
     assert row.attempts == len(hook.received) >= 3
@@ -216,7 +210,7 @@ async def test_a_slow_or_unreachable_receiver_holds_up_no_other_application(
             slow_rows[0].last_error and gone_rows[0].last_error and gone_rows[0].attempts >= 2
         )
 
-    await until(failed_twice)
+    await eventually(failed_twice)
     assert (await rows(store, slow))[0].last_error == "no answer within 4.0 s"
     assert "Connect" in str((await rows(store, unreachable))[0].last_error)
     await slow_hook.wait_for(lambda got: len(got) == 2)  # retried, and answered this time
@@ -224,7 +218,7 @@ async def test_a_slow_or_unreachable_receiver_holds_up_no_other_application(
     async def slow_delivered() -> bool:
         return (await rows(store, slow))[0].state == "delivered"
 
-    await until(slow_delivered)
+    await eventually(slow_delivered)
 
 
 async def test_two_nodes_share_the_outbox_and_never_send_a_row_twice(
@@ -245,7 +239,7 @@ async def test_two_nodes_share_the_outbox_and_never_send_a_row_twice(
     async def all_delivered() -> bool:
         return (await store.counts()) == {"pending": 0, "delivered": 60, "given_up": 0}
 
-    await until(all_delivered)
+    await eventually(all_delivered)
     for hook in hooks:
         channels = [e["channel"] for e in hook.events()]
         assert sorted(channels) == sorted(f"cache-{n}" for n in range(20))  # each once
@@ -269,7 +263,7 @@ async def test_rows_of_an_application_archived_or_without_a_webhook_url_since_ar
         errors = [r.last_error for app in (unhooked, archived) for r in await rows(store, app)]
         return errors == ["no webhook_url", "archived"]
 
-    await until(given_up)
+    await eventually(given_up)
     assert hook.received == []
 
 
